@@ -1,0 +1,245 @@
+//! Base images made from the Debian archive, so nothing needs a registry.
+//!
+//! A recipe (`containers/base/*.json`) says how mmdebstrap makes a root
+//! filesystem; the image is imported per architecture and gathered into a
+//! manifest list. Every image carries the fingerprint of its definition in the
+//! label [`DEFINITION_LABEL`]; an image whose label matches is not rebuilt.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    exec::{Command, Runner},
+    platform::{Arch, Platform, SUPPORTED},
+    podman, project,
+};
+
+pub const DEFINITION_LABEL: &str = "org.rc-release.definition";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    pub name: String,
+    pub description: String,
+    /// `targets`: every supported platform; `build-platform`: only podman's own.
+    #[serde(rename = "for")]
+    pub scope: Scope,
+    pub suite: String,
+    pub sources: Vec<String>,
+    pub source_date_epoch: i64,
+    pub mmdebstrap_options: Vec<String>,
+    /// `podman import --change` instructions (CMD, ENV, ...).
+    pub changes: Vec<String>,
+    #[serde(skip)]
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    Targets,
+    BuildPlatform,
+}
+
+impl Recipe {
+    pub fn load(path: &Path) -> Result<Recipe> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read base image recipe {}", path.display()))?;
+        let mut recipe: Recipe = serde_json::from_slice(&bytes)
+            .with_context(|| format!("base image recipe {} is not valid", path.display()))?;
+        recipe.fingerprint = fingerprint(&[&bytes]);
+        Ok(recipe)
+    }
+
+    pub fn architectures(&self, build_platform: Platform) -> Vec<Arch> {
+        match self.scope {
+            Scope::Targets => SUPPORTED.iter().map(|platform| platform.arch).collect(),
+            Scope::BuildPlatform => vec![build_platform.arch],
+        }
+    }
+
+    /// `localhost/rc-base/runtime:bookworm` → `localhost/rc-base/runtime:bookworm-arm64`.
+    pub fn image_for(&self, arch: Arch) -> String {
+        format!("{}-{}", self.name, arch.oci_name())
+    }
+
+    pub fn mmdebstrap(&self, arch: Arch, tarball: &Path) -> Command {
+        Command::new("mmdebstrap")
+            .env("SOURCE_DATE_EPOCH", self.source_date_epoch.to_string())
+            .arg("--quiet")
+            .arg(format!("--architectures={}", arch.oci_name()))
+            .args(self.mmdebstrap_options.iter().cloned())
+            .arg(&self.suite)
+            .arg(tarball.to_string_lossy())
+            .args(self.sources.iter().cloned())
+    }
+
+    pub fn import(&self, arch: Arch, tarball: &Path) -> Command {
+        let mut changes = vec![format!("LABEL {DEFINITION_LABEL}={}", self.fingerprint)];
+        changes.extend(self.changes.iter().cloned());
+        podman::import(tarball, arch, &changes, &self.image_for(arch))
+    }
+}
+
+/// Short hex SHA-256 over the given parts; stable across Rust versions.
+pub fn fingerprint(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize().iter().take(12).map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Reads an image's definition label; `None` when the image does not exist.
+fn definition_of(runner: &Runner, image: &str) -> Result<Option<String>> {
+    if !runner.succeeds(&podman::image_exists(image))? {
+        return Ok(None);
+    }
+    let config = podman::ImageConfig::parse(&runner.read(&podman::image_inspect(image))?)?;
+    Ok(config.label(DEFINITION_LABEL).map(str::to_owned))
+}
+
+/// Makes sure every base image exists and matches its definition.
+pub fn ensure(runner: &Runner, build_platform: Platform, rebuild: bool) -> Result<()> {
+    let root = project::root();
+    let runtime = Recipe::load(&root.join(project::RUNTIME_RECIPE))?;
+    let debian = Recipe::load(&root.join(project::DEBIAN_RECIPE))?;
+    ensure_rootfs_image(runner, &runtime, build_platform, rebuild)?;
+    ensure_rootfs_image(runner, &debian, build_platform, rebuild)?;
+    ensure_builder(runner, &debian, rebuild)
+}
+
+fn ensure_rootfs_image(runner: &Runner, recipe: &Recipe, build_platform: Platform, rebuild: bool) -> Result<()> {
+    let architectures = recipe.architectures(build_platform);
+    let mut built_any = false;
+    for &arch in &architectures {
+        let image = recipe.image_for(arch);
+        if !rebuild && definition_of(runner, &image)?.as_deref() == Some(recipe.fingerprint.as_str()) {
+            eprintln!("base-images: {image} is up to date");
+            continue;
+        }
+        eprintln!("base-images: building {image} from the Debian archive: {}", recipe.description);
+        let scratch = project::scratch_dir();
+        let tarball = scratch.join(format!("{}.tar", sanitize(&image)));
+        if !runner.dry_run {
+            std::fs::create_dir_all(&scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
+        }
+        let result = runner
+            .run(&recipe.mmdebstrap(arch, &tarball))
+            .and_then(|()| runner.run(&recipe.import(arch, &tarball)))
+            .with_context(|| format!("cannot build base image {image}"));
+        remove_file_if_present(&tarball);
+        result?;
+        built_any = true;
+    }
+    let list_matches = !built_any && list_has_exactly(runner, &recipe.name, &architectures)?;
+    if list_matches {
+        return Ok(());
+    }
+    if runner.succeeds(&podman::manifest_exists(&recipe.name))? {
+        runner.run(&podman::manifest_remove(&recipe.name))?;
+    }
+    runner.run(&podman::manifest_create(&recipe.name))?;
+    for &arch in &architectures {
+        runner.run(&podman::manifest_add(&recipe.name, &recipe.image_for(arch)))?;
+    }
+    Ok(())
+}
+
+fn list_has_exactly(runner: &Runner, name: &str, architectures: &[Arch]) -> Result<bool> {
+    if !runner.succeeds(&podman::manifest_exists(name))? {
+        return Ok(false);
+    }
+    let list = podman::ManifestList::parse(&runner.read(&podman::manifest_inspect(name))?)?;
+    let every_arch_once = architectures
+        .iter()
+        .all(|&arch| list.entries_for(Platform::linux(arch)).len() == 1);
+    Ok(every_arch_once && list.manifests.len() == architectures.len())
+}
+
+fn ensure_builder(runner: &Runner, debian: &Recipe, rebuild: bool) -> Result<()> {
+    let root = project::root();
+    let containerfile = root.join(project::BUILDER_CONTAINERFILE);
+    let definition = std::fs::read(&containerfile).with_context(|| format!("cannot read {}", containerfile.display()))?;
+    let wanted = fingerprint(&[&definition, debian.fingerprint.as_bytes()]);
+    if !rebuild && definition_of(runner, project::BUILDER_IMAGE)?.as_deref() == Some(wanted.as_str()) {
+        eprintln!("base-images: {} is up to date", project::BUILDER_IMAGE);
+        return Ok(());
+    }
+    eprintln!("base-images: building {} (Debian's Rust toolchain and cross linkers)", project::BUILDER_IMAGE);
+    let context: PathBuf = containerfile.parent().context("builder Containerfile has no directory")?.to_path_buf();
+    let build_args = [podman::BuildArg { name: "DEBIAN_IMAGE".into(), value: debian.name.clone() }];
+    let labels = [(DEFINITION_LABEL.to_owned(), wanted)];
+    runner
+        .run(&podman::build_tagged(&containerfile, &context, project::BUILDER_IMAGE, &build_args, &labels))
+        .with_context(|| format!("cannot build {}", project::BUILDER_IMAGE))
+}
+
+fn sanitize(image: &str) -> String {
+    image.chars().map(|character| if character.is_ascii_alphanumeric() { character } else { '-' }).collect()
+}
+
+fn remove_file_if_present(path: &Path) {
+    if let Err(error) = std::fs::remove_file(path) {
+        if error.kind() != std::io::ErrorKind::NotFound {
+            eprintln!("base-images: warning: cannot remove {}: {error}", path.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime_recipe() -> Recipe {
+        Recipe::load(&project::root().join(project::RUNTIME_RECIPE)).unwrap()
+    }
+
+    #[test]
+    fn recipes_load_and_runtime_covers_every_target() {
+        let runtime = runtime_recipe();
+        assert_eq!(runtime.architectures(Platform::LINUX_AMD64), vec![Arch::Amd64, Arch::Arm64]);
+        let debian = Recipe::load(&project::root().join(project::DEBIAN_RECIPE)).unwrap();
+        assert_eq!(debian.architectures(Platform::LINUX_ARM64), vec![Arch::Arm64]);
+        assert_ne!(runtime.fingerprint, debian.fingerprint);
+    }
+
+    #[test]
+    fn mmdebstrap_command_is_reproducible_and_per_architecture() {
+        let recipe = runtime_recipe();
+        let command = recipe.mmdebstrap(Arch::Arm64, Path::new("/tmp/runtime.tar"));
+        assert_eq!(command.program, "mmdebstrap");
+        assert_eq!(command.env, vec![("SOURCE_DATE_EPOCH".to_owned(), "1700000000".to_owned())]);
+        assert!(command.args.contains(&"--architectures=arm64".to_owned()));
+        let suite_position = command.args.iter().position(|arg| arg == "bookworm").unwrap();
+        assert_eq!(command.args[suite_position + 1], "/tmp/runtime.tar");
+        assert!(command.args[suite_position + 2].starts_with("deb http://deb.debian.org/debian "));
+    }
+
+    #[test]
+    fn import_labels_the_image_with_its_definition() {
+        let recipe = runtime_recipe();
+        let command = recipe.import(Arch::Amd64, Path::new("/tmp/x.tar"));
+        let shown = command.to_string();
+        assert!(shown.contains(&format!("LABEL {DEFINITION_LABEL}={}", recipe.fingerprint)), "{shown}");
+        assert!(shown.ends_with("/tmp/x.tar localhost/rc-base/runtime:bookworm-amd64"), "{shown}");
+    }
+
+    #[test]
+    fn fingerprints_change_with_any_part() {
+        assert_eq!(fingerprint(&[b"a", b"b"]), fingerprint(&[b"a", b"b"]));
+        assert_ne!(fingerprint(&[b"a", b"b"]), fingerprint(&[b"ab"]));
+        assert_eq!(fingerprint(&[b"x"]).len(), 24);
+    }
+}
+
+impl crate::flags::BaseImages {
+    pub fn run(self) -> Result<()> {
+        let runner = Runner::new(self.dry_run);
+        let info = podman::Info::parse(&runner.read(&podman::info())?)?;
+        ensure(&runner, info.build_platform()?, self.rebuild)
+    }
+}

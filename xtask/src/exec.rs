@@ -1,0 +1,236 @@
+//! The one place that spawns external programs.
+//!
+//! A [`Command`] is a value: program, argv, optional stdin. Building one never
+//! spawns anything, so plans and tests can look at the exact arguments. A
+//! [`Runner`] executes commands: it echoes each one (shell-quoted, so it can be
+//! pasted) to stderr, honours `--dry-run` for commands with side effects, and
+//! names the command again when it fails.
+
+use std::{
+    fmt,
+    io::{BufRead, BufReader},
+};
+
+use anyhow::{bail, Context, Result};
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Command {
+    pub program: String,
+    pub args: Vec<String>,
+    /// Extra environment for the child (never secrets: these are printed).
+    pub env: Vec<(String, String)>,
+    /// Sent on standard input; never printed. Secrets travel this way only.
+    pub stdin: Option<Vec<u8>>,
+}
+
+impl Command {
+    pub fn new(program: impl Into<String>) -> Command {
+        Command { program: program.into(), args: Vec::new(), env: Vec::new(), stdin: None }
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Command {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Command {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    fn expression(&self) -> duct::Expression {
+        let mut expression = duct::cmd(&self.program, &self.args);
+        for (name, value) in &self.env {
+            expression = expression.env(name, value);
+        }
+        match &self.stdin {
+            Some(bytes) => expression.stdin_bytes(bytes.clone()),
+            None => expression,
+        }
+    }
+}
+
+/// Shell-quoted, ready to paste; stdin shows only as a marker.
+impl fmt::Display for Command {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (name, value) in &self.env {
+            write!(formatter, "{name}={} ", shell_quote(value))?;
+        }
+        formatter.write_str(&shell_quote(&self.program))?;
+        for arg in &self.args {
+            write!(formatter, " {}", shell_quote(arg))?;
+        }
+        if self.stdin.is_some() {
+            formatter.write_str(" <(stdin)")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "Command({self})")
+    }
+}
+
+/// Quotes one word for a POSIX shell, only when it needs it.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"-_./:=,@%+".contains(&byte));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Runner {
+    pub dry_run: bool,
+}
+
+impl Runner {
+    pub fn new(dry_run: bool) -> Runner {
+        Runner { dry_run }
+    }
+
+    /// Runs a command with side effects, its output going to our stderr.
+    /// In dry-run mode prints it and runs nothing.
+    pub fn run(&self, command: &Command) -> Result<()> {
+        self.run_prefixed(command, "")
+    }
+
+    /// Like [`Runner::run`], with every output line prefixed (`[linux/arm64] `).
+    pub fn run_prefixed(&self, command: &Command, prefix: &str) -> Result<()> {
+        if self.dry_run {
+            println!("{command}");
+            return Ok(());
+        }
+        eprintln!("{prefix}$ {command}");
+        let reader = command
+            .expression()
+            .stderr_to_stdout()
+            .unchecked()
+            .reader()
+            .with_context(|| format!("cannot start `{}`", command.program))?;
+        let mut lines = BufReader::new(&reader);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let read = lines.read_until(b'\n', &mut line).context("cannot read command output")?;
+            if read == 0 {
+                break;
+            }
+            eprint!("{prefix}{}", String::from_utf8_lossy(&line));
+        }
+        let output = reader
+            .try_wait()
+            .context("cannot wait for command")?
+            .context("command output ended before the command did")?;
+        if !output.status.success() {
+            bail!("{prefix}command failed ({}): {command}", output.status);
+        }
+        Ok(())
+    }
+
+    /// Runs a read-only query and returns its stdout. Queries run in dry-run
+    /// mode too, so a dry run plans from the real state.
+    pub fn read(&self, command: &Command) -> Result<String> {
+        let output = command
+            .expression()
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .with_context(|| format!("cannot start `{}`", command.program))?;
+        if !output.status.success() {
+            bail!(
+                "command failed ({}): {command}\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim_end()
+            );
+        }
+        String::from_utf8(output.stdout).with_context(|| format!("output of `{command}` is not UTF-8"))
+    }
+
+    /// Runs a query and reports only whether it succeeded (e.g. "does this image exist").
+    pub fn succeeds(&self, command: &Command) -> Result<bool> {
+        let output = command
+            .expression()
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .run()
+            .with_context(|| format!("cannot start `{}`", command.program))?;
+        Ok(output.status.success())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_pasteable_shell() {
+        let command = Command::new("podman")
+            .args(["build", "--build-arg", "GREETING=hello world", "-f", "it's.Containerfile", ""]);
+        assert_eq!(
+            command.to_string(),
+            r#"podman build --build-arg 'GREETING=hello world' -f 'it'\''s.Containerfile' ''"#
+        );
+    }
+
+    #[test]
+    fn environment_is_shown_as_a_prefix() {
+        let command = Command::new("mmdebstrap").env("SOURCE_DATE_EPOCH", "1700000000").arg("bookworm");
+        assert_eq!(command.to_string(), "SOURCE_DATE_EPOCH=1700000000 mmdebstrap bookworm");
+    }
+
+    #[test]
+    fn stdin_is_never_displayed() {
+        let mut command = Command::new("podman").args(["login", "--password-stdin"]);
+        command.stdin = Some(b"s3cret".to_vec());
+        let shown = format!("{command} {command:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("<(stdin)"));
+    }
+
+    #[test]
+    fn read_returns_stdout_and_failures_name_the_command() {
+        let runner = Runner::new(false);
+        assert_eq!(runner.read(&Command::new("echo").arg("hi")).unwrap(), "hi\n");
+        let error = runner.read(&Command::new("false")).unwrap_err();
+        assert!(format!("{error:#}").contains("command failed"), "{error:#}");
+        let error = runner.read(&Command::new("no-such-program-rc")).unwrap_err();
+        assert!(format!("{error:#}").contains("no-such-program-rc"), "{error:#}");
+    }
+
+    #[test]
+    fn dry_run_does_not_execute_side_effects() {
+        let marker = std::env::temp_dir().join(format!("rc-dry-run-{}", std::process::id()));
+        let runner = Runner::new(true);
+        runner.run(&Command::new("touch").arg(marker.to_str().unwrap())).unwrap();
+        assert!(!marker.exists());
+        Runner::new(false).run(&Command::new("touch").arg(marker.to_str().unwrap())).unwrap();
+        assert!(marker.exists());
+        std::fs::remove_file(marker).unwrap();
+    }
+
+    #[test]
+    fn failed_run_reports_the_command() {
+        let error = Runner::new(false).run(&Command::new("sh").args(["-c", "exit 3"])).unwrap_err();
+        let message = format!("{error:#}");
+        assert!(message.contains("sh -c 'exit 3'"), "{message}");
+    }
+}

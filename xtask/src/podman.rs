@@ -1,0 +1,315 @@
+//! Podman's command line. Only this module knows podman's flags; every
+//! function builds a [`Command`] and spawns nothing.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::{
+    exec::Command,
+    platform::{self, Arch, Platform},
+};
+
+pub const PROGRAM: &str = "podman";
+
+/// The oldest podman whose multi-platform `build --manifest` we rely on.
+pub const MINIMUM_VERSION: semver::Version = semver::Version::new(4, 3, 0);
+
+fn podman() -> Command {
+    Command::new(PROGRAM)
+}
+
+/// `NAME=VALUE` for `--build-arg`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildArg {
+    pub name: String,
+    pub value: String,
+}
+
+impl std::str::FromStr for BuildArg {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<BuildArg> {
+        let Some((name, value)) = text.split_once('=') else {
+            bail!("build argument {text:?} has no '='; write it as NAME=VALUE (NAME= for an empty value)");
+        };
+        if name.is_empty() || !name.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_') {
+            bail!("build argument {text:?}: {name:?} is not a valid ARG name (letters, digits, _)");
+        }
+        Ok(BuildArg { name: name.to_owned(), value: value.to_owned() })
+    }
+}
+
+/// One `podman build` invocation that adds its images to a manifest list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Build {
+    pub containerfile: PathBuf,
+    pub context: PathBuf,
+    pub platforms: Vec<Platform>,
+    /// The platform podman runs on. Passed as `BUILDPLATFORM` because podman
+    /// 4.3 does not predefine it, and `FROM --platform=$BUILDPLATFORM` would
+    /// otherwise silently fall back to the target platform (under emulation).
+    pub build_platform: Platform,
+    pub manifest: String,
+    pub build_args: Vec<BuildArg>,
+    /// `host:container[:options]` mounts for RUN steps (the host CA bundle).
+    pub volumes: Vec<String>,
+}
+
+impl Build {
+    pub fn command(&self) -> Command {
+        let mut command = podman()
+            .arg("build")
+            .arg("--platform")
+            .arg(platform::join(&self.platforms))
+            .arg("--manifest")
+            .arg(&self.manifest)
+            .arg("--file")
+            .arg(path_text(&self.containerfile))
+            .arg("--build-arg")
+            .arg(format!("BUILDPLATFORM={}", self.build_platform));
+        for build_arg in &self.build_args {
+            command = command.arg("--build-arg").arg(format!("{}={}", build_arg.name, build_arg.value));
+        }
+        for volume in &self.volumes {
+            command = command.arg("--volume").arg(volume);
+        }
+        command.arg(path_text(&self.context))
+    }
+}
+
+/// A plain single-platform build tagged `tag` (used for the builder base).
+pub fn build_tagged(containerfile: &Path, context: &Path, tag: &str, build_args: &[BuildArg], labels: &[(String, String)]) -> Command {
+    let mut command = podman().arg("build").arg("--tag").arg(tag).arg("--file").arg(path_text(containerfile));
+    for build_arg in build_args {
+        command = command.arg("--build-arg").arg(format!("{}={}", build_arg.name, build_arg.value));
+    }
+    for (key, value) in labels {
+        command = command.arg("--label").arg(format!("{key}={value}"));
+    }
+    command.arg(path_text(context))
+}
+
+fn path_text(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+pub fn version() -> Command {
+    podman().args(["version", "--format", "{{.Client.Version}}"])
+}
+
+pub fn info() -> Command {
+    podman().args(["info", "--format", "json"])
+}
+
+pub fn image_exists(reference: &str) -> Command {
+    podman().args(["image", "exists", reference])
+}
+
+pub fn manifest_exists(reference: &str) -> Command {
+    podman().args(["manifest", "exists", reference])
+}
+
+pub fn manifest_create(name: &str) -> Command {
+    podman().args(["manifest", "create", name])
+}
+
+pub fn manifest_add(list: &str, image: &str) -> Command {
+    podman().args(["manifest", "add", list]).arg(format!("containers-storage:{image}"))
+}
+
+/// Removes the list, or only this name of it when it has others.
+pub fn manifest_remove(name: &str) -> Command {
+    podman().args(["manifest", "rm", name])
+}
+
+pub fn manifest_inspect(name: &str) -> Command {
+    podman().args(["manifest", "inspect", name])
+}
+
+pub fn image_inspect(reference: &str) -> Command {
+    podman().args(["image", "inspect", "--format", "json", reference])
+}
+
+pub fn tag(source: &str, target: &str) -> Command {
+    podman().args(["tag", source, target])
+}
+
+/// `podman import` of a root filesystem tarball as an image of `arch`.
+pub fn import(tarball: &Path, arch: Arch, changes: &[String], name: &str) -> Command {
+    let mut command = podman().args(["import", "--os", "linux", "--arch", arch.oci_name()]);
+    for change in changes {
+        command = command.arg("--change").arg(change);
+    }
+    command.arg(path_text(tarball)).arg(name)
+}
+
+/// What `podman info --format json` says that we use.
+#[derive(Debug, Deserialize)]
+pub struct Info {
+    pub host: HostInfo,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HostInfo {
+    pub arch: String,
+    pub os: String,
+}
+
+impl Info {
+    pub fn parse(json: &str) -> Result<Info> {
+        serde_json::from_str(json).context("cannot parse `podman info --format json`")
+    }
+
+    /// The platform podman builds on: the VM's on macOS, the host's on Linux.
+    pub fn build_platform(&self) -> Result<Platform> {
+        format!("{}/{}", self.host.os, self.host.arch)
+            .parse()
+            .with_context(|| format!("podman runs on {}/{}, which rc-web's images do not support", self.host.os, self.host.arch))
+    }
+}
+
+/// An image index / manifest list as `podman manifest inspect` prints it.
+#[derive(Debug, Deserialize)]
+pub struct ManifestList {
+    #[serde(default)]
+    pub manifests: Vec<ManifestEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ManifestEntry {
+    pub digest: String,
+    pub platform: Option<EntryPlatform>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EntryPlatform {
+    pub architecture: String,
+    pub os: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+impl ManifestList {
+    pub fn parse(json: &str) -> Result<ManifestList> {
+        serde_json::from_str(json).context("cannot parse `podman manifest inspect` output")
+    }
+
+    /// Entries whose platform is exactly `platform` (no variant).
+    pub fn entries_for(&self, platform: Platform) -> Vec<&ManifestEntry> {
+        self.manifests
+            .iter()
+            .filter(|entry| entry.platform_string().as_deref() == Some(platform.to_string().as_str()))
+            .collect()
+    }
+}
+
+impl ManifestEntry {
+    pub fn platform_string(&self) -> Option<String> {
+        let platform = self.platform.as_ref()?;
+        Some(match &platform.variant {
+            Some(variant) if !variant.is_empty() => format!("{}/{}/{variant}", platform.os, platform.architecture),
+            _ => format!("{}/{}", platform.os, platform.architecture),
+        })
+    }
+}
+
+/// The parts of `podman image inspect` that say what an image is built for.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageConfig {
+    pub os: String,
+    pub architecture: String,
+    #[serde(default)]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl ImageConfig {
+    /// `podman image inspect` prints an array with one element per reference.
+    pub fn parse(json: &str) -> Result<ImageConfig> {
+        let mut images: Vec<ImageConfig> = serde_json::from_str(json).context("cannot parse `podman image inspect` output")?;
+        images.pop().context("`podman image inspect` printed no image")
+    }
+
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.as_ref()?.get(key).map(String::as_str)
+    }
+}
+
+/// Parses `podman version` output such as `4.3.1` (or `5.0.0-dev`).
+pub fn parse_version(text: &str) -> Result<semver::Version> {
+    let text = text.trim();
+    semver::Version::parse(text)
+        .or_else(|_| semver::Version::parse(&format!("{text}.0")))
+        .with_context(|| format!("cannot read podman's version from {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build() -> Build {
+        Build {
+            containerfile: "containers/rc-web/Containerfile".into(),
+            context: ".".into(),
+            platforms: vec![Platform::LINUX_AMD64, Platform::LINUX_ARM64],
+            build_platform: Platform::LINUX_AMD64,
+            manifest: "localhost/rc-web:build-1".into(),
+            build_args: vec!["GIT_REVISION=abc1234".parse().unwrap()],
+            volumes: vec!["/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro".into()],
+        }
+    }
+
+    #[test]
+    fn multi_platform_build_has_every_flag_as_its_own_argument() {
+        assert_eq!(
+            build().command().to_string(),
+            "podman build --platform linux/amd64,linux/arm64 --manifest localhost/rc-web:build-1 \
+             --file containers/rc-web/Containerfile --build-arg BUILDPLATFORM=linux/amd64 \
+             --build-arg GIT_REVISION=abc1234 \
+             --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro ."
+        );
+    }
+
+    #[test]
+    fn build_args_need_an_equals_sign_and_a_valid_name() {
+        let error = "VERSION".parse::<BuildArg>().unwrap_err().to_string();
+        assert!(error.contains("has no '='") && error.contains("NAME=VALUE"), "{error}");
+        assert!("A-B=1".parse::<BuildArg>().is_err());
+        let empty: BuildArg = "EMPTY=".parse().unwrap();
+        assert_eq!(empty.value, "");
+        let with_equals: BuildArg = "FLAGS=a=b".parse().unwrap();
+        assert_eq!(with_equals.value, "a=b");
+    }
+
+    #[test]
+    fn manifest_list_entries_are_matched_by_platform() {
+        let json = r#"{"schemaVersion":2,"manifests":[
+            {"digest":"sha256:aa","platform":{"architecture":"amd64","os":"linux"}},
+            {"digest":"sha256:bb","platform":{"architecture":"arm64","os":"linux","variant":"v8"}},
+            {"digest":"sha256:cc","platform":{"architecture":"arm64","os":"linux"}}]}"#;
+        let list = ManifestList::parse(json).unwrap();
+        assert_eq!(list.entries_for(Platform::LINUX_AMD64).len(), 1);
+        let arm = list.entries_for(Platform::LINUX_ARM64);
+        assert_eq!(arm.len(), 1);
+        assert_eq!(arm[0].digest, "sha256:cc");
+        assert_eq!(list.manifests[1].platform_string().unwrap(), "linux/arm64/v8");
+    }
+
+    #[test]
+    fn info_gives_the_build_platform() {
+        let json = r#"{"host":{"arch":"amd64","os":"linux","other":1},"store":{"graphRoot":"/var/lib/containers/storage"}}"#;
+        let info = Info::parse(json).unwrap();
+        assert_eq!(info.build_platform().unwrap(), Platform::LINUX_AMD64);
+    }
+
+    #[test]
+    fn versions_parse_with_or_without_patch() {
+        assert_eq!(parse_version("4.3.1\n").unwrap(), semver::Version::new(4, 3, 1));
+        assert_eq!(parse_version("5.2").unwrap(), semver::Version::new(5, 2, 0));
+        assert!(parse_version("4.3.1").unwrap() >= MINIMUM_VERSION);
+        assert!(parse_version("3.4.4").unwrap() < MINIMUM_VERSION);
+        assert!(parse_version("podman").is_err());
+    }
+}

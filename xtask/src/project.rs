@@ -1,0 +1,45 @@
+//! Where things are in this repository, and the names the pipeline uses by default.
+
+use std::path::{Path, PathBuf};
+
+/// The image rc-web is built into when no `--image` is given.
+pub const DEFAULT_IMAGE: &str = "localhost/rc-web";
+/// rc-web's Containerfile, relative to the project root; the context is the root.
+pub const RC_WEB_CONTAINERFILE: &str = "containers/rc-web/Containerfile";
+/// Base image recipes: root filesystems from the Debian archive.
+pub const RUNTIME_RECIPE: &str = "containers/base/runtime.json";
+pub const DEBIAN_RECIPE: &str = "containers/base/debian.json";
+/// The Rust builder base, built FROM the Debian base.
+pub const BUILDER_CONTAINERFILE: &str = "containers/rust-builder/Containerfile";
+pub const BUILDER_IMAGE: &str = "localhost/rc-base/rust-builder:bookworm";
+
+/// The workspace root (the parent of `xtask/`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Scratch space for generated files (root filesystem tarballs), under `target/`.
+pub fn scratch_dir() -> PathBuf {
+    root().join("target").join("xtask")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Containerfile's defaults and the xtask's names must agree, or a plain
+    /// `podman build` would look for base images the xtask never makes.
+    #[test]
+    fn containerfile_defaults_name_the_project_base_images() {
+        let containerfile = std::fs::read_to_string(root().join(RC_WEB_CONTAINERFILE)).unwrap();
+        assert!(containerfile.contains(&format!("ARG BUILDER_IMAGE={BUILDER_IMAGE}\n")));
+        let runtime = crate::base_images::Recipe::load(&root().join(RUNTIME_RECIPE)).unwrap();
+        assert!(containerfile.contains(&format!("ARG RUNTIME_IMAGE={}\n", runtime.name)));
+        let builder = std::fs::read_to_string(root().join(BUILDER_CONTAINERFILE)).unwrap();
+        let debian = crate::base_images::Recipe::load(&root().join(DEBIAN_RECIPE)).unwrap();
+        assert!(builder.contains(&format!("ARG DEBIAN_IMAGE={}\n", debian.name)));
+    }
+}
