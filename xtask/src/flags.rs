@@ -27,6 +27,18 @@ pub enum XtaskCommand {
     BaseImages(BaseImages),
     /// Build rc-web (or any Containerfile) for several platforms into a manifest list
     BuildImage(BuildImage),
+    /// Prepare the machine (setup, base images), then run the whole test suite
+    Test(Test),
+}
+
+#[derive(Debug, Args)]
+pub struct Test {
+    /// Skip machine preparation (setup and base images)
+    #[arg(long)]
+    pub no_setup: bool,
+    /// Extra arguments for `cargo test` (after `--`)
+    #[arg(last = true)]
+    pub cargo_test_args: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ mod platform;
 mod podman;
 mod project;
 mod setup;
+mod test;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
         flags::XtaskCommand::Setup(setup) => setup.run(),
         flags::XtaskCommand::BaseImages(base_images) => base_images.run(),
         flags::XtaskCommand::BuildImage(build_image) => build_image.run(),
+        flags::XtaskCommand::Test(test) => test.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

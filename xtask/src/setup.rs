@@ -26,6 +26,8 @@ pub const PACKAGES: &[&str] = &[
     "skopeo",
     "apache2-utils",
     "ca-certificates",
+    // mmdebstrap verifies the Debian archive with it (not preinstalled on Ubuntu).
+    "debian-archive-keyring",
 ];
 
 const CONTAINERS_CONF: &str = "/etc/containers/containers.conf";
