@@ -149,7 +149,11 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, Json(serde_json::json!({ "status": "ready" }))).into_response()
+        (
+            StatusCode::OK,
+            Json(serde_json::json!({ "status": "ready" })),
+        )
+            .into_response()
     } else {
         let body = Json(serde_json::json!({ "status": "draining" }));
         (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
@@ -223,11 +227,17 @@ mod tests {
     #[test]
     fn bad_values_name_the_variable_and_the_fix() {
         let error = config_from(&[("PORT", "eighty")]).unwrap_err();
-        assert!(error.contains("PORT=\"eighty\"") && error.contains("0-65535"), "{error}");
+        assert!(
+            error.contains("PORT=\"eighty\"") && error.contains("0-65535"),
+            "{error}"
+        );
         let error = config_from(&[("PORT", "70000")]).unwrap_err();
         assert!(error.contains("PORT"), "{error}");
         let error = config_from(&[("BIND_ADDRESS", "localhost:1")]).unwrap_err();
-        assert!(error.contains("BIND_ADDRESS") && error.contains("127.0.0.1"), "{error}");
+        assert!(
+            error.contains("BIND_ADDRESS") && error.contains("127.0.0.1"),
+            "{error}"
+        );
     }
 
     #[test]

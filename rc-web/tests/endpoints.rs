@@ -34,12 +34,18 @@ impl Server {
             .next()
             .and_then(|text| text.trim().parse().ok())
             .unwrap_or_else(|| panic!("no address in startup line {first_line:?}"));
-        Server { child, address, log_lines }
+        Server {
+            child,
+            address,
+            log_lines,
+        }
     }
 
     fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
         let mut stream = TcpStream::connect(self.address).expect("connect to rc-web");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
             self.address,
@@ -66,14 +72,20 @@ impl Server {
     /// Sends a signal with the system `kill` and waits (bounded) for the exit.
     fn stop_with(mut self, signal: &str) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-s", signal, &pid]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-s", signal, &pid])
+            .status()
+            .unwrap();
         assert!(status.success(), "kill -s {signal} {pid} failed");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "rc-web did not stop within 10 s of {signal}");
+            assert!(
+                Instant::now() < deadline,
+                "rc-web did not stop within 10 s of {signal}"
+            );
             thread::sleep(Duration::from_millis(50));
         }
     }
@@ -123,11 +135,18 @@ impl Reply {
             .filter_map(|line| line.split_once(':'))
             .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
             .collect();
-        Reply { status, headers, body: raw[split + 4..].to_vec() }
+        Reply {
+            status,
+            headers,
+            body: raw[split + 4..].to_vec(),
+        }
     }
 
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
     }
 }
 
@@ -148,12 +167,20 @@ fn every_endpoint_answers() {
     assert_eq!(version["arch"], std::env::consts::ARCH);
 
     let (status, hello) = server.get_json("/hello");
-    assert_eq!((status, hello["message"].as_str()), (200, Some("Hello, world!")));
+    assert_eq!(
+        (status, hello["message"].as_str()),
+        (200, Some("Hello, world!"))
+    );
     let (_, hello) = server.get_json("/hello?name=arm64");
     assert_eq!(hello["message"], "Hello, arm64!");
 
     let payload = br#"{"ping":[1,2,3]}"#;
-    let echoed = server.request("POST", "/echo", &[("Content-Type", "application/json")], payload);
+    let echoed = server.request(
+        "POST",
+        "/echo",
+        &[("Content-Type", "application/json")],
+        payload,
+    );
     assert_eq!(echoed.status, 200);
     assert_eq!(echoed.body, payload);
     assert_eq!(echoed.header("content-type"), Some("application/json"));
@@ -164,7 +191,10 @@ fn every_endpoint_answers() {
     assert_eq!(wrong_method.status, 405);
 
     let status = server.stop_with("TERM");
-    assert!(status.success(), "rc-web exited with {status} after SIGTERM");
+    assert!(
+        status.success(),
+        "rc-web exited with {status} after SIGTERM"
+    );
 }
 
 #[test]
@@ -175,8 +205,14 @@ fn requests_are_logged_and_sigint_stops_gracefully() {
     // The log line is written after the response; give the reader thread a moment.
     thread::sleep(Duration::from_millis(200));
     let lines = server.logged_lines();
-    assert!(lines.iter().any(|line| line.contains("GET /healthz 200")), "{lines:?}");
-    assert!(lines.iter().any(|line| line.contains("POST /echo 200")), "{lines:?}");
+    assert!(
+        lines.iter().any(|line| line.contains("GET /healthz 200")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|line| line.contains("POST /echo 200")),
+        "{lines:?}"
+    );
     let status = server.stop_with("INT");
     assert!(status.success(), "rc-web exited with {status} after SIGINT");
 }
@@ -189,5 +225,8 @@ fn bad_configuration_exits_with_a_clear_message() {
         .expect("spawn rc-web");
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("PORT=\"not-a-port\" is not a port number"), "{stderr}");
+    assert!(
+        stderr.contains("PORT=\"not-a-port\" is not a port number"),
+        "{stderr}"
+    );
 }

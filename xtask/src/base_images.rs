@@ -46,7 +46,8 @@ pub enum Scope {
 
 impl Recipe {
     pub fn load(path: &Path) -> Result<Recipe> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read base image recipe {}", path.display()))?;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read base image recipe {}", path.display()))?;
         let mut recipe: Recipe = serde_json::from_slice(&bytes)
             .with_context(|| format!("base image recipe {} is not valid", path.display()))?;
         recipe.fingerprint = fingerprint(&[&bytes]);
@@ -90,7 +91,12 @@ pub fn fingerprint(parts: &[&[u8]]) -> String {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part);
     }
-    hasher.finalize().iter().take(12).map(|byte| format!("{byte:02x}")).collect()
+    hasher
+        .finalize()
+        .iter()
+        .take(12)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// Reads an image's definition label; `None` when the image does not exist.
@@ -112,20 +118,31 @@ pub fn ensure(runner: &Runner, build_platform: Platform, rebuild: bool) -> Resul
     ensure_builder(runner, &debian, rebuild)
 }
 
-fn ensure_rootfs_image(runner: &Runner, recipe: &Recipe, build_platform: Platform, rebuild: bool) -> Result<()> {
+fn ensure_rootfs_image(
+    runner: &Runner,
+    recipe: &Recipe,
+    build_platform: Platform,
+    rebuild: bool,
+) -> Result<()> {
     let architectures = recipe.architectures(build_platform);
     let mut built_any = false;
     for &arch in &architectures {
         let image = recipe.image_for(arch);
-        if !rebuild && definition_of(runner, &image)?.as_deref() == Some(recipe.fingerprint.as_str()) {
+        if !rebuild
+            && definition_of(runner, &image)?.as_deref() == Some(recipe.fingerprint.as_str())
+        {
             eprintln!("base-images: {image} is up to date");
             continue;
         }
-        eprintln!("base-images: building {image} from the Debian archive: {}", recipe.description);
+        eprintln!(
+            "base-images: building {image} from the Debian archive: {}",
+            recipe.description
+        );
         let scratch = project::scratch_dir();
         let tarball = scratch.join(format!("{}.tar", sanitize(&image)));
         if !runner.dry_run {
-            std::fs::create_dir_all(&scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
+            std::fs::create_dir_all(&scratch)
+                .with_context(|| format!("cannot create {}", scratch.display()))?;
         }
         let result = runner
             .run(&recipe.mmdebstrap(arch, &tarball))
@@ -163,29 +180,59 @@ fn list_has_exactly(runner: &Runner, name: &str, architectures: &[Arch]) -> Resu
 fn ensure_builder(runner: &Runner, debian: &Recipe, rebuild: bool) -> Result<()> {
     let root = project::root();
     let containerfile = root.join(project::BUILDER_CONTAINERFILE);
-    let definition = std::fs::read(&containerfile).with_context(|| format!("cannot read {}", containerfile.display()))?;
+    let definition = std::fs::read(&containerfile)
+        .with_context(|| format!("cannot read {}", containerfile.display()))?;
     let wanted = fingerprint(&[&definition, debian.fingerprint.as_bytes()]);
-    if !rebuild && definition_of(runner, project::BUILDER_IMAGE)?.as_deref() == Some(wanted.as_str()) {
+    if !rebuild
+        && definition_of(runner, project::BUILDER_IMAGE)?.as_deref() == Some(wanted.as_str())
+    {
         eprintln!("base-images: {} is up to date", project::BUILDER_IMAGE);
         return Ok(());
     }
-    eprintln!("base-images: building {} (Debian's Rust toolchain and cross linkers)", project::BUILDER_IMAGE);
-    let context: PathBuf = containerfile.parent().context("builder Containerfile has no directory")?.to_path_buf();
-    let build_args = [podman::BuildArg { name: "DEBIAN_IMAGE".into(), value: debian.name.clone() }];
+    eprintln!(
+        "base-images: building {} (Debian's Rust toolchain and cross linkers)",
+        project::BUILDER_IMAGE
+    );
+    let context: PathBuf = containerfile
+        .parent()
+        .context("builder Containerfile has no directory")?
+        .to_path_buf();
+    let build_args = [podman::BuildArg {
+        name: "DEBIAN_IMAGE".into(),
+        value: debian.name.clone(),
+    }];
     let labels = [(DEFINITION_LABEL.to_owned(), wanted)];
     runner
-        .run(&podman::build_tagged(&containerfile, &context, project::BUILDER_IMAGE, &build_args, &labels))
+        .run(&podman::build_tagged(
+            &containerfile,
+            &context,
+            project::BUILDER_IMAGE,
+            &build_args,
+            &labels,
+        ))
         .with_context(|| format!("cannot build {}", project::BUILDER_IMAGE))
 }
 
 fn sanitize(image: &str) -> String {
-    image.chars().map(|character| if character.is_ascii_alphanumeric() { character } else { '-' }).collect()
+    image
+        .chars()
+        .map(|character| {
+            if character.is_ascii_alphanumeric() {
+                character
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 fn remove_file_if_present(path: &Path) {
     if let Err(error) = std::fs::remove_file(path) {
         if error.kind() != std::io::ErrorKind::NotFound {
-            eprintln!("base-images: warning: cannot remove {}: {error}", path.display());
+            eprintln!(
+                "base-images: warning: cannot remove {}: {error}",
+                path.display()
+            );
         }
     }
 }
@@ -201,9 +248,15 @@ mod tests {
     #[test]
     fn recipes_load_and_runtime_covers_every_target() {
         let runtime = runtime_recipe();
-        assert_eq!(runtime.architectures(Platform::LINUX_AMD64), vec![Arch::Amd64, Arch::Arm64]);
+        assert_eq!(
+            runtime.architectures(Platform::LINUX_AMD64),
+            vec![Arch::Amd64, Arch::Arm64]
+        );
         let debian = Recipe::load(&project::root().join(project::DEBIAN_RECIPE)).unwrap();
-        assert_eq!(debian.architectures(Platform::LINUX_ARM64), vec![Arch::Arm64]);
+        assert_eq!(
+            debian.architectures(Platform::LINUX_ARM64),
+            vec![Arch::Arm64]
+        );
         assert_ne!(runtime.fingerprint, debian.fingerprint);
     }
 
@@ -212,9 +265,16 @@ mod tests {
         let recipe = runtime_recipe();
         let command = recipe.mmdebstrap(Arch::Arm64, Path::new("/tmp/runtime.tar"));
         assert_eq!(command.program, "mmdebstrap");
-        assert_eq!(command.env, vec![("SOURCE_DATE_EPOCH".to_owned(), "1700000000".to_owned())]);
+        assert_eq!(
+            command.env,
+            vec![("SOURCE_DATE_EPOCH".to_owned(), "1700000000".to_owned())]
+        );
         assert!(command.args.contains(&"--architectures=arm64".to_owned()));
-        let suite_position = command.args.iter().position(|arg| arg == "bookworm").unwrap();
+        let suite_position = command
+            .args
+            .iter()
+            .position(|arg| arg == "bookworm")
+            .unwrap();
         assert_eq!(command.args[suite_position + 1], "/tmp/runtime.tar");
         assert!(command.args[suite_position + 2].starts_with("deb http://deb.debian.org/debian "));
     }
@@ -224,8 +284,14 @@ mod tests {
         let recipe = runtime_recipe();
         let command = recipe.import(Arch::Amd64, Path::new("/tmp/x.tar"));
         let shown = command.to_string();
-        assert!(shown.contains(&format!("LABEL {DEFINITION_LABEL}={}", recipe.fingerprint)), "{shown}");
-        assert!(shown.ends_with("/tmp/x.tar localhost/rc-base/runtime:bookworm-amd64"), "{shown}");
+        assert!(
+            shown.contains(&format!("LABEL {DEFINITION_LABEL}={}", recipe.fingerprint)),
+            "{shown}"
+        );
+        assert!(
+            shown.ends_with("/tmp/x.tar localhost/rc-base/runtime:bookworm-amd64"),
+            "{shown}"
+        );
     }
 
     #[test]

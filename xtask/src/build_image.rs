@@ -1,22 +1,27 @@
-//! `build-image`: plan the podman invocations, run them, verify the result,
-//! and only then give the manifest list its real name.
+//! `build-image`: plan the podman invocations, run them, fall back to one
+//! platform at a time when the all-at-once build fails, verify the result, and
+//! only then give the manifest list its tags.
 //!
-//! Builds go into a temporary list. The list the user sees is replaced only
-//! after the temporary one holds exactly the requested platforms, each image
+//! Builds go into a temporary list. The lists the user sees are replaced only
+//! after the temporary one holds exactly the platforms that built, each image
 //! built for the platform its entry claims; a failed build leaves the previous
-//! list as it was, and a rerun never accumulates entries.
+//! lists as they were, and a rerun never accumulates entries.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use crate::{
-    base_images,
+    base_images, disk,
     exec::{Command, Runner},
+    flags,
     git::SourceState,
     platform::{self, Platform},
     podman::{self, BuildArg},
-    project, setup,
+    project,
+    reference::Repository,
+    setup,
+    tags::{self, Tags},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,10 +38,11 @@ pub struct Request {
     pub mode: Mode,
     pub containerfile: PathBuf,
     pub context: PathBuf,
-    /// Repository without tag, e.g. `localhost/rc-web`.
-    pub image: String,
-    pub tag: String,
+    pub repository: Repository,
+    pub tags: Tags,
     pub build_args: Vec<BuildArg>,
+    pub strict: bool,
+    pub latest_on_partial: bool,
 }
 
 /// Facts about this machine and source tree that the plan depends on.
@@ -61,21 +67,34 @@ pub struct PlatformBuild {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub platforms: Vec<Platform>,
+    pub mode: Mode,
+    pub repository: Repository,
     pub temporary_list: String,
-    pub final_list: String,
+    /// The first build attempt: one command all at once, or one per platform.
     pub builds: Vec<PlatformBuild>,
-    /// How to build one platform alone into the temporary list: used when the
-    /// all-at-once build leaves a platform out of the list (a podman 4.3 bug).
+    /// Each platform alone: the fallback when the all-at-once build fails, and
+    /// the repair when it leaves a platform out of the list (a podman 4.3 bug).
     pub single_platform_builds: Vec<PlatformBuild>,
+    pub tags: Tags,
+    pub strict: bool,
+    pub latest_on_partial: bool,
 }
 
 /// Computes every podman build invocation; spawns nothing.
 pub fn plan(request: &Request, environment: &Environment) -> Plan {
-    let temporary_list = format!("{}:build-{}", request.image, environment.run_id);
+    let temporary_list = request
+        .repository
+        .with_tag(&format!("build-{}", environment.run_id));
     let build_for = |platforms: Vec<Platform>| {
         let mut build_args = vec![
-            BuildArg { name: "GIT_REVISION".into(), value: revision_label(&environment.source) },
-            BuildArg { name: "BUILD_DATE".into(), value: environment.source.commit_date() },
+            BuildArg {
+                name: "GIT_REVISION".into(),
+                value: revision_label(&environment.source),
+            },
+            BuildArg {
+                name: "BUILD_DATE".into(),
+                value: environment.source.commit_date(),
+            },
         ];
         build_args.extend(request.build_args.iter().cloned());
         podman::Build {
@@ -96,18 +115,28 @@ pub fn plan(request: &Request, environment: &Environment) -> Plan {
     let single_platform_builds: Vec<PlatformBuild> = request
         .platforms
         .iter()
-        .map(|&platform| PlatformBuild { platform: Some(platform), command: build_for(vec![platform]) })
+        .map(|&platform| PlatformBuild {
+            platform: Some(platform),
+            command: build_for(vec![platform]),
+        })
         .collect();
     let builds = match request.mode {
-        Mode::AllAtOnce => vec![PlatformBuild { platform: None, command: build_for(request.platforms.clone()) }],
+        Mode::AllAtOnce => vec![PlatformBuild {
+            platform: None,
+            command: build_for(request.platforms.clone()),
+        }],
         Mode::PerPlatform => single_platform_builds.clone(),
     };
     Plan {
         platforms: request.platforms.clone(),
-        final_list: format!("{}:{}", request.image, request.tag),
+        mode: request.mode,
+        repository: request.repository.clone(),
         temporary_list,
         builds,
         single_platform_builds,
+        tags: request.tags.clone(),
+        strict: request.strict,
+        latest_on_partial: request.latest_on_partial,
     }
 }
 
@@ -121,48 +150,168 @@ fn revision_label(source: &SourceState) -> String {
 }
 
 fn prefix(platform: Option<Platform>) -> String {
-    platform.map(|platform| format!("[{platform}] ")).unwrap_or_default()
+    platform
+        .map(|platform| format!("[{platform}] "))
+        .unwrap_or_default()
 }
 
-/// Runs the plan. On failure the temporary list is removed and the final
-/// list is left as it was.
-pub fn execute(plan: &Plan, runner: &Runner) -> Result<()> {
+/// What a build produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub built: Vec<Platform>,
+    pub failed: Vec<Platform>,
+    /// Full references of the lists now tagged (`ghcr.io/x/rc-web:v1.2.3`).
+    pub tagged: Vec<String>,
+    /// Tags the rules would give a complete result, held back from this one.
+    pub held_back: Vec<String>,
+    /// True when the all-at-once build failed and platforms were built one by one.
+    pub fell_back: bool,
+}
+
+impl Outcome {
+    pub fn is_partial(&self) -> bool {
+        !self.failed.is_empty()
+    }
+}
+
+/// Runs the plan. On failure the temporary list is removed and the tagged
+/// lists are left as they were.
+pub fn execute(plan: &Plan, runner: &Runner) -> Result<Outcome> {
     let result = build_and_verify(plan, runner);
-    if result.is_err() && !runner.dry_run {
-        remove_list_if_present(runner, &plan.temporary_list);
+    if !runner.dry_run {
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                remove_list_if_present(runner, &plan.temporary_list);
+                return Err(error);
+            }
+        };
+        return publish(plan, runner, outcome);
     }
     result?;
-    publish(plan, runner)
+    publish(
+        plan,
+        runner,
+        Outcome {
+            built: plan.platforms.clone(),
+            ..Outcome::default()
+        },
+    )
 }
 
-fn build_and_verify(plan: &Plan, runner: &Runner) -> Result<()> {
-    for build in &plan.builds {
-        runner
-            .run_prefixed(&build.command, &prefix(build.platform))
-            .with_context(|| format!("cannot build {}", platform::join(&plan.platforms)))?;
+fn build_and_verify(plan: &Plan, runner: &Runner) -> Result<Outcome> {
+    let mut outcome = Outcome::default();
+    match plan.mode {
+        Mode::AllAtOnce => {
+            let all = &plan.builds[0];
+            if let Err(error) = runner.run_prefixed(&all.command, "") {
+                if runner.dry_run {
+                    return Err(error);
+                }
+                eprintln!(
+                    "\nbuild-image: WARNING: the all-at-once build of {} failed: {}\n\
+                     build-image: falling back to building each platform on its own\n",
+                    platform::join(&plan.platforms),
+                    first_line(&format!("{error:#}"))
+                );
+                outcome.fell_back = true;
+                remove_list_if_present(runner, &plan.temporary_list);
+                outcome.failed = build_each(plan, runner, &plan.platforms);
+            } else if !runner.dry_run {
+                let list = read_list(runner, &plan.temporary_list)?;
+                let dropped: Vec<Platform> = plan
+                    .platforms
+                    .iter()
+                    .copied()
+                    .filter(|&platform| list.entries_for(platform).is_empty())
+                    .collect();
+                for &platform in &dropped {
+                    eprintln!(
+                        "build-image: warning: podman left {platform} out of the list although the build \
+                         succeeded (a known podman 4.3 issue); building {platform} alone, from cache"
+                    );
+                }
+                outcome.failed = build_each(plan, runner, &dropped);
+            }
+        }
+        Mode::PerPlatform => outcome.failed = build_each(plan, runner, &plan.platforms),
     }
+    outcome.built = plan
+        .platforms
+        .iter()
+        .copied()
+        .filter(|platform| !outcome.failed.contains(platform))
+        .collect();
     if runner.dry_run {
-        return Ok(());
+        return Ok(outcome);
     }
-    let list = read_list(runner, &plan.temporary_list)?;
-    for build in &plan.single_platform_builds {
-        let platform = build.platform.expect("single-platform builds name their platform");
-        if list.entries_for(platform).is_empty() {
+    if outcome.built.is_empty() {
+        bail!(
+            "no platform built ({} failed; the output above says why). Check free space \
+             (`cargo xtask check-disk-space`), qemu registration (`cargo xtask setup`), and try one \
+             platform at a time (BUILD_PLATFORMS=linux/amd64)",
+            platform::join(&outcome.failed)
+        );
+    }
+    if plan.strict && outcome.is_partial() {
+        bail!(
+            "--strict: {} failed to build, so nothing was tagged ({} built); drop --strict to keep a partial result",
+            platform::join(&outcome.failed),
+            platform::join(&outcome.built)
+        );
+    }
+    verify(runner, &plan.temporary_list, &outcome.built)?;
+    Ok(outcome)
+}
+
+/// Builds each platform alone into the temporary list; returns those that failed.
+fn build_each(plan: &Plan, runner: &Runner, platforms: &[Platform]) -> Vec<Platform> {
+    let mut failed = Vec::new();
+    for build in plan
+        .single_platform_builds
+        .iter()
+        .filter(|build| build.platform.is_some_and(|p| platforms.contains(&p)))
+    {
+        let platform = build.platform.expect("filtered on platform");
+        if let Err(error) = runner.run_prefixed(&build.command, &prefix(build.platform)) {
             eprintln!(
-                "build-image: warning: podman left {platform} out of the list although the build \
-                 succeeded (a known podman 4.3 issue); building {platform} alone, from cache"
+                "\n[{platform}] build-image: FAILED: {}\n",
+                first_line(&format!("{error:#}"))
             );
-            runner
-                .run_prefixed(&build.command, &prefix(build.platform))
-                .with_context(|| format!("cannot build {platform}"))?;
+            failed.push(platform);
         }
     }
-    verify(runner, &plan.temporary_list, &plan.platforms)
+    failed
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
 }
 
 fn read_list(runner: &Runner, name: &str) -> Result<podman::ManifestList> {
     let json = runner.read(&podman::manifest_inspect(name))?;
     podman::ManifestList::parse(&json)
+}
+
+/// Platforms of a local list, after checking each entry's image really is
+/// built for its platform.
+pub fn verified_platforms(runner: &Runner, list_name: &str) -> Result<Vec<Platform>> {
+    let list = read_list(runner, list_name)?;
+    let mut platforms = Vec::new();
+    for entry in &list.manifests {
+        let claimed = entry
+            .platform_string()
+            .unwrap_or_else(|| "no platform".into());
+        let platform: Platform = claimed
+            .parse()
+            .with_context(|| format!("{list_name} has an entry for an unsupported platform"))?;
+        if platforms.contains(&platform) {
+            bail!("{list_name} has more than one entry for {platform}; rebuild it with `cargo xtask build-image`");
+        }
+        platforms.push(platform);
+    }
+    verify(runner, list_name, &platforms)?;
+    Ok(platforms)
 }
 
 /// The list must hold exactly one entry per expected platform and nothing
@@ -176,98 +325,213 @@ pub fn verify(runner: &Runner, list_name: &str, expected: &[Platform]) -> Result
             [] => problems.push(format!("no entry for {platform}")),
             [entry] => {
                 let reference = format!("{list_name}@{}", entry.digest);
-                let config = podman::ImageConfig::parse(&runner.read(&podman::image_inspect(&reference))?)?;
+                let config =
+                    podman::ImageConfig::parse(&runner.read(&podman::image_inspect(&reference))?)?;
                 let actual = format!("{}/{}", config.os, config.architecture);
                 if actual != platform.to_string() {
-                    problems.push(format!("the {platform} entry is an image built for {actual}"));
+                    problems.push(format!(
+                        "the {platform} entry is an image built for {actual}"
+                    ));
                 }
             }
             several => problems.push(format!("{} entries for {platform}", several.len())),
         }
     }
     for entry in &list.manifests {
-        let platform = entry.platform_string().unwrap_or_else(|| "no platform".into());
-        if !expected.iter().any(|expected| expected.to_string() == platform) {
+        let platform = entry
+            .platform_string()
+            .unwrap_or_else(|| "no platform".into());
+        if !expected
+            .iter()
+            .any(|expected| expected.to_string() == platform)
+        {
             problems.push(format!("unexpected entry {} ({platform})", entry.digest));
         }
     }
     if !problems.is_empty() {
-        bail!("manifest list {list_name} is wrong: {}", problems.join("; "));
+        bail!(
+            "manifest list {list_name} is wrong: {}",
+            problems.join("; ")
+        );
     }
     Ok(())
 }
 
-fn publish(plan: &Plan, runner: &Runner) -> Result<()> {
-    let final_exists = !runner.dry_run && runner.succeeds(&podman::manifest_exists(&plan.final_list))?;
-    if final_exists {
-        runner.run(&podman::manifest_remove(&plan.final_list))?;
+/// Gives the verified temporary list every tag, replacing older lists.
+fn publish(plan: &Plan, runner: &Runner, mut outcome: Outcome) -> Result<Outcome> {
+    let complete = !outcome.is_partial();
+    let tags = plan.tags.for_result(complete, plan.latest_on_partial);
+    outcome.held_back = plan
+        .tags
+        .for_result(true, true)
+        .into_iter()
+        .filter(|tag| !tags.contains(tag))
+        .collect();
+    for tag in &tags {
+        let final_list = plan.repository.with_tag(tag);
+        if !runner.dry_run && runner.succeeds(&podman::manifest_exists(&final_list))? {
+            runner.run(&podman::manifest_remove(&final_list))?;
+        }
+        runner.run(&podman::tag(&plan.temporary_list, &final_list))?;
+        outcome.tagged.push(final_list);
     }
-    runner.run(&podman::tag(&plan.temporary_list, &plan.final_list))?;
-    // Drops only the temporary name: the list now also has its final name.
-    runner.run(&podman::manifest_remove(&plan.temporary_list))
+    // Drops only the temporary name: the list keeps its tags.
+    runner.run(&podman::manifest_remove(&plan.temporary_list))?;
+    Ok(outcome)
 }
 
 fn remove_list_if_present(runner: &Runner, name: &str) {
-    if runner.succeeds(&podman::manifest_exists(name)).unwrap_or(false) {
+    if runner
+        .succeeds(&podman::manifest_exists(name))
+        .unwrap_or(false)
+    {
         if let Err(error) = runner.run(&podman::manifest_remove(name)) {
             eprintln!("build-image: warning: cannot remove temporary list {name}: {error:#}");
         }
     }
 }
 
-impl crate::flags::BuildImage {
-    pub fn run(self) -> Result<()> {
-        let runner = Runner::new(self.dry_run);
-        let root = project::root();
-        let containerfile = root.join(&self.containerfile);
-        let context = root.join(&self.context);
-        check_inputs(&containerfile, &context)?;
-        prepare_machine(&runner, &self.platforms)?;
-        let info = podman::Info::parse(&runner.read(&podman::info())?)?;
-        let build_platform = info.build_platform()?;
-        if uses_project_base_images(&containerfile, &self.build_args) {
-            base_images::ensure(&runner, build_platform, false)?;
-        }
-        let request = Request {
-            platforms: self.platforms,
-            mode: if self.per_platform { Mode::PerPlatform } else { Mode::AllAtOnce },
-            containerfile,
-            context,
-            image: self.image,
-            tag: self.tag,
-            build_args: self.build_args,
-        };
-        let environment = Environment {
-            build_platform,
-            ca_bundle: host_ca_bundle(),
-            source: SourceState::read(&root)?,
-            run_id: std::process::id().to_string(),
-        };
-        let plan = plan(&request, &environment);
-        execute(&plan, &runner)?;
-        if !runner.dry_run {
-            eprintln!(
-                "build-image: built {} for {}",
-                plan.final_list,
-                platform::join(&plan.platforms)
-            );
-        }
-        Ok(())
+pub fn print_summary(outcome: &Outcome, tags: &Tags) {
+    eprintln!("\nbuild-image: summary");
+    eprintln!("  built:   {}", platform::join(&outcome.built));
+    if outcome.is_partial() {
+        eprintln!(
+            "  FAILED:  {} (see the output above)",
+            platform::join(&outcome.failed)
+        );
+    }
+    if outcome.fell_back {
+        eprintln!("  note:    the all-at-once build failed; platforms were built one at a time");
+    }
+    for reference in &outcome.tagged {
+        eprintln!("  tagged:  {reference}");
+    }
+    for tag in &outcome.held_back {
+        eprintln!("  skipped: {tag} (partial result; --latest-on-partial moves it)");
+    }
+    for note in &tags.notes {
+        eprintln!("  note:    {note}");
     }
 }
 
-fn check_inputs(containerfile: &Path, context: &Path) -> Result<()> {
-    let mut problems = Vec::new();
+/// Everything `build-image` needs before it spawns a build, checked up front:
+/// inputs, names, tags, machine, disk, base images.
+pub struct Prepared {
+    pub plan: Plan,
+    pub tags: Tags,
+}
+
+pub fn prepare(
+    image: &flags::ImageFlags,
+    build: &flags::BuildFlags,
+    runner: &Runner,
+) -> Result<Prepared> {
+    let root = project::root();
+    let containerfile = root.join(&build.containerfile);
+    let context = root.join(&build.context);
+    let repository = Repository::new(&image.registry, &image.image);
+    let source = SourceState::read(&root);
+    let tags = source.as_ref().ok().map(|source| {
+        tags::compute(
+            source,
+            &tags::Choices {
+                override_tags: image.tags.clone(),
+                no_latest: image.no_latest,
+            },
+        )
+    });
+    let mut problems: Vec<String> = Vec::new();
     if !containerfile.is_file() {
-        problems.push(format!("Containerfile {} does not exist; pass --file PATH", containerfile.display()));
+        problems.push(format!(
+            "Containerfile {} does not exist; pass --file PATH",
+            containerfile.display()
+        ));
     }
     if !context.is_dir() {
-        problems.push(format!("build context {} is not a directory; pass --context DIR", context.display()));
+        problems.push(format!(
+            "build context {} is not a directory; pass --context DIR",
+            context.display()
+        ));
+    }
+    if let Err(error) = &repository {
+        problems.push(format!("{error:#}"));
+    }
+    if let Err(error) = &source {
+        problems.push(format!("{error:#}"));
+    }
+    if let Some(Err(error)) = &tags {
+        problems.push(format!("{error:#}"));
     }
     if !problems.is_empty() {
-        bail!("{}", problems.join("\n"));
+        bail!("nothing was built:\n  - {}", problems.join("\n  - "));
     }
-    Ok(())
+    let (repository, source, tags) = (repository?, source?, tags.expect("source was read")?);
+    let platforms = build.platforms.0.clone();
+    prepare_machine(runner, &platforms)?;
+    let info = podman::Info::parse(&runner.read(&podman::info())?)?;
+    let build_platform = info.build_platform()?;
+    disk::check_before_build(
+        runner,
+        disk::BuildKind::for_build(&platforms, build.clean),
+        build.force,
+    )?;
+    if uses_project_base_images(&containerfile, &build.build_args) {
+        base_images::ensure(runner, build_platform, false)?;
+    }
+    let request = Request {
+        platforms,
+        mode: if build.per_platform {
+            Mode::PerPlatform
+        } else {
+            Mode::AllAtOnce
+        },
+        containerfile,
+        context,
+        repository,
+        tags: tags.clone(),
+        build_args: build.build_args.clone(),
+        strict: build.strict,
+        latest_on_partial: image.latest_on_partial,
+    };
+    let environment = Environment {
+        build_platform,
+        ca_bundle: host_ca_bundle(),
+        source,
+        run_id: std::process::id().to_string(),
+    };
+    Ok(Prepared {
+        plan: plan(&request, &environment),
+        tags,
+    })
+}
+
+/// Builds, prints the summary, cleans when asked. Shared with build-and-push.
+pub fn run_build(
+    image: &flags::ImageFlags,
+    build: &flags::BuildFlags,
+    runner: &Runner,
+) -> Result<Outcome> {
+    let prepared = prepare(image, build, runner)?;
+    let outcome = execute(&prepared.plan, runner)?;
+    if !runner.dry_run {
+        print_summary(&outcome, &prepared.tags);
+    }
+    if build.clean {
+        crate::clean::clean(runner)?;
+    }
+    Ok(outcome)
+}
+
+impl flags::BuildImage {
+    pub fn run(self) -> Result<crate::Status> {
+        let runner = Runner::new(self.image.dry_run);
+        let outcome = run_build(&self.image, &self.build, &runner)?;
+        Ok(if outcome.is_partial() {
+            crate::Status::Partial
+        } else {
+            crate::Status::Success
+        })
+    }
 }
 
 /// Runs setup when something the build needs is missing from this machine.
@@ -281,7 +545,9 @@ fn prepare_machine(runner: &Runner, platforms: &[Platform]) -> Result<()> {
         let info = podman::Info::parse(&runner.read(&podman::info())?)?;
         let build_platform = info.build_platform()?;
         for arch in setup::emulated_architectures(build_platform) {
-            if platforms.iter().any(|platform| platform.arch == arch) && !setup::binfmt_registered(arch) {
+            if platforms.iter().any(|platform| platform.arch == arch)
+                && !setup::binfmt_registered(arch)
+            {
                 missing.push(format!("qemu binfmt registration for {}", arch.oci_name()));
             }
         }
@@ -289,7 +555,10 @@ fn prepare_machine(runner: &Runner, platforms: &[Platform]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("build-image: missing {}; running setup first", missing.join(", "));
+    eprintln!(
+        "build-image: missing {}; running setup first",
+        missing.join(", ")
+    );
     setup::run(runner, false).context("setup failed, so the build cannot start")
 }
 
@@ -310,15 +579,30 @@ fn host_ca_bundle() -> Option<PathBuf> {
 mod tests {
     use super::*;
 
+    fn source(dirty: bool) -> SourceState {
+        SourceState {
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            short_commit: "0123456".into(),
+            commit_time: 1_700_000_000,
+            dirty,
+            tags_on_head: vec!["v1.2.3".into()],
+            all_tags: vec!["v1.2.3".into()],
+            branch: Some("main".into()),
+            shallow: false,
+        }
+    }
+
     fn request(mode: Mode) -> Request {
         Request {
             platforms: vec![Platform::LINUX_AMD64, Platform::LINUX_ARM64],
             mode,
             containerfile: "containers/rc-web/Containerfile".into(),
             context: ".".into(),
-            image: "localhost/rc-web".into(),
-            tag: "latest".into(),
+            repository: Repository::new("ghcr.io", "daksha-rc/rc-web").unwrap(),
+            tags: tags::compute(&source(false), &tags::Choices::default()).unwrap(),
             build_args: vec!["FEATURE=on".parse().unwrap()],
+            strict: false,
+            latest_on_partial: false,
         }
     }
 
@@ -326,12 +610,7 @@ mod tests {
         Environment {
             build_platform: Platform::LINUX_AMD64,
             ca_bundle: Some("/etc/ssl/certs/ca-certificates.crt".into()),
-            source: SourceState {
-                commit: "0123456789abcdef0123456789abcdef01234567".into(),
-                short_commit: "0123456".into(),
-                commit_time: 1_700_000_000,
-                dirty,
-            },
+            source: source(dirty),
             run_id: "42".into(),
         }
     }
@@ -340,53 +619,103 @@ mod tests {
     fn all_at_once_is_one_build_for_every_platform() {
         let plan = plan(&request(Mode::AllAtOnce), &environment(false));
         assert_eq!(plan.builds.len(), 1);
-        assert_eq!(plan.temporary_list, "localhost/rc-web:build-42");
-        assert_eq!(plan.final_list, "localhost/rc-web:latest");
+        assert_eq!(plan.temporary_list, "ghcr.io/daksha-rc/rc-web:build-42");
         let shown = plan.builds[0].command.to_string();
-        assert!(shown.starts_with("podman build --platform linux/amd64,linux/arm64 --manifest localhost/rc-web:build-42"), "{shown}");
-        assert!(shown.contains("--build-arg BUILDPLATFORM=linux/amd64"), "{shown}");
-        assert!(shown.contains("--build-arg GIT_REVISION=0123456789abcdef0123456789abcdef01234567 "), "{shown}");
-        assert!(shown.contains("--build-arg BUILD_DATE=2023-11-14T22:13:20Z"), "{shown}");
+        assert!(
+            shown.starts_with("podman build --platform linux/amd64,linux/arm64 --manifest ghcr.io/daksha-rc/rc-web:build-42"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("--build-arg BUILDPLATFORM=linux/amd64"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("--build-arg GIT_REVISION=0123456789abcdef0123456789abcdef01234567 "),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("--build-arg BUILD_DATE=2023-11-14T22:13:20Z"),
+            "{shown}"
+        );
         assert!(shown.contains("--build-arg FEATURE=on"), "{shown}");
         assert!(shown.ends_with(" ."), "{shown}");
+    }
+
+    #[test]
+    fn the_fallback_builds_each_platform_alone_into_the_same_list() {
+        let plan = plan(&request(Mode::AllAtOnce), &environment(false));
+        let platforms: Vec<_> = plan
+            .single_platform_builds
+            .iter()
+            .map(|build| build.platform)
+            .collect();
+        assert_eq!(
+            platforms,
+            vec![Some(Platform::LINUX_AMD64), Some(Platform::LINUX_ARM64)]
+        );
+        for build in &plan.single_platform_builds {
+            let shown = build.command.to_string();
+            let expected = format!(
+                "--platform {} --manifest ghcr.io/daksha-rc/rc-web:build-42",
+                build.platform.unwrap()
+            );
+            assert!(shown.contains(&expected), "{shown}");
+        }
     }
 
     #[test]
     fn user_build_args_come_after_ours_so_they_win() {
         let plan = plan(&request(Mode::AllAtOnce), &environment(false));
         let args = &plan.builds[0].command.args;
-        let ours = args.iter().position(|arg| arg.starts_with("GIT_REVISION=")).unwrap();
+        let ours = args
+            .iter()
+            .position(|arg| arg.starts_with("GIT_REVISION="))
+            .unwrap();
         let theirs = args.iter().position(|arg| arg == "FEATURE=on").unwrap();
         assert!(ours < theirs);
     }
 
     #[test]
-    fn per_platform_builds_each_platform_alone_into_the_same_list() {
+    fn per_platform_mode_starts_with_the_single_platform_builds() {
         let plan = plan(&request(Mode::PerPlatform), &environment(false));
-        let platforms: Vec<_> = plan.builds.iter().map(|build| build.platform).collect();
-        assert_eq!(platforms, vec![Some(Platform::LINUX_AMD64), Some(Platform::LINUX_ARM64)]);
-        for build in &plan.builds {
-            let shown = build.command.to_string();
-            assert!(shown.contains(&format!("--platform {} --manifest localhost/rc-web:build-42", build.platform.unwrap())), "{shown}");
-        }
         assert_eq!(plan.builds, plan.single_platform_builds);
     }
 
     #[test]
     fn dirty_work_trees_are_marked_in_the_revision() {
         let plan = plan(&request(Mode::AllAtOnce), &environment(true));
-        assert!(plan.builds[0].command.args.contains(&"GIT_REVISION=0123456789abcdef0123456789abcdef01234567-dirty".to_owned()));
+        let revision = "GIT_REVISION=0123456789abcdef0123456789abcdef01234567-dirty".to_owned();
+        assert!(plan.builds[0].command.args.contains(&revision));
     }
 
     #[test]
     fn the_ca_bundle_is_mounted_read_only_when_present() {
         let plan = plan(&request(Mode::AllAtOnce), &environment(false));
-        assert!(plan.builds[0].command.to_string().contains(
-            "--volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro"
-        ));
+        let mount =
+            "--volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro";
+        assert!(plan.builds[0].command.to_string().contains(mount));
         let mut without = environment(false);
         without.ca_bundle = None;
         let plan = super::plan(&request(Mode::AllAtOnce), &without);
         assert!(!plan.builds[0].command.args.contains(&"--volume".to_owned()));
+    }
+
+    #[test]
+    fn a_partial_outcome_holds_latest_back() {
+        let plan = plan(&request(Mode::AllAtOnce), &environment(false));
+        let partial = Outcome {
+            built: vec![Platform::LINUX_AMD64],
+            failed: vec![Platform::LINUX_ARM64],
+            ..Outcome::default()
+        };
+        assert!(partial.is_partial());
+        assert_eq!(
+            plan.tags.for_result(false, plan.latest_on_partial),
+            ["v1.2.3", "0123456"]
+        );
+        assert_eq!(
+            plan.tags.for_result(true, false),
+            ["v1.2.3", "0123456", "latest"]
+        );
     }
 }

@@ -25,7 +25,12 @@ pub struct Command {
 
 impl Command {
     pub fn new(program: impl Into<String>) -> Command {
-        Command { program: program.into(), args: Vec::new(), env: Vec::new(), stdin: None }
+        Command {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            stdin: None,
+        }
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Command {
@@ -95,6 +100,9 @@ pub fn shell_quote(word: &str) -> String {
     }
 }
 
+/// How many of a failed command's last output lines its error repeats.
+const FAILURE_TAIL_LINES: usize = 5;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Runner {
     pub dry_run: bool,
@@ -126,20 +134,33 @@ impl Runner {
             .with_context(|| format!("cannot start `{}`", command.program))?;
         let mut lines = BufReader::new(&reader);
         let mut line = Vec::new();
+        let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
         loop {
             line.clear();
-            let read = lines.read_until(b'\n', &mut line).context("cannot read command output")?;
+            let read = lines
+                .read_until(b'\n', &mut line)
+                .context("cannot read command output")?;
             if read == 0 {
                 break;
             }
-            eprint!("{prefix}{}", String::from_utf8_lossy(&line));
+            let text = String::from_utf8_lossy(&line);
+            eprint!("{prefix}{text}");
+            if tail.len() == FAILURE_TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(text.trim_end().to_owned());
         }
         let output = reader
             .try_wait()
             .context("cannot wait for command")?
             .context("command output ended before the command did")?;
         if !output.status.success() {
-            bail!("{prefix}command failed ({}): {command}", output.status);
+            let tail: Vec<String> = tail.into_iter().filter(|line| !line.is_empty()).collect();
+            bail!(
+                "{prefix}command failed ({}): {command}\n{}",
+                output.status,
+                tail.join("\n")
+            );
         }
         Ok(())
     }
@@ -161,7 +182,8 @@ impl Runner {
                 String::from_utf8_lossy(&output.stderr).trim_end()
             );
         }
-        String::from_utf8(output.stdout).with_context(|| format!("output of `{command}` is not UTF-8"))
+        String::from_utf8(output.stdout)
+            .with_context(|| format!("output of `{command}` is not UTF-8"))
     }
 
     /// Runs a query and reports only whether it succeeded (e.g. "does this image exist").
@@ -183,8 +205,14 @@ mod tests {
 
     #[test]
     fn display_is_pasteable_shell() {
-        let command = Command::new("podman")
-            .args(["build", "--build-arg", "GREETING=hello world", "-f", "it's.Containerfile", ""]);
+        let command = Command::new("podman").args([
+            "build",
+            "--build-arg",
+            "GREETING=hello world",
+            "-f",
+            "it's.Containerfile",
+            "",
+        ]);
         assert_eq!(
             command.to_string(),
             r#"podman build --build-arg 'GREETING=hello world' -f 'it'\''s.Containerfile' ''"#
@@ -193,8 +221,13 @@ mod tests {
 
     #[test]
     fn environment_is_shown_as_a_prefix() {
-        let command = Command::new("mmdebstrap").env("SOURCE_DATE_EPOCH", "1700000000").arg("bookworm");
-        assert_eq!(command.to_string(), "SOURCE_DATE_EPOCH=1700000000 mmdebstrap bookworm");
+        let command = Command::new("mmdebstrap")
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .arg("bookworm");
+        assert_eq!(
+            command.to_string(),
+            "SOURCE_DATE_EPOCH=1700000000 mmdebstrap bookworm"
+        );
     }
 
     #[test]
@@ -209,28 +242,46 @@ mod tests {
     #[test]
     fn read_returns_stdout_and_failures_name_the_command() {
         let runner = Runner::new(false);
-        assert_eq!(runner.read(&Command::new("echo").arg("hi")).unwrap(), "hi\n");
+        assert_eq!(
+            runner.read(&Command::new("echo").arg("hi")).unwrap(),
+            "hi\n"
+        );
         let error = runner.read(&Command::new("false")).unwrap_err();
         assert!(format!("{error:#}").contains("command failed"), "{error:#}");
-        let error = runner.read(&Command::new("no-such-program-rc")).unwrap_err();
-        assert!(format!("{error:#}").contains("no-such-program-rc"), "{error:#}");
+        let error = runner
+            .read(&Command::new("no-such-program-rc"))
+            .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("no-such-program-rc"),
+            "{error:#}"
+        );
     }
 
     #[test]
     fn dry_run_does_not_execute_side_effects() {
         let marker = std::env::temp_dir().join(format!("rc-dry-run-{}", std::process::id()));
         let runner = Runner::new(true);
-        runner.run(&Command::new("touch").arg(marker.to_str().unwrap())).unwrap();
+        runner
+            .run(&Command::new("touch").arg(marker.to_str().unwrap()))
+            .unwrap();
         assert!(!marker.exists());
-        Runner::new(false).run(&Command::new("touch").arg(marker.to_str().unwrap())).unwrap();
+        Runner::new(false)
+            .run(&Command::new("touch").arg(marker.to_str().unwrap()))
+            .unwrap();
         assert!(marker.exists());
         std::fs::remove_file(marker).unwrap();
     }
 
     #[test]
     fn failed_run_reports_the_command() {
-        let error = Runner::new(false).run(&Command::new("sh").args(["-c", "exit 3"])).unwrap_err();
+        let error = Runner::new(false)
+            .run(&Command::new("sh").args(["-c", "echo boom; exit 3"]))
+            .unwrap_err();
         let message = format!("{error:#}");
-        assert!(message.contains("sh -c 'exit 3'"), "{message}");
+        assert!(message.contains("sh -c 'echo boom; exit 3'"), "{message}");
+        assert!(
+            message.ends_with("\nboom"),
+            "the error repeats the command's last output: {message}"
+        );
     }
 }

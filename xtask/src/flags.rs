@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
-use crate::{platform::Platform, podman::BuildArg, project};
+use crate::{platform::Platform, podman::BuildArg, project, push::Format};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,20 +25,18 @@ pub enum XtaskCommand {
     Setup(Setup),
     /// Build the base images from the Debian archive (skipped when up to date)
     BaseImages(BaseImages),
-    /// Build rc-web (or any Containerfile) for several platforms into a manifest list
+    /// Build rc-web (or any Containerfile) for several platforms into manifest lists, one per tag
     BuildImage(BuildImage),
+    /// Push every tag's manifest list (with all its images) and read each back from the registry
+    PushImage(PushImage),
+    /// build-image, then push-image
+    BuildAndPush(BuildAndPush),
+    /// Remove build cache, dangling images, leftover build containers and broken lists
+    CleanBuildCache(CleanBuildCache),
+    /// Report free space for podman's storage and what each kind of build needs
+    CheckDiskSpace(CheckDiskSpace),
     /// Prepare the machine (setup, base images), then run the whole test suite
     Test(Test),
-}
-
-#[derive(Debug, Args)]
-pub struct Test {
-    /// Skip machine preparation (setup and base images)
-    #[arg(long)]
-    pub no_setup: bool,
-    /// Extra arguments for `cargo test` (after `--`)
-    #[arg(last = true)]
-    pub cargo_test_args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -61,17 +59,48 @@ pub struct BaseImages {
     pub dry_run: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct BuildImage {
+/// A comma-separated platform list, parsed and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformList(pub Vec<Platform>);
+
+fn parse_platform_list(text: &str) -> anyhow::Result<PlatformList> {
+    crate::platform::parse_list(text).map(PlatformList)
+}
+
+/// Names and tags shared by building and pushing.
+#[derive(Debug, Clone, Args)]
+pub struct ImageFlags {
+    /// Registry host[:port], without a scheme
+    #[arg(long, env = "REGISTRY", default_value = project::DEFAULT_REGISTRY)]
+    pub registry: String,
+    /// Repository within the registry
+    #[arg(long, env = "IMAGE_NAME", default_value = project::DEFAULT_IMAGE_NAME)]
+    pub image: String,
+    /// Use exactly these tags instead of the ones computed from git (comma-separated or repeated)
+    #[arg(long = "tag", env = "TAG", value_delimiter = ',', value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Never move `latest`
+    #[arg(long)]
+    pub no_latest: bool,
+    /// Move `latest` even when some platforms failed to build
+    #[arg(long)]
+    pub latest_on_partial: bool,
+    /// Print the exact commands that would run; run none
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BuildFlags {
     /// Comma-separated platforms to build
     #[arg(
         long = "platform",
         env = "BUILD_PLATFORMS",
         default_value = "linux/amd64,linux/arm64",
-        value_parser = crate::platform::parse_list,
+        value_parser = parse_platform_list,
         value_name = "LIST"
     )]
-    pub platforms: std::vec::Vec<Platform>,
+    pub platforms: PlatformList,
     /// Build one platform at a time instead of all at once
     #[arg(long)]
     pub per_platform: bool,
@@ -81,18 +110,87 @@ pub struct BuildImage {
     /// Build context directory
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub context: PathBuf,
-    /// Image repository, without tag
-    #[arg(long, env = "IMAGE_NAME", default_value = project::DEFAULT_IMAGE)]
-    pub image: String,
-    /// Tag of the manifest list
-    #[arg(long, default_value = "latest")]
-    pub tag: String,
     /// Build argument NAME=VALUE (repeatable)
     #[arg(long = "build-arg", value_name = "NAME=VALUE")]
     pub build_args: Vec<BuildArg>,
-    /// Print the exact commands that would run; run none
+    /// Fail when any platform fails, instead of keeping the ones that built
+    #[arg(long)]
+    pub strict: bool,
+    /// Build even when the disk has less free space than the minimum
+    #[arg(long)]
+    pub force: bool,
+    /// Clean the build cache afterwards (for machines short of disk)
+    #[arg(long)]
+    pub clean: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PushFlags {
+    /// Verify the registry's TLS certificate (`--tls-verify false` only for a local test registry)
+    #[arg(long, env = "REGISTRY_TLS_VERIFY", default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
+    pub tls_verify: bool,
+    /// Manifest list format in the registry
+    #[arg(long, value_enum, default_value = "oci")]
+    pub format: Format,
+    /// Push an image built from a work tree with uncommitted changes
+    #[arg(long)]
+    pub allow_dirty: bool,
+    /// Attempts per tag for transient failures (exponential backoff)
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub attempts: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildImage {
+    #[command(flatten)]
+    pub image: ImageFlags,
+    #[command(flatten)]
+    pub build: BuildFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct PushImage {
+    #[command(flatten)]
+    pub image: ImageFlags,
+    #[command(flatten)]
+    pub push: PushFlags,
+    /// Platforms the lists must hold (default: whatever was built)
+    #[arg(long = "platform", value_parser = parse_platform_list, value_name = "LIST")]
+    pub platforms: Option<PlatformList>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildAndPush {
+    #[command(flatten)]
+    pub image: ImageFlags,
+    #[command(flatten)]
+    pub build: BuildFlags,
+    #[command(flatten)]
+    pub push: PushFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanBuildCache {
+    /// Print what would be removed; remove nothing
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckDiskSpace {
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Test {
+    /// Skip machine preparation (setup and base images)
+    #[arg(long)]
+    pub no_setup: bool,
+    /// Extra arguments for `cargo test` (after `--`)
+    #[arg(last = true)]
+    pub cargo_test_args: Vec<String>,
 }
 
 #[cfg(test)]
@@ -105,19 +203,45 @@ mod tests {
         Xtask::command().debug_assert();
     }
 
+    fn parse_error(args: &[&str]) -> String {
+        Xtask::try_parse_from(args).unwrap_err().to_string()
+    }
+
     #[test]
     fn bad_platforms_are_refused_at_parse_time() {
-        let error = Xtask::try_parse_from(["xtask", "build-image", "--platform", "linux/amd64,,linux/arm64"])
-            .unwrap_err()
-            .to_string();
+        let error = parse_error(&[
+            "xtask",
+            "build-image",
+            "--platform",
+            "linux/amd64,,linux/arm64",
+        ]);
         assert!(error.contains("empty item"), "{error}");
     }
 
     #[test]
     fn build_args_without_equals_are_refused_at_parse_time() {
-        let error = Xtask::try_parse_from(["xtask", "build-image", "--build-arg", "VERSION"])
-            .unwrap_err()
-            .to_string();
+        let error = parse_error(&["xtask", "build-image", "--build-arg", "VERSION"]);
         assert!(error.contains("NAME=VALUE"), "{error}");
+    }
+
+    #[test]
+    fn tags_split_on_commas_and_tls_verification_is_on_by_default() {
+        let Xtask {
+            command: XtaskCommand::BuildAndPush(flags),
+        } = Xtask::try_parse_from([
+            "xtask",
+            "build-and-push",
+            "--tag",
+            "v1,candidate",
+            "--tag",
+            "x",
+        ])
+        .unwrap()
+        else {
+            panic!("parsed another command")
+        };
+        assert_eq!(flags.image.tags, ["v1", "candidate", "x"]);
+        assert!(flags.push.tls_verify);
+        assert_eq!(flags.push.format, Format::Oci);
     }
 }

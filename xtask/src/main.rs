@@ -3,32 +3,58 @@
 
 mod base_images;
 mod build_image;
+mod clean;
+mod disk;
 mod exec;
 mod flags;
 mod git;
 mod platform;
 mod podman;
 mod project;
+mod push;
+mod push_image;
+mod reference;
 mod setup;
+mod tags;
 mod test;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
+/// How a command that did not fail ended. Exit codes are documented in
+/// docs/multi-platform-builds.md: 0 success, 1 failure, 2 usage error
+/// (clap), 3 partial result (some platforms built, others failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Success,
+    Partial,
+}
+
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_PARTIAL: u8 = 3;
+
 fn main() -> ExitCode {
     let flags = flags::Xtask::parse();
     let result = match flags.command {
-        flags::XtaskCommand::Setup(setup) => setup.run(),
-        flags::XtaskCommand::BaseImages(base_images) => base_images.run(),
+        flags::XtaskCommand::Setup(setup) => setup.run().map(|()| Status::Success),
+        flags::XtaskCommand::BaseImages(base_images) => base_images.run().map(|()| Status::Success),
         flags::XtaskCommand::BuildImage(build_image) => build_image.run(),
-        flags::XtaskCommand::Test(test) => test.run(),
+        flags::XtaskCommand::PushImage(push_image) => push_image.run(),
+        flags::XtaskCommand::BuildAndPush(build_and_push) => build_and_push.run(),
+        flags::XtaskCommand::CleanBuildCache(clean) => clean.run().map(|()| Status::Success),
+        flags::XtaskCommand::CheckDiskSpace(check) => check.run().map(|()| Status::Success),
+        flags::XtaskCommand::Test(test) => test.run().map(|()| Status::Success),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Status::Success) => ExitCode::SUCCESS,
+        Ok(Status::Partial) => {
+            eprintln!("partial result: some platforms failed (exit code {EXIT_PARTIAL}); pass --strict to fail instead");
+            ExitCode::from(EXIT_PARTIAL)
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_FAILURE)
         }
     }
 }

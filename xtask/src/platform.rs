@@ -26,11 +26,20 @@ pub enum Arch {
 }
 
 impl Platform {
-    pub const LINUX_AMD64: Platform = Platform { os: Os::Linux, arch: Arch::Amd64 };
-    pub const LINUX_ARM64: Platform = Platform { os: Os::Linux, arch: Arch::Arm64 };
+    pub const LINUX_AMD64: Platform = Platform {
+        os: Os::Linux,
+        arch: Arch::Amd64,
+    };
+    pub const LINUX_ARM64: Platform = Platform {
+        os: Os::Linux,
+        arch: Arch::Arm64,
+    };
 
     pub fn linux(arch: Arch) -> Platform {
-        Platform { os: Os::Linux, arch }
+        Platform {
+            os: Os::Linux,
+            arch,
+        }
     }
 }
 
@@ -123,7 +132,10 @@ fn supported_list() -> String {
 pub fn parse_list(text: &str) -> Result<Vec<Platform>> {
     let mut platforms: Vec<Platform> = Vec::new();
     if text.trim().is_empty() {
-        bail!("no platform given; use a comma-separated list such as {}", supported_list().replace(", ", ","));
+        bail!(
+            "no platform given; use a comma-separated list such as {}",
+            supported_list().replace(", ", ",")
+        );
     }
     for item in text.split(',') {
         let item = item.trim();
@@ -141,7 +153,11 @@ pub fn parse_list(text: &str) -> Result<Vec<Platform>> {
 
 /// `linux/amd64,linux/arm64`: the form podman's `--platform` takes.
 pub fn join(platforms: &[Platform]) -> String {
-    platforms.iter().map(Platform::to_string).collect::<Vec<_>>().join(",")
+    platforms
+        .iter()
+        .map(Platform::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -155,9 +171,15 @@ mod tests {
     #[test]
     fn parses_the_supported_platforms_in_order() {
         let platforms = parse_list("linux/arm64, linux/amd64").unwrap();
-        assert_eq!(platforms, vec![Platform::LINUX_ARM64, Platform::LINUX_AMD64]);
+        assert_eq!(
+            platforms,
+            vec![Platform::LINUX_ARM64, Platform::LINUX_AMD64]
+        );
         assert_eq!(join(&platforms), "linux/arm64,linux/amd64");
-        assert_eq!(parse_list("linux/amd64").unwrap(), vec![Platform::LINUX_AMD64]);
+        assert_eq!(
+            parse_list("linux/amd64").unwrap(),
+            vec![Platform::LINUX_AMD64]
+        );
     }
 
     #[test]

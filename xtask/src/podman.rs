@@ -34,10 +34,17 @@ impl std::str::FromStr for BuildArg {
         let Some((name, value)) = text.split_once('=') else {
             bail!("build argument {text:?} has no '='; write it as NAME=VALUE (NAME= for an empty value)");
         };
-        if name.is_empty() || !name.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_') {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
+        {
             bail!("build argument {text:?}: {name:?} is not a valid ARG name (letters, digits, _)");
         }
-        Ok(BuildArg { name: name.to_owned(), value: value.to_owned() })
+        Ok(BuildArg {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        })
     }
 }
 
@@ -70,7 +77,9 @@ impl Build {
             .arg("--build-arg")
             .arg(format!("BUILDPLATFORM={}", self.build_platform));
         for build_arg in &self.build_args {
-            command = command.arg("--build-arg").arg(format!("{}={}", build_arg.name, build_arg.value));
+            command = command
+                .arg("--build-arg")
+                .arg(format!("{}={}", build_arg.name, build_arg.value));
         }
         for volume in &self.volumes {
             command = command.arg("--volume").arg(volume);
@@ -80,10 +89,23 @@ impl Build {
 }
 
 /// A plain single-platform build tagged `tag` (used for the builder base).
-pub fn build_tagged(containerfile: &Path, context: &Path, tag: &str, build_args: &[BuildArg], labels: &[(String, String)]) -> Command {
-    let mut command = podman().arg("build").arg("--tag").arg(tag).arg("--file").arg(path_text(containerfile));
+pub fn build_tagged(
+    containerfile: &Path,
+    context: &Path,
+    tag: &str,
+    build_args: &[BuildArg],
+    labels: &[(String, String)],
+) -> Command {
+    let mut command = podman()
+        .arg("build")
+        .arg("--tag")
+        .arg(tag)
+        .arg("--file")
+        .arg(path_text(containerfile));
     for build_arg in build_args {
-        command = command.arg("--build-arg").arg(format!("{}={}", build_arg.name, build_arg.value));
+        command = command
+            .arg("--build-arg")
+            .arg(format!("{}={}", build_arg.name, build_arg.value));
     }
     for (key, value) in labels {
         command = command.arg("--label").arg(format!("{key}={value}"));
@@ -116,7 +138,9 @@ pub fn manifest_create(name: &str) -> Command {
 }
 
 pub fn manifest_add(list: &str, image: &str) -> Command {
-    podman().args(["manifest", "add", list]).arg(format!("containers-storage:{image}"))
+    podman()
+        .args(["manifest", "add", list])
+        .arg(format!("containers-storage:{image}"))
 }
 
 /// Removes the list, or only this name of it when it has others.
@@ -149,6 +173,19 @@ pub fn import(tarball: &Path, arch: Arch, changes: &[String], name: &str) -> Com
 #[derive(Debug, Deserialize)]
 pub struct Info {
     pub host: HostInfo,
+    pub store: StoreInfo,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreInfo {
+    pub graph_root: PathBuf,
+    /// Size and use of the filesystem holding `graph_root`, as podman sees it
+    /// (inside the VM on macOS).
+    #[serde(default)]
+    pub graph_root_allocated: Option<u64>,
+    #[serde(default)]
+    pub graph_root_used: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,7 +203,12 @@ impl Info {
     pub fn build_platform(&self) -> Result<Platform> {
         format!("{}/{}", self.host.os, self.host.arch)
             .parse()
-            .with_context(|| format!("podman runs on {}/{}, which rc-web's images do not support", self.host.os, self.host.arch))
+            .with_context(|| {
+                format!(
+                    "podman runs on {}/{}, which rc-web's images do not support",
+                    self.host.os, self.host.arch
+                )
+            })
     }
 }
 
@@ -200,7 +242,9 @@ impl ManifestList {
     pub fn entries_for(&self, platform: Platform) -> Vec<&ManifestEntry> {
         self.manifests
             .iter()
-            .filter(|entry| entry.platform_string().as_deref() == Some(platform.to_string().as_str()))
+            .filter(|entry| {
+                entry.platform_string().as_deref() == Some(platform.to_string().as_str())
+            })
             .collect()
     }
 }
@@ -209,7 +253,9 @@ impl ManifestEntry {
     pub fn platform_string(&self) -> Option<String> {
         let platform = self.platform.as_ref()?;
         Some(match &platform.variant {
-            Some(variant) if !variant.is_empty() => format!("{}/{}/{variant}", platform.os, platform.architecture),
+            Some(variant) if !variant.is_empty() => {
+                format!("{}/{}/{variant}", platform.os, platform.architecture)
+            }
             _ => format!("{}/{}", platform.os, platform.architecture),
         })
     }
@@ -219,6 +265,7 @@ impl ManifestEntry {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ImageConfig {
+    pub id: String,
     pub os: String,
     pub architecture: String,
     #[serde(default)]
@@ -228,8 +275,11 @@ pub struct ImageConfig {
 impl ImageConfig {
     /// `podman image inspect` prints an array with one element per reference.
     pub fn parse(json: &str) -> Result<ImageConfig> {
-        let mut images: Vec<ImageConfig> = serde_json::from_str(json).context("cannot parse `podman image inspect` output")?;
-        images.pop().context("`podman image inspect` printed no image")
+        let mut images: Vec<ImageConfig> =
+            serde_json::from_str(json).context("cannot parse `podman image inspect` output")?;
+        images
+            .pop()
+            .context("`podman image inspect` printed no image")
     }
 
     pub fn label(&self, key: &str) -> Option<&str> {
@@ -257,7 +307,9 @@ mod tests {
             build_platform: Platform::LINUX_AMD64,
             manifest: "localhost/rc-web:build-1".into(),
             build_args: vec!["GIT_REVISION=abc1234".parse().unwrap()],
-            volumes: vec!["/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro".into()],
+            volumes: vec![
+                "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro".into(),
+            ],
         }
     }
 
@@ -275,7 +327,10 @@ mod tests {
     #[test]
     fn build_args_need_an_equals_sign_and_a_valid_name() {
         let error = "VERSION".parse::<BuildArg>().unwrap_err().to_string();
-        assert!(error.contains("has no '='") && error.contains("NAME=VALUE"), "{error}");
+        assert!(
+            error.contains("has no '='") && error.contains("NAME=VALUE"),
+            "{error}"
+        );
         assert!("A-B=1".parse::<BuildArg>().is_err());
         let empty: BuildArg = "EMPTY=".parse().unwrap();
         assert_eq!(empty.value, "");
@@ -294,19 +349,30 @@ mod tests {
         let arm = list.entries_for(Platform::LINUX_ARM64);
         assert_eq!(arm.len(), 1);
         assert_eq!(arm[0].digest, "sha256:cc");
-        assert_eq!(list.manifests[1].platform_string().unwrap(), "linux/arm64/v8");
+        assert_eq!(
+            list.manifests[1].platform_string().unwrap(),
+            "linux/arm64/v8"
+        );
     }
 
     #[test]
     fn info_gives_the_build_platform() {
-        let json = r#"{"host":{"arch":"amd64","os":"linux","other":1},"store":{"graphRoot":"/var/lib/containers/storage"}}"#;
+        let json = r#"{"host":{"arch":"amd64","os":"linux"},"store":{"graphRoot":"/var/lib/containers/storage","graphRootAllocated":100}}"#;
         let info = Info::parse(json).unwrap();
         assert_eq!(info.build_platform().unwrap(), Platform::LINUX_AMD64);
+        assert_eq!(
+            info.store.graph_root,
+            PathBuf::from("/var/lib/containers/storage")
+        );
+        assert_eq!(info.store.graph_root_allocated, Some(100));
     }
 
     #[test]
     fn versions_parse_with_or_without_patch() {
-        assert_eq!(parse_version("4.3.1\n").unwrap(), semver::Version::new(4, 3, 1));
+        assert_eq!(
+            parse_version("4.3.1\n").unwrap(),
+            semver::Version::new(4, 3, 1)
+        );
         assert_eq!(parse_version("5.2").unwrap(), semver::Version::new(5, 2, 0));
         assert!(parse_version("4.3.1").unwrap() >= MINIMUM_VERSION);
         assert!(parse_version("3.4.4").unwrap() < MINIMUM_VERSION);

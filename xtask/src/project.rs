@@ -2,8 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-/// The image rc-web is built into when no `--image` is given.
-pub const DEFAULT_IMAGE: &str = "localhost/rc-web";
+/// Where images go when no `--registry` / `--image` (or REGISTRY / IMAGE_NAME) is given.
+pub const DEFAULT_REGISTRY: &str = "ghcr.io";
+pub const DEFAULT_IMAGE_NAME: &str = "daksha-rc/rc-web";
 /// rc-web's Containerfile, relative to the project root; the context is the root.
 pub const RC_WEB_CONTAINERFILE: &str = "containers/rc-web/Containerfile";
 /// Base image recipes: root filesystems from the Debian archive.

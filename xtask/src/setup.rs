@@ -46,7 +46,9 @@ pub fn run(runner: &Runner, with_cargo_make: bool) -> Result<()> {
             print_macos_steps();
             return Ok(());
         }
-        other => bail!("setup supports Debian/Ubuntu Linux and prints steps for macOS; this is {other}"),
+        other => {
+            bail!("setup supports Debian/Ubuntu Linux and prints steps for macOS; this is {other}")
+        }
     }
     if !Path::new("/etc/debian_version").exists() {
         bail!(
@@ -55,7 +57,9 @@ pub fn run(runner: &Runner, with_cargo_make: bool) -> Result<()> {
             podman::MINIMUM_VERSION
         );
     }
-    let is_root = fs::metadata("/proc/self").map(|metadata| metadata.uid() == 0).unwrap_or(false);
+    let is_root = fs::metadata("/proc/self")
+        .map(|metadata| metadata.uid() == 0)
+        .unwrap_or(false);
     install_packages(runner, is_root)?;
     configure_podman(runner, is_root)?;
     register_binfmt(runner, is_root)?;
@@ -85,7 +89,10 @@ fn missing_packages(runner: &Runner) -> Result<Vec<&'static str>> {
     let mut missing = Vec::new();
     for &package in PACKAGES {
         let query = Command::new("dpkg-query").args(["-W", "-f=${db:Status-Abbrev}", package]);
-        let installed = runner.read(&query).map(|status| status.starts_with("ii")).unwrap_or(false);
+        let installed = runner
+            .read(&query)
+            .map(|status| status.starts_with("ii"))
+            .unwrap_or(false);
         if !installed {
             missing.push(package);
         }
@@ -104,9 +111,15 @@ fn install_packages(runner: &Runner, is_root: bool) -> Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y"])
         .args(missing.iter().copied());
-    require_root(is_root, "install packages", &format!("    apt-get update && {install}"))?;
+    require_root(
+        is_root,
+        "install packages",
+        &format!("    apt-get update && {install}"),
+    )?;
     runner.run(&Command::new("apt-get").arg("update"))?;
-    runner.run(&install).context("cannot install the packages the pipeline needs")
+    runner
+        .run(&install)
+        .context("cannot install the packages the pipeline needs")
 }
 
 /// The containers.conf this machine needs, or `None` when podman's defaults work.
@@ -124,9 +137,13 @@ pub fn wanted_containers_conf(cgroup_root: &Path, limits: &str) -> Option<String
     let nofile_too_low = nofile.is_some_and(|limit| limit < PODMAN_DEFAULT_NOFILE);
     let nproc_too_low = nproc.is_some_and(|limit| limit < PODMAN_DEFAULT_NPROC);
     if nofile_too_low || nproc_too_low {
-        let nofile = nofile.unwrap_or(PODMAN_DEFAULT_NOFILE).min(PODMAN_DEFAULT_NOFILE);
+        let nofile = nofile
+            .unwrap_or(PODMAN_DEFAULT_NOFILE)
+            .min(PODMAN_DEFAULT_NOFILE);
         let nproc = nproc.unwrap_or(SAFE_NPROC).min(SAFE_NPROC);
-        containers.push(format!("default_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc={nproc}:{nproc}\"]"));
+        containers.push(format!(
+            "default_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc={nproc}:{nproc}\"]"
+        ));
     }
     if containers.is_empty() && engine.is_empty() {
         return None;
@@ -172,8 +189,14 @@ fn configure_podman(runner: &Runner, is_root: bool) -> Result<()> {
         }
         _ => {}
     }
-    eprintln!("setup: containers.conf: writing {CONTAINERS_CONF} (runc runtime and/or lower ulimits)");
-    require_root(is_root, "write /etc/containers/containers.conf", &format!("    cat > {CONTAINERS_CONF} <<'EOF'\n{wanted}EOF"))?;
+    eprintln!(
+        "setup: containers.conf: writing {CONTAINERS_CONF} (runc runtime and/or lower ulimits)"
+    );
+    require_root(
+        is_root,
+        "write /etc/containers/containers.conf",
+        &format!("    cat > {CONTAINERS_CONF} <<'EOF'\n{wanted}EOF"),
+    )?;
     if runner.dry_run {
         println!("# write {CONTAINERS_CONF}:\n{wanted}");
         return Ok(());
@@ -184,7 +207,11 @@ fn configure_podman(runner: &Runner, is_root: bool) -> Result<()> {
 
 /// The architectures podman on this host can only run through qemu.
 pub fn emulated_architectures(build_platform: Platform) -> Vec<Arch> {
-    SUPPORTED.iter().map(|platform| platform.arch).filter(|&arch| arch != build_platform.arch).collect()
+    SUPPORTED
+        .iter()
+        .map(|platform| platform.arch)
+        .filter(|&arch| arch != build_platform.arch)
+        .collect()
 }
 
 /// True when the kernel will hand binaries of `arch` to qemu.
@@ -202,7 +229,10 @@ fn register_binfmt(runner: &Runner, is_root: bool) -> Result<()> {
             continue;
         }
         let rule_file = PathBuf::from(format!("/usr/lib/binfmt.d/{name}.conf"));
-        eprintln!("setup: binfmt: registering {name} from {}", rule_file.display());
+        eprintln!(
+            "setup: binfmt: registering {name} from {}",
+            rule_file.display()
+        );
         let register = Path::new(BINFMT_DIR).join("register");
         require_root(
             is_root,
@@ -214,18 +244,34 @@ fn register_binfmt(runner: &Runner, is_root: bool) -> Result<()> {
             ),
         )?;
         if !register.exists() {
-            runner.run(&Command::new("mount").args(["-t", "binfmt_misc", "binfmt_misc", BINFMT_DIR]))?;
+            runner.run(&Command::new("mount").args([
+                "-t",
+                "binfmt_misc",
+                "binfmt_misc",
+                BINFMT_DIR,
+            ]))?;
         }
         if runner.dry_run {
             println!("cat {} > {}", rule_file.display(), register.display());
             continue;
         }
-        let rule = fs::read_to_string(&rule_file)
-            .with_context(|| format!("cannot read {}; is qemu-user-static installed?", rule_file.display()))?;
-        fs::write(&register, rule.trim_end())
-            .with_context(|| format!("cannot register {name} with binfmt_misc ({})", register.display()))?;
+        let rule = fs::read_to_string(&rule_file).with_context(|| {
+            format!(
+                "cannot read {}; is qemu-user-static installed?",
+                rule_file.display()
+            )
+        })?;
+        fs::write(&register, rule.trim_end()).with_context(|| {
+            format!(
+                "cannot register {name} with binfmt_misc ({})",
+                register.display()
+            )
+        })?;
         if !binfmt_registered(arch) {
-            bail!("{name} was written to {} but is not enabled", register.display());
+            bail!(
+                "{name} was written to {} but is not enabled",
+                register.display()
+            );
         }
     }
     Ok(())
@@ -233,8 +279,12 @@ fn register_binfmt(runner: &Runner, is_root: bool) -> Result<()> {
 
 /// The machine's own platform (setup runs before podman can be asked).
 fn host_platform() -> Result<Platform> {
-    let arch = Arch::from_any_name(std::env::consts::ARCH)
-        .with_context(|| format!("this machine's architecture {} is not supported", std::env::consts::ARCH))?;
+    let arch = Arch::from_any_name(std::env::consts::ARCH).with_context(|| {
+        format!(
+            "this machine's architecture {} is not supported",
+            std::env::consts::ARCH
+        )
+    })?;
     Ok(Platform::linux(arch))
 }
 
@@ -255,9 +305,14 @@ fn check_podman(runner: &Runner) -> Result<()> {
     }
     let version = podman::parse_version(&runner.read(&podman::version())?)?;
     if version < podman::MINIMUM_VERSION {
-        bail!("podman {version} is too old; the pipeline needs podman >= {}", podman::MINIMUM_VERSION);
+        bail!(
+            "podman {version} is too old; the pipeline needs podman >= {}",
+            podman::MINIMUM_VERSION
+        );
     }
-    runner.read(&podman::info()).context("podman is installed but `podman info` fails")?;
+    runner
+        .read(&podman::info())
+        .context("podman is installed but `podman info` fails")?;
     eprintln!("setup: podman {version} works");
     Ok(())
 }
@@ -266,10 +321,12 @@ fn check_podman(runner: &Runner) -> Result<()> {
 mod tests {
     use super::*;
 
-    const LOW_LIMITS: &str = "Limit                     Soft Limit           Hard Limit           Units\n\
+    const LOW_LIMITS: &str =
+        "Limit                     Soft Limit           Hard Limit           Units\n\
         Max processes             96365                96365                processes\n\
         Max open files            20000                20000                files\n";
-    const HIGH_LIMITS: &str = "Max processes             unlimited            unlimited            processes\n\
+    const HIGH_LIMITS: &str =
+        "Max processes             unlimited            unlimited            processes\n\
         Max open files            1048576              1048576              files\n";
 
     #[test]
@@ -286,7 +343,10 @@ mod tests {
         let conf = wanted_containers_conf(&hybrid, LOW_LIMITS).unwrap();
         assert!(conf.starts_with(MANAGED_MARKER));
         assert!(conf.contains("runtime = \"runc\""));
-        assert!(conf.contains("default_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]"), "{conf}");
+        assert!(
+            conf.contains("default_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]"),
+            "{conf}"
+        );
         fs::remove_dir_all(hybrid).unwrap();
     }
 
@@ -301,8 +361,14 @@ mod tests {
 
     #[test]
     fn only_foreign_architectures_need_emulation() {
-        assert_eq!(emulated_architectures(Platform::LINUX_AMD64), vec![Arch::Arm64]);
-        assert_eq!(emulated_architectures(Platform::LINUX_ARM64), vec![Arch::Amd64]);
+        assert_eq!(
+            emulated_architectures(Platform::LINUX_AMD64),
+            vec![Arch::Arm64]
+        );
+        assert_eq!(
+            emulated_architectures(Platform::LINUX_ARM64),
+            vec![Arch::Amd64]
+        );
     }
 }
 

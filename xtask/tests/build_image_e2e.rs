@@ -11,23 +11,38 @@ use std::{
     time::{Duration, Instant},
 };
 
-const IMAGE: &str = "localhost/rc-web-e2e";
+const REGISTRY: &str = "localhost";
+const IMAGE: &str = "rc-web-e2e";
 const TAG: &str = "test";
 
 fn xtask(args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask")).args(args).output().expect("run xtask");
-    eprintln!("--- xtask {args:?} stderr:\n{}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .expect("run xtask");
+    eprintln!(
+        "--- xtask {args:?} stderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     output
 }
 
 fn podman(args: &[&str]) -> String {
-    let output = Command::new("podman").args(args).output().expect("podman is installed (run `cargo xtask setup`)");
-    assert!(output.status.success(), "podman {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new("podman")
+        .args(args)
+        .output()
+        .expect("podman is installed (run `cargo xtask setup`)");
+    assert!(
+        output.status.success(),
+        "podman {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap()
 }
 
 fn list_entries(list: &str) -> Vec<(String, String)> {
-    let json: serde_json::Value = serde_json::from_str(&podman(&["manifest", "inspect", list])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&podman(&["manifest", "inspect", list])).unwrap();
     json["manifests"]
         .as_array()
         .unwrap()
@@ -35,7 +50,11 @@ fn list_entries(list: &str) -> Vec<(String, String)> {
         .map(|entry| {
             let platform = &entry["platform"];
             (
-                format!("{}/{}", platform["os"].as_str().unwrap(), platform["architecture"].as_str().unwrap()),
+                format!(
+                    "{}/{}",
+                    platform["os"].as_str().unwrap(),
+                    platform["architecture"].as_str().unwrap()
+                ),
                 entry["digest"].as_str().unwrap().to_owned(),
             )
         })
@@ -43,7 +62,11 @@ fn list_entries(list: &str) -> Vec<(String, String)> {
 }
 
 fn free_loopback_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A container that is removed however the test ends.
@@ -51,14 +74,22 @@ struct Container(String);
 
 impl Drop for Container {
     fn drop(&mut self) {
-        let _ = Command::new("podman").args(["rm", "--force", "--time", "2", &self.0]).output();
+        let _ = Command::new("podman")
+            .args(["rm", "--force", "--time", "2", &self.0])
+            .output();
     }
 }
 
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
@@ -73,7 +104,10 @@ fn wait_for_health(port: u16) -> (u16, String) {
         if let Some(reply) = http_get(port, "/healthz") {
             return reply;
         }
-        assert!(Instant::now() < deadline, "rc-web did not answer on 127.0.0.1:{port} within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "rc-web did not answer on 127.0.0.1:{port} within 60 s"
+        );
         thread::sleep(Duration::from_millis(250));
     }
 }
@@ -82,11 +116,24 @@ fn wait_for_health(port: u16) -> (u16, String) {
 /// local list can pick the wrong entry) and checks what it reports.
 fn run_and_check(list: &str, platform: &str, digest: &str, expected_machine: &str) {
     let port = free_loopback_port();
-    let name = format!("rc-web-e2e-{}-{}", platform.replace('/', "-"), std::process::id());
-    let _ = Command::new("podman").args(["rm", "--force", &name]).output();
+    let name = format!(
+        "rc-web-e2e-{}-{}",
+        platform.replace('/', "-"),
+        std::process::id()
+    );
+    let _ = Command::new("podman")
+        .args(["rm", "--force", &name])
+        .output();
     podman(&[
-        "run", "--detach", "--name", &name, "--platform", platform,
-        "--publish", &format!("127.0.0.1:{port}:8000"), &format!("{list}@{digest}"),
+        "run",
+        "--detach",
+        "--name",
+        &name,
+        "--platform",
+        platform,
+        "--publish",
+        &format!("127.0.0.1:{port}:8000"),
+        &format!("{list}@{digest}"),
     ]);
     let container = Container(name);
 
@@ -97,68 +144,163 @@ fn run_and_check(list: &str, platform: &str, digest: &str, expected_machine: &st
     let (status, body) = http_get(port, "/version").expect("/version answers");
     assert_eq!(status, 200);
     let version: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(version["arch"], expected_machine, "{platform} /version: {body}");
+    assert_eq!(
+        version["arch"], expected_machine,
+        "{platform} /version: {body}"
+    );
     assert_eq!(version["name"], "rc-web");
-    assert_eq!(version["git_revision"].as_str().map(str::len).map(|len| len >= 40), Some(true), "{body}");
+    assert_eq!(
+        version["git_revision"]
+            .as_str()
+            .map(str::len)
+            .map(|len| len >= 40),
+        Some(true),
+        "{body}"
+    );
 
     // Graceful shutdown inside the container: SIGTERM, then a clean exit.
     podman(&["stop", "--time", "20", &container.0]);
     let exit_code = podman(&["inspect", "--format", "{{.State.ExitCode}}", &container.0]);
     assert_eq!(exit_code.trim(), "0", "{platform} exit code after SIGTERM");
     // rc-web logs to stderr, which `podman logs` replays on its own stderr.
-    let logs = Command::new("podman").args(["logs", &container.0]).output().unwrap();
+    let logs = Command::new("podman")
+        .args(["logs", &container.0])
+        .output()
+        .unwrap();
     let logs = String::from_utf8_lossy(&logs.stderr);
-    assert!(logs.contains("GET /version 200"), "{platform} request log: {logs}");
-    assert!(logs.contains("SIGTERM received"), "{platform} shutdown log: {logs}");
+    assert!(
+        logs.contains("GET /version 200"),
+        "{platform} request log: {logs}"
+    );
+    assert!(
+        logs.contains("SIGTERM received"),
+        "{platform} shutdown log: {logs}"
+    );
 }
 
 #[test]
 fn rc_web_builds_for_both_platforms_and_each_image_runs_as_its_architecture() {
-    let list = format!("{IMAGE}:{TAG}");
-    let output = xtask(&["build-image", "--image", IMAGE, "--tag", TAG]);
+    let list = format!("{REGISTRY}/{IMAGE}:{TAG}");
+    let output = xtask(&[
+        "build-image",
+        "--registry",
+        REGISTRY,
+        "--image",
+        IMAGE,
+        "--tag",
+        TAG,
+    ]);
     assert!(output.status.success(), "build-image failed");
 
     let mut entries = list_entries(&list);
     entries.sort();
-    let platforms: Vec<&str> = entries.iter().map(|(platform, _)| platform.as_str()).collect();
-    assert_eq!(platforms, ["linux/amd64", "linux/arm64"], "the list holds exactly both platforms");
+    let platforms: Vec<&str> = entries
+        .iter()
+        .map(|(platform, _)| platform.as_str())
+        .collect();
+    assert_eq!(
+        platforms,
+        ["linux/amd64", "linux/arm64"],
+        "the list holds exactly both platforms"
+    );
 
     // Each entry's image is configured for its platform, runs as non-root and exposes 8000.
     for (platform, digest) in &entries {
-        let config: serde_json::Value =
-            serde_json::from_str(&podman(&["image", "inspect", "--format", "json", &format!("{list}@{digest}")])).unwrap();
+        let config: serde_json::Value = serde_json::from_str(&podman(&[
+            "image",
+            "inspect",
+            "--format",
+            "json",
+            &format!("{list}@{digest}"),
+        ]))
+        .unwrap();
         let config = &config[0];
-        assert_eq!(format!("{}/{}", config["Os"].as_str().unwrap(), config["Architecture"].as_str().unwrap()), *platform);
+        assert_eq!(
+            format!(
+                "{}/{}",
+                config["Os"].as_str().unwrap(),
+                config["Architecture"].as_str().unwrap()
+            ),
+            *platform
+        );
         assert_eq!(config["Config"]["User"], "10001:10001");
-        assert!(config["Config"]["ExposedPorts"].get("8000/tcp").is_some(), "{platform}: EXPOSE 8000");
+        assert!(
+            config["Config"]["ExposedPorts"].get("8000/tcp").is_some(),
+            "{platform}: EXPOSE 8000"
+        );
     }
 
     for (platform, digest) in &entries {
-        let machine = if platform == "linux/amd64" { "x86_64" } else { "aarch64" };
+        let machine = if platform == "linux/amd64" {
+            "x86_64"
+        } else {
+            "aarch64"
+        };
         run_and_check(&list, platform, digest, machine);
     }
 
     // A rerun (warm cache) replaces the list instead of adding to it.
-    let output = xtask(&["build-image", "--image", IMAGE, "--tag", TAG]);
+    let output = xtask(&[
+        "build-image",
+        "--registry",
+        REGISTRY,
+        "--image",
+        IMAGE,
+        "--tag",
+        TAG,
+    ]);
     assert!(output.status.success(), "second build-image failed");
-    assert_eq!(list_entries(&list).len(), 2, "a rerun must not accumulate entries");
-    let leftovers = podman(&["images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", &format!("reference={IMAGE}")]);
-    assert_eq!(leftovers.trim(), list, "only the final list keeps a name (no temporary lists left)");
+    assert_eq!(
+        list_entries(&list).len(),
+        2,
+        "a rerun must not accumulate entries"
+    );
+    let leftovers = podman(&[
+        "images",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        "--filter",
+        &format!("reference={REGISTRY}/{IMAGE}"),
+    ]);
+    assert_eq!(
+        leftovers.trim(),
+        list,
+        "only the final list keeps a name (no temporary lists left)"
+    );
 
     podman(&["manifest", "rm", &list]);
 }
 
 #[test]
 fn dry_run_prints_the_podman_commands_and_builds_nothing() {
-    let image = "localhost/rc-web-dry-run";
-    let output = xtask(&["build-image", "--dry-run", "--image", image, "--platform", "linux/arm64"]);
+    let output = xtask(&[
+        "build-image",
+        "--dry-run",
+        "--registry",
+        "localhost",
+        "--image",
+        "rc-web-dry-run",
+        "--platform",
+        "linux/arm64",
+        "--tag",
+        "dry",
+    ]);
     assert!(output.status.success());
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(
-        stdout.lines().any(|line| line.starts_with("podman build --platform linux/arm64 --manifest localhost/rc-web-dry-run:build-")),
+        stdout.lines().any(|line| line.starts_with(
+            "podman build --platform linux/arm64 --manifest localhost/rc-web-dry-run:build-"
+        )),
         "{stdout}"
     );
-    assert!(stdout.contains("podman tag localhost/rc-web-dry-run:build-"), "{stdout}");
-    let status = Command::new("podman").args(["manifest", "exists", &format!("{image}:latest")]).status().unwrap();
+    assert!(
+        stdout.contains("podman tag localhost/rc-web-dry-run:build-")
+            && stdout.contains(" localhost/rc-web-dry-run:dry"),
+        "{stdout}"
+    );
+    let status = Command::new("podman")
+        .args(["manifest", "exists", "localhost/rc-web-dry-run:dry"])
+        .status()
+        .unwrap();
     assert!(!status.success(), "a dry run must not create the list");
 }

@@ -1,0 +1,454 @@
+//! Disk space: where podman keeps its storage, how much is free there, how
+//! much podman uses, and what each kind of build needs (the table in
+//! docs/multi-platform-builds.md). Free space is measured with sysinfo, never
+//! by parsing `df`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    exec::{Command, Runner},
+    platform::{Arch, Platform},
+    podman,
+};
+
+const GB: u64 = 1_000_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuildKind {
+    Amd64,
+    Arm64,
+    MultiPlatform,
+    WithCleanup,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Requirement {
+    pub kind: BuildKind,
+    pub description: &'static str,
+    pub minimum_gb: u64,
+    pub recommended_gb: u64,
+}
+
+/// From the project's original build guide; the build stops below the minimum.
+pub const REQUIREMENTS: [Requirement; 4] = [
+    Requirement {
+        kind: BuildKind::Amd64,
+        description: "single platform (amd64)",
+        minimum_gb: 8,
+        recommended_gb: 12,
+    },
+    Requirement {
+        kind: BuildKind::Arm64,
+        description: "single platform (arm64)",
+        minimum_gb: 10,
+        recommended_gb: 15,
+    },
+    Requirement {
+        kind: BuildKind::MultiPlatform,
+        description: "multi-platform",
+        minimum_gb: 15,
+        recommended_gb: 20,
+    },
+    Requirement {
+        kind: BuildKind::WithCleanup,
+        description: "with cleanup (--clean)",
+        minimum_gb: 6,
+        recommended_gb: 10,
+    },
+];
+
+impl BuildKind {
+    pub fn for_build(platforms: &[Platform], with_cleanup: bool) -> BuildKind {
+        match platforms {
+            _ if with_cleanup => BuildKind::WithCleanup,
+            [only] if only.arch == Arch::Amd64 => BuildKind::Amd64,
+            [only] if only.arch == Arch::Arm64 => BuildKind::Arm64,
+            _ => BuildKind::MultiPlatform,
+        }
+    }
+
+    pub fn requirement(self) -> Requirement {
+        *REQUIREMENTS
+            .iter()
+            .find(|requirement| requirement.kind == self)
+            .expect("every kind is in the table")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Ok,
+    BelowRecommended,
+    BelowMinimum,
+}
+
+pub fn verdict(available_bytes: u64, requirement: &Requirement) -> Verdict {
+    if available_bytes < requirement.minimum_gb * GB {
+        Verdict::BelowMinimum
+    } else if available_bytes < requirement.recommended_gb * GB {
+        Verdict::BelowRecommended
+    } else {
+        Verdict::Ok
+    }
+}
+
+/// Where podman's storage is and the filesystem around it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StorageSpace {
+    pub graph_root: PathBuf,
+    /// Mount point of the filesystem holding it; `None` when it is in a VM.
+    pub mount_point: Option<PathBuf>,
+    pub available_bytes: u64,
+    pub total_bytes: u64,
+    /// How the figures were obtained.
+    pub measured_by: &'static str,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PodmanUsage {
+    pub images_bytes: u64,
+    pub containers_bytes: u64,
+    pub volumes_bytes: u64,
+    pub reclaimable_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MachineDisk {
+    pub name: String,
+    pub disk_size_gib: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub storage: StorageSpace,
+    pub podman_usage: PodmanUsage,
+    pub podman_machine: Option<MachineDisk>,
+    pub recommendations: Vec<(Requirement, Verdict)>,
+}
+
+/// The mount point that contains `path`: the longest mount-point prefix.
+pub fn containing_mount<'a>(
+    path: &Path,
+    mount_points: impl IntoIterator<Item = &'a Path>,
+) -> Option<&'a Path> {
+    mount_points
+        .into_iter()
+        .filter(|mount| path.starts_with(mount))
+        .max_by_key(|mount| mount.components().count())
+}
+
+/// Free space where podman keeps images. On Linux with local podman, sysinfo
+/// measures the filesystem; where podman runs in a VM (macOS), podman reports
+/// the VM's figures itself.
+pub fn storage_space(info: &podman::Info) -> Result<StorageSpace> {
+    let graph_root = info.store.graph_root.clone();
+    if std::env::consts::OS == "linux" {
+        let disks = sysinfo::Disks::new_with_refreshed_list();
+        let existing = graph_root
+            .ancestors()
+            .find(|ancestor| ancestor.exists())
+            .unwrap_or(Path::new("/"));
+        let resolved = existing
+            .canonicalize()
+            .unwrap_or_else(|_| existing.to_path_buf());
+        let mount = containing_mount(&resolved, disks.iter().map(|disk| disk.mount_point()))
+            .with_context(|| format!("no mounted filesystem holds {}", graph_root.display()))?
+            .to_path_buf();
+        let disk = disks
+            .iter()
+            .find(|disk| disk.mount_point() == mount)
+            .expect("mount came from this list");
+        return Ok(StorageSpace {
+            graph_root,
+            mount_point: Some(mount),
+            available_bytes: disk.available_space(),
+            total_bytes: disk.total_space(),
+            measured_by: "sysinfo",
+        });
+    }
+    let total = info
+        .store
+        .graph_root_allocated
+        .context("podman does not report its storage size")?;
+    let used = info.store.graph_root_used.unwrap_or(0);
+    Ok(StorageSpace {
+        graph_root,
+        mount_point: None,
+        available_bytes: total.saturating_sub(used),
+        total_bytes: total,
+        measured_by: "podman info (podman machine)",
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DfRow {
+    #[serde(rename = "Type")]
+    kind: String,
+    size: u64,
+    reclaimable: u64,
+}
+
+pub fn system_df() -> Command {
+    Command::new(podman::PROGRAM).args(["system", "df", "--format", "{{json .}}"])
+}
+
+/// Parses `podman system df --format '{{json .}}'` (one JSON object a line).
+pub fn parse_podman_usage(text: &str) -> Result<PodmanUsage> {
+    let mut usage = PodmanUsage::default();
+    for line in text.lines().filter(|line| !line.trim().is_empty()) {
+        let row: DfRow = serde_json::from_str(line)
+            .with_context(|| format!("cannot parse podman system df line {line:?}"))?;
+        match row.kind.as_str() {
+            "Images" => usage.images_bytes = row.size,
+            "Containers" => usage.containers_bytes = row.size,
+            "Local Volumes" => usage.volumes_bytes = row.size,
+            _ => {}
+        }
+        usage.reclaimable_bytes += row.reclaimable;
+    }
+    Ok(usage)
+}
+
+fn podman_machine(runner: &Runner) -> Option<MachineDisk> {
+    if std::env::consts::OS == "linux" {
+        return None;
+    }
+    let json = runner
+        .read(&Command::new(podman::PROGRAM).args(["machine", "inspect"]))
+        .ok()?;
+    let machines: serde_json::Value = serde_json::from_str(&json).ok()?;
+    let machine = machines.as_array()?.first()?;
+    Some(MachineDisk {
+        name: machine["Name"].as_str()?.to_owned(),
+        disk_size_gib: machine["Resources"]["DiskSize"].as_u64()?,
+    })
+}
+
+pub fn report(runner: &Runner) -> Result<Report> {
+    let info = podman::Info::parse(&runner.read(&podman::info())?)?;
+    let storage = storage_space(&info)?;
+    let podman_usage = parse_podman_usage(&runner.read(&system_df())?)?;
+    let recommendations = REQUIREMENTS
+        .iter()
+        .map(|requirement| (*requirement, verdict(storage.available_bytes, requirement)))
+        .collect();
+    Ok(Report {
+        storage,
+        podman_usage,
+        podman_machine: podman_machine(runner),
+        recommendations,
+    })
+}
+
+/// `1.5 GB`: decimal units, as the requirement table uses.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+pub fn print_report(report: &Report) {
+    let storage = &report.storage;
+    println!("podman storage: {}", storage.graph_root.display());
+    if let Some(mount) = &storage.mount_point {
+        println!(
+            "filesystem:     {} ({})",
+            mount.display(),
+            storage.measured_by
+        );
+    }
+    println!(
+        "free:           {} of {}",
+        format_bytes(storage.available_bytes),
+        format_bytes(storage.total_bytes)
+    );
+    let usage = &report.podman_usage;
+    println!(
+        "podman uses:    images {}, containers {}, volumes {} ({} reclaimable: cargo xtask clean-build-cache)",
+        format_bytes(usage.images_bytes),
+        format_bytes(usage.containers_bytes),
+        format_bytes(usage.volumes_bytes),
+        format_bytes(usage.reclaimable_bytes)
+    );
+    if let Some(machine) = &report.podman_machine {
+        println!(
+            "podman machine: {} with a {} GiB disk",
+            machine.name, machine.disk_size_gib
+        );
+    }
+    println!(
+        "\n{:<26} {:>8} {:>12}  status",
+        "build", "minimum", "recommended"
+    );
+    for (requirement, verdict) in &report.recommendations {
+        let status = match verdict {
+            Verdict::Ok => "ok",
+            Verdict::BelowRecommended => "below recommended",
+            Verdict::BelowMinimum => "BELOW MINIMUM",
+        };
+        println!(
+            "{:<26} {:>5} GB {:>9} GB  {status}",
+            requirement.description, requirement.minimum_gb, requirement.recommended_gb
+        );
+    }
+}
+
+/// The check `build-image` runs first: stops below the minimum unless forced.
+pub fn check_before_build(runner: &Runner, kind: BuildKind, force: bool) -> Result<()> {
+    let info = podman::Info::parse(&runner.read(&podman::info())?)?;
+    let storage = storage_space(&info)?;
+    let requirement = kind.requirement();
+    let free = format_bytes(storage.available_bytes);
+    match verdict(storage.available_bytes, &requirement) {
+        Verdict::Ok => Ok(()),
+        Verdict::BelowRecommended => {
+            eprintln!(
+                "disk: warning: {free} free for podman storage; a {} build is recommended {} GB",
+                requirement.description, requirement.recommended_gb
+            );
+            Ok(())
+        }
+        Verdict::BelowMinimum if force => {
+            eprintln!("disk: warning: {free} free, below the {} GB minimum; continuing because of --force", requirement.minimum_gb);
+            Ok(())
+        }
+        Verdict::BelowMinimum => bail!(
+            "only {free} free for podman storage ({}), below the {} GB minimum for a {} build; \
+             free space with `cargo xtask clean-build-cache`, build one platform at a time \
+             (BUILD_PLATFORMS=linux/amd64), or pass --force to try anyway",
+            storage.graph_root.display(),
+            requirement.minimum_gb,
+            requirement.description
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_kinds_follow_the_platforms() {
+        assert_eq!(
+            BuildKind::for_build(&[Platform::LINUX_AMD64], false),
+            BuildKind::Amd64
+        );
+        assert_eq!(
+            BuildKind::for_build(&[Platform::LINUX_ARM64], false),
+            BuildKind::Arm64
+        );
+        assert_eq!(
+            BuildKind::for_build(&[Platform::LINUX_AMD64, Platform::LINUX_ARM64], false),
+            BuildKind::MultiPlatform
+        );
+        assert_eq!(
+            BuildKind::for_build(&[Platform::LINUX_ARM64], true),
+            BuildKind::WithCleanup
+        );
+    }
+
+    #[test]
+    fn the_table_matches_the_guide() {
+        let figures: Vec<_> = REQUIREMENTS
+            .iter()
+            .map(|r| (r.minimum_gb, r.recommended_gb))
+            .collect();
+        assert_eq!(figures, [(8, 12), (10, 15), (15, 20), (6, 10)]);
+    }
+
+    #[test]
+    fn verdicts_use_minimum_and_recommended() {
+        let multi = BuildKind::MultiPlatform.requirement();
+        assert_eq!(verdict(14 * GB, &multi), Verdict::BelowMinimum);
+        assert_eq!(verdict(15 * GB, &multi), Verdict::BelowRecommended);
+        assert_eq!(verdict(20 * GB, &multi), Verdict::Ok);
+    }
+
+    #[test]
+    fn the_longest_mount_prefix_holds_the_path() {
+        let mounts = [
+            Path::new("/"),
+            Path::new("/var"),
+            Path::new("/var/lib/containers"),
+            Path::new("/variant"),
+        ];
+        let found = containing_mount(
+            Path::new("/var/lib/containers/storage"),
+            mounts.iter().copied(),
+        );
+        assert_eq!(found, Some(Path::new("/var/lib/containers")));
+        assert_eq!(
+            containing_mount(Path::new("/variant/x"), mounts.iter().copied()),
+            Some(Path::new("/variant"))
+        );
+        assert_eq!(
+            containing_mount(Path::new("/home"), mounts.iter().copied()),
+            Some(Path::new("/"))
+        );
+    }
+
+    #[test]
+    fn podman_usage_is_read_from_json_lines() {
+        let text = r#"{"Type":"Images","Total":3,"Active":1,"Size":3000000000,"Reclaimable":1000000000}
+{"Type":"Containers","Total":1,"Active":0,"Size":5000,"Reclaimable":5000}
+{"Type":"Local Volumes","Total":0,"Active":0,"Size":0,"Reclaimable":0}
+"#;
+        let usage = parse_podman_usage(text).unwrap();
+        assert_eq!(usage.images_bytes, 3_000_000_000);
+        assert_eq!(usage.containers_bytes, 5000);
+        assert_eq!(usage.reclaimable_bytes, 1_000_005_000);
+    }
+
+    #[test]
+    fn sizes_are_formatted_in_decimal_units() {
+        assert_eq!(format_bytes(999), "999 B");
+        assert_eq!(format_bytes(1_500_000_000), "1.5 GB");
+        assert_eq!(format_bytes(20_000_000_000), "20.0 GB");
+    }
+}
+
+impl crate::flags::CheckDiskSpace {
+    pub fn run(self) -> Result<()> {
+        let report = report(&Runner::new(false))?;
+        if self.json {
+            let recommendations: Vec<serde_json::Value> = report
+                .recommendations
+                .iter()
+                .map(|(requirement, verdict)| {
+                    serde_json::json!({
+                        "build": requirement.kind,
+                        "description": requirement.description,
+                        "minimum_gb": requirement.minimum_gb,
+                        "recommended_gb": requirement.recommended_gb,
+                        "status": verdict,
+                    })
+                })
+                .collect();
+            let json = serde_json::json!({
+                "storage": report.storage,
+                "podman_usage": report.podman_usage,
+                "podman_machine": report.podman_machine,
+                "recommendations": recommendations,
+            });
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        } else {
+            print_report(&report);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,399 @@
+//! Pushing manifest lists to a registry: credentials, retries, and reading
+//! every pushed tag back from the registry (with skopeo, independently of
+//! podman) to check it holds the platforms that were built.
+//!
+//! Secrets reach podman only on stdin (`podman login --password-stdin`) and are
+//! stored only in a private, temporary auth file that is removed afterwards.
+
+use std::{
+    path::{Path, PathBuf},
+    thread,
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{
+    exec::{Command, Runner},
+    platform::Platform,
+    podman,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// OCI image index
+    Oci,
+    /// Docker manifest list (schema 2)
+    V2s2,
+}
+
+impl Format {
+    pub fn podman_name(self) -> &'static str {
+        match self {
+            Format::Oci => "oci",
+            Format::V2s2 => "v2s2",
+        }
+    }
+
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Oci => "application/vnd.oci.image.index.v1+json",
+            Format::V2s2 => "application/vnd.docker.distribution.manifest.list.v2+json",
+        }
+    }
+}
+
+/// Where to push and how to talk to the registry.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub registry: String,
+    pub tls_verify: bool,
+    pub format: Format,
+    /// A private auth file holding the login of this run, if we logged in.
+    pub authfile: Option<PathBuf>,
+}
+
+pub struct Credentials {
+    pub username: String,
+    pub secret: Vec<u8>,
+    /// Which variables they came from, for messages (never the values).
+    pub source: &'static str,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "Credentials({} from {}, secret hidden)",
+            self.username, self.source
+        )
+    }
+}
+
+/// `REGISTRY_USER` + `REGISTRY_TOKEN` (or `REGISTRY_PASSWORD`); for ghcr.io also
+/// `GITHUB_TOKEN` with `GITHUB_ACTOR`. `None`: use podman's existing login.
+pub fn credentials_from_env(
+    registry: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<Credentials>> {
+    let user = lookup("REGISTRY_USER").filter(|value| !value.is_empty());
+    let token = lookup("REGISTRY_TOKEN")
+        .or_else(|| lookup("REGISTRY_PASSWORD"))
+        .filter(|value| !value.is_empty());
+    match (user, token) {
+        (Some(username), Some(token)) => {
+            return Ok(Some(Credentials { username, secret: token.into_bytes(), source: "REGISTRY_USER/REGISTRY_TOKEN" }))
+        }
+        (Some(_), None) => bail!("REGISTRY_USER is set but REGISTRY_TOKEN is not; set both, or neither to use `podman login`"),
+        (None, Some(_)) if registry != "ghcr.io" => {
+            bail!("REGISTRY_TOKEN is set but REGISTRY_USER is not; set both, or neither to use `podman login`")
+        }
+        _ => {}
+    }
+    if registry == "ghcr.io" {
+        if let Some(token) = lookup("GITHUB_TOKEN").filter(|value| !value.is_empty()) {
+            let Some(username) = lookup("REGISTRY_USER")
+                .or_else(|| lookup("GITHUB_ACTOR"))
+                .filter(|value| !value.is_empty())
+            else {
+                bail!("GITHUB_TOKEN is set but no user name: set GITHUB_ACTOR (GitHub Actions does) or REGISTRY_USER");
+            };
+            return Ok(Some(Credentials {
+                username,
+                secret: token.into_bytes(),
+                source: "GITHUB_ACTOR/GITHUB_TOKEN",
+            }));
+        }
+    }
+    Ok(None)
+}
+
+fn tls_flag(tls_verify: bool) -> String {
+    format!("--tls-verify={tls_verify}")
+}
+
+pub fn login_command(
+    destination: &Destination,
+    authfile: &Path,
+    credentials: &Credentials,
+) -> Command {
+    let mut command = Command::new(podman::PROGRAM)
+        .args(["login", "--authfile"])
+        .arg(authfile.to_string_lossy())
+        .args(["--username", &credentials.username, "--password-stdin"])
+        .arg(tls_flag(destination.tls_verify))
+        .arg(&destination.registry);
+    command.stdin = Some(credentials.secret.clone());
+    command
+}
+
+pub fn push_command(destination: &Destination, local_list: &str, remote: &str) -> Command {
+    let mut command = Command::new(podman::PROGRAM)
+        .args([
+            "manifest",
+            "push",
+            "--all",
+            "--format",
+            destination.format.podman_name(),
+        ])
+        .arg(tls_flag(destination.tls_verify));
+    if let Some(authfile) = &destination.authfile {
+        command = command.arg("--authfile").arg(authfile.to_string_lossy());
+    }
+    command.arg(local_list).arg(format!("docker://{remote}"))
+}
+
+pub fn inspect_remote_command(destination: &Destination, remote: &str) -> Command {
+    let mut command = Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(tls_flag(destination.tls_verify));
+    if let Some(authfile) = &destination.authfile {
+        command = command.arg("--authfile").arg(authfile.to_string_lossy());
+    }
+    command.arg(format!("docker://{remote}"))
+}
+
+/// Errors that retrying cannot fix.
+pub fn is_permanent_failure(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "unauthorized",
+        "authentication required",
+        "denied",
+        "invalid username/password",
+        "manifest unknown",
+        "no such manifest",
+    ]
+    .iter()
+    .any(|marker| message.contains(marker))
+}
+
+/// Runs `command`, retrying transient failures with exponential backoff
+/// (1 s, 2 s, 4 s, ...), at most `attempts` times.
+pub fn run_with_retries(
+    runner: &Runner,
+    command: &Command,
+    attempts: u32,
+    prefix: &str,
+) -> Result<()> {
+    let mut delay = Duration::from_secs(1);
+    for attempt in 1..=attempts {
+        match runner.run_prefixed(command, prefix) {
+            Ok(()) => return Ok(()),
+            Err(error) if attempt < attempts && !is_permanent_failure(&format!("{error:#}")) => {
+                eprintln!(
+                    "{prefix}push: attempt {attempt} of {attempts} failed; retrying in {} s",
+                    delay.as_secs()
+                );
+                thread::sleep(delay);
+                delay *= 2;
+            }
+            Err(error) => {
+                let why = if is_permanent_failure(&format!("{error:#}")) {
+                    "not retried: the registry refused"
+                } else {
+                    "giving up"
+                };
+                return Err(error.context(format!("push failed after {attempt} attempt(s), {why}")));
+            }
+        }
+    }
+    unreachable!("the loop returns on the last attempt")
+}
+
+/// Reads `remote` back from the registry and checks its platforms and format.
+pub fn verify_remote(
+    runner: &Runner,
+    destination: &Destination,
+    remote: &str,
+    expected: &[Platform],
+) -> Result<()> {
+    let raw = runner
+        .read(&inspect_remote_command(destination, remote))
+        .with_context(|| format!("cannot read {remote} back from the registry"))?;
+    let index: serde_json::Value = serde_json::from_str(&raw)
+        .with_context(|| format!("{remote}: the registry returned no JSON"))?;
+    let media_type = index["mediaType"].as_str().unwrap_or("(none)");
+    if media_type != destination.format.media_type() {
+        bail!(
+            "{remote} is {media_type}, expected {} (--format {})",
+            destination.format.media_type(),
+            destination.format.podman_name()
+        );
+    }
+    let list = podman::ManifestList::parse(&raw)?;
+    let mut found: Vec<String> = list
+        .manifests
+        .iter()
+        .filter_map(podman::ManifestEntry::platform_string)
+        .collect();
+    found.sort();
+    let mut wanted: Vec<String> = expected.iter().map(Platform::to_string).collect();
+    wanted.sort();
+    if found != wanted {
+        bail!(
+            "{remote} in the registry has platforms [{}], expected [{}]",
+            found.join(", "),
+            wanted.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// A private directory for this run's auth file, removed on drop.
+pub struct PrivateAuth {
+    directory: PathBuf,
+}
+
+impl PrivateAuth {
+    pub fn create() -> Result<PrivateAuth> {
+        use std::os::unix::fs::DirBuilderExt;
+        let directory = std::env::temp_dir().join(format!("rc-xtask-auth-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&directory);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&directory)
+            .with_context(|| format!("cannot create private directory {}", directory.display()))?;
+        Ok(PrivateAuth { directory })
+    }
+
+    pub fn file(&self) -> PathBuf {
+        self.directory.join("auth.json")
+    }
+}
+
+impl Drop for PrivateAuth {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    fn destination() -> Destination {
+        Destination {
+            registry: "127.0.0.1:5000".into(),
+            tls_verify: false,
+            format: Format::Oci,
+            authfile: Some("/tmp/a/auth.json".into()),
+        }
+    }
+
+    #[test]
+    fn registry_credentials_come_from_env_and_both_halves_are_needed() {
+        let credentials = credentials_from_env(
+            "r.example",
+            lookup(&[("REGISTRY_USER", "bot"), ("REGISTRY_TOKEN", "t0k")]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (credentials.username.as_str(), credentials.secret.as_slice()),
+            ("bot", b"t0k".as_slice())
+        );
+        let error = credentials_from_env("r.example", lookup(&[("REGISTRY_USER", "bot")]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("REGISTRY_TOKEN is not"), "{error}");
+        let error = credentials_from_env("r.example", lookup(&[("REGISTRY_TOKEN", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("REGISTRY_USER is not"), "{error}");
+        assert!(credentials_from_env("r.example", lookup(&[]))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn github_token_logs_in_to_ghcr_as_the_actor() {
+        let credentials = credentials_from_env(
+            "ghcr.io",
+            lookup(&[("GITHUB_TOKEN", "ghs_x"), ("GITHUB_ACTOR", "octo")]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(credentials.username, "octo");
+        assert!(credentials_from_env("ghcr.io", lookup(&[("GITHUB_TOKEN", "ghs_x")])).is_err());
+        assert!(
+            credentials_from_env("quay.io", lookup(&[("GITHUB_TOKEN", "ghs_x")]))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn the_secret_travels_on_stdin_only() {
+        let credentials = Credentials {
+            username: "bot".into(),
+            secret: b"hunter2".to_vec(),
+            source: "test",
+        };
+        let command = login_command(&destination(), Path::new("/tmp/a/auth.json"), &credentials);
+        assert!(!command.args.iter().any(|arg| arg.contains("hunter2")));
+        assert!(!command.to_string().contains("hunter2"));
+        assert!(!format!("{credentials:?}").contains("hunter2"));
+        assert_eq!(command.stdin.as_deref(), Some(b"hunter2".as_slice()));
+        assert!(command.args.contains(&"--password-stdin".to_owned()));
+    }
+
+    #[test]
+    fn push_pushes_every_image_in_the_requested_format() {
+        let command = push_command(
+            &destination(),
+            "127.0.0.1:5000/rc-web:v1.2.3",
+            "127.0.0.1:5000/rc-web:v1.2.3",
+        );
+        assert_eq!(
+            command.to_string(),
+            "podman manifest push --all --format oci --tls-verify=false --authfile /tmp/a/auth.json \
+             127.0.0.1:5000/rc-web:v1.2.3 docker://127.0.0.1:5000/rc-web:v1.2.3"
+        );
+        let mut verified = destination();
+        verified.tls_verify = true;
+        verified.format = Format::V2s2;
+        verified.authfile = None;
+        let shown = push_command(&verified, "a:b", "a:b").to_string();
+        assert!(
+            shown.contains("--format v2s2 --tls-verify=true a:b"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn auth_failures_are_not_retried() {
+        assert!(is_permanent_failure("Error: ... 401 Unauthorized"));
+        assert!(is_permanent_failure("authentication required"));
+        assert!(!is_permanent_failure(
+            "dial tcp 127.0.0.1:5000: connect: connection refused"
+        ));
+    }
+
+    #[test]
+    fn transient_failures_are_retried_a_bounded_number_of_times() {
+        let counter = std::env::temp_dir().join(format!("rc-retry-{}", std::process::id()));
+        let _ = std::fs::remove_file(&counter);
+        let command =
+            Command::new("sh").args(["-c", &format!("echo x >> {0}; exit 1", counter.display())]);
+        let error = run_with_retries(&Runner::new(false), &command, 2, "").unwrap_err();
+        assert!(
+            format!("{error:#}").contains("after 2 attempt(s)"),
+            "{error:#}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&counter).unwrap().lines().count(),
+            2
+        );
+        std::fs::remove_file(counter).unwrap();
+    }
+}
