@@ -131,7 +131,7 @@ pub fn clean(runner: &Runner) -> Result<()> {
     let mut removed = 0;
     for id in cache_images_children_first(&all_images, &protected) {
         // A parent whose child is kept cannot go; that is expected.
-        if runner.read(&podman().args(["rmi", &id])).is_ok() {
+        if runner.run_quietly(&podman().args(["rmi", &id]))? {
             removed += 1;
         }
     }

@@ -165,6 +165,16 @@ impl Runner {
         Ok(())
     }
 
+    /// Runs a command with side effects without echoing its output; returns
+    /// whether it succeeded. In dry-run mode prints it and reports success.
+    pub fn run_quietly(&self, command: &Command) -> Result<bool> {
+        if self.dry_run {
+            println!("{command}");
+            return Ok(true);
+        }
+        self.succeeds(command)
+    }
+
     /// Runs a read-only query and returns its stdout. Queries run in dry-run
     /// mode too, so a dry run plans from the real state.
     pub fn read(&self, command: &Command) -> Result<String> {

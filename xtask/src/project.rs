@@ -14,12 +14,28 @@ pub const DEBIAN_RECIPE: &str = "containers/base/debian.json";
 pub const BUILDER_CONTAINERFILE: &str = "containers/rust-builder/Containerfile";
 pub const BUILDER_IMAGE: &str = "localhost/rc-base/rust-builder:bookworm";
 
-/// The workspace root (the parent of `xtask/`).
+/// The checkout being released: the nearest directory at or above the
+/// working directory that has `xtask/Cargo.toml`, else the one this xtask was
+/// compiled from. (So one xtask binary can release another checkout, as the
+/// end-to-end tests do with a tagged clone.)
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the workspace root")
-        .to_path_buf()
+    let is_root = |directory: &Path| {
+        directory.join("xtask/Cargo.toml").is_file() && directory.join("Cargo.toml").is_file()
+    };
+    std::env::current_dir()
+        .ok()
+        .and_then(|directory| {
+            directory
+                .ancestors()
+                .find(|candidate| is_root(candidate))
+                .map(Path::to_path_buf)
+        })
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("xtask lives one level below the workspace root")
+                .to_path_buf()
+        })
 }
 
 /// Scratch space for generated files (root filesystem tarballs), under `target/`.

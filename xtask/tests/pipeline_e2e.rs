@@ -1,0 +1,374 @@
+//! End-to-end tests of the release pipeline: real podman and qemu, a real
+//! registry on 127.0.0.1, skopeo to check what the registry holds.
+
+mod support;
+
+use support::*;
+
+const BOTH: [&str; 2] = ["linux/amd64", "linux/arm64"];
+
+#[test]
+fn build_and_push_puts_every_tag_in_the_registry_with_both_platforms() {
+    let _serial = serial();
+    let registry = Registry::start("both");
+    let clone = TaggedClone::new("both", "v9.8.7");
+    let host = registry.host();
+    let args = [
+        "build-and-push",
+        "--registry",
+        &host,
+        "--image",
+        "rc-web",
+        "--tls-verify",
+        "false",
+    ];
+
+    let output = xtask_in(&clone.path, &args, &[]);
+    assert_eq!(output.status.code(), Some(0), "build-and-push failed");
+    let mut expected_tags = vec![
+        "latest".to_owned(),
+        clone.short_commit(),
+        "v9.8.7".to_owned(),
+    ];
+    expected_tags.sort();
+    assert_eq!(
+        registry.tags("rc-web"),
+        expected_tags,
+        "the registry holds every tag"
+    );
+    for tag in &expected_tags {
+        let index = registry.index("rc-web", tag);
+        assert_eq!(
+            index_platforms(&index),
+            BOTH,
+            "{tag} is an index with both platforms"
+        );
+        assert!(
+            index.contains("application/vnd.oci.image.index.v1+json"),
+            "{tag} is an OCI index: {index}"
+        );
+    }
+
+    // A rerun replaces, never accumulates: locally and in the registry.
+    let output = xtask_in(&clone.path, &args, &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "second build-and-push failed"
+    );
+    assert_eq!(local_platforms(&format!("{host}/rc-web:v9.8.7")), BOTH);
+    for tag in &expected_tags {
+        assert_eq!(
+            index_platforms(&registry.index("rc-web", tag)),
+            BOTH,
+            "{tag} after the rerun"
+        );
+    }
+}
+
+#[test]
+fn a_single_platform_build_is_built_and_pushed() {
+    let _serial = serial();
+    let registry = Registry::start("single");
+    let clone = TaggedClone::new("single", "v1.0.0");
+    let host = registry.host();
+    let output = xtask_in(
+        &clone.path,
+        &["build-and-push", "--tag", "amd64-only", "--format", "v2s2"],
+        &[
+            ("BUILD_PLATFORMS", "linux/amd64"),
+            ("REGISTRY", &host),
+            ("IMAGE_NAME", "rc-web"),
+            ("REGISTRY_TLS_VERIFY", "false"),
+        ],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "build-and-push of linux/amd64 failed"
+    );
+    assert_eq!(registry.tags("rc-web"), ["amd64-only"]);
+    let index = registry.index("rc-web", "amd64-only");
+    assert_eq!(index_platforms(&index), ["linux/amd64"]);
+    assert!(
+        index.contains("application/vnd.docker.distribution.manifest.list.v2+json"),
+        "--format v2s2: {index}"
+    );
+}
+
+/// A Containerfile whose arm64 build fails, without any emulation: the
+/// failing step runs on the build platform.
+fn containerfile_failing_for_arm64() -> std::path::PathBuf {
+    let directory = scratch_dir("arm64-fails");
+    std::fs::write(
+        directory.join("Containerfile"),
+        "ARG BUILDPLATFORM\nARG TARGETPLATFORM\n\
+         FROM --platform=$BUILDPLATFORM localhost/rc-base/debian:bookworm AS check\n\
+         ARG TARGETARCH\n\
+         RUN if [ \"$TARGETARCH\" = arm64 ]; then echo 'arm64 is broken on purpose' >&2; exit 1; fi\n\
+         RUN echo \"$TARGETARCH\" > /arch\n\
+         FROM --platform=$TARGETPLATFORM localhost/rc-base/runtime:bookworm\n\
+         COPY --from=check /arch /arch\n",
+    )
+    .unwrap();
+    directory
+}
+
+#[test]
+fn when_arm64_fails_the_fallback_keeps_amd64_and_leaves_latest_alone() {
+    let _serial = serial();
+    let clone = TaggedClone::new("fallback", "v9.8.8");
+    let directory = containerfile_failing_for_arm64();
+    let containerfile = directory.join("Containerfile");
+    let (file, context) = (containerfile.to_str().unwrap(), directory.to_str().unwrap());
+    let image = [
+        "--registry",
+        "localhost",
+        "--image",
+        "fallback-e2e",
+        "--file",
+        file,
+        "--context",
+        context,
+    ];
+    for name in ["latest", "previous", "v9.8.8", "strict-run"] {
+        let _ = std::process::Command::new("podman")
+            .args(["manifest", "rm", &format!("localhost/fallback-e2e:{name}")])
+            .output();
+    }
+
+    // An earlier good release owns `latest`.
+    let earlier = xtask_in(
+        &clone.path,
+        &[
+            &[
+                "build-image",
+                "--platform",
+                "linux/amd64",
+                "--tag",
+                "previous,latest",
+            ][..],
+            &image,
+        ]
+        .concat(),
+        &[],
+    );
+    assert_eq!(earlier.status.code(), Some(0));
+    let latest_before = local_digests("localhost/fallback-e2e:latest");
+
+    let output = xtask_in(&clone.path, &[&["build-image"][..], &image].concat(), &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "a partial result exits with 3"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("falling back to building each platform on its own"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("FAILED:  linux/arm64"),
+        "the failed platform is named in the summary: {stderr}"
+    );
+    assert!(stderr.contains("skipped: latest"), "{stderr}");
+    assert_eq!(
+        local_platforms("localhost/fallback-e2e:v9.8.8"),
+        ["linux/amd64"]
+    );
+    assert_eq!(
+        local_digests("localhost/fallback-e2e:latest"),
+        latest_before,
+        "latest is untouched by a partial result"
+    );
+
+    let strict = xtask_in(
+        &clone.path,
+        &[
+            &["build-image", "--strict", "--tag", "strict-run"][..],
+            &image,
+        ]
+        .concat(),
+        &[],
+    );
+    assert_eq!(strict.status.code(), Some(1), "--strict fails instead");
+    assert!(
+        !podman_succeeds(&["manifest", "exists", "localhost/fallback-e2e:strict-run"]),
+        "--strict tags nothing"
+    );
+
+    for name in ["latest", "previous", "v9.8.8"] {
+        podman(&["manifest", "rm", &format!("localhost/fallback-e2e:{name}")]);
+    }
+    let _ = std::fs::remove_dir_all(directory);
+}
+
+#[test]
+fn nothing_built_fails_with_advice() {
+    let _serial = serial();
+    let directory = scratch_dir("all-fail");
+    std::fs::write(
+        directory.join("Containerfile"),
+        "ARG BUILDPLATFORM\nFROM --platform=$BUILDPLATFORM localhost/rc-base/debian:bookworm\nRUN exit 1\n",
+    )
+    .unwrap();
+    let containerfile = directory.join("Containerfile");
+    let output = xtask_in(
+        &repository_root(),
+        &[
+            "build-image",
+            "--registry",
+            "localhost",
+            "--image",
+            "nothing-e2e",
+            "--tag",
+            "x",
+            "--file",
+            containerfile.to_str().unwrap(),
+            "--context",
+            directory.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no platform built") && stderr.contains("check-disk-space"),
+        "{stderr}"
+    );
+    assert!(!podman_succeeds(&[
+        "manifest",
+        "exists",
+        "localhost/nothing-e2e:x"
+    ]));
+    let _ = std::fs::remove_dir_all(directory);
+}
+
+/// cargo-make runs the xtask through cargo; a target directory of its own
+/// keeps it from waiting on the one this test binary was built in.
+fn cargo_make(task: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = std::process::Command::new("cargo");
+    command
+        .current_dir(repository_root())
+        .args(["make", "--loglevel", "error", task])
+        .args(args)
+        .env(
+            "CARGO_TARGET_DIR",
+            repository_root().join("target/cargo-make-e2e"),
+        );
+    for name in ["BUILD_PLATFORMS", "REGISTRY", "IMAGE_NAME", "TAG"] {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied());
+    let output = command
+        .output()
+        .expect("cargo-make is installed (run `cargo xtask setup`)");
+    eprintln!(
+        "--- cargo make {task} {args:?}: {:?}\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+#[test]
+fn every_cargo_make_task_runs() {
+    let _serial = serial();
+    let registry = Registry::start("make");
+    let host = registry.host();
+    let env = [
+        ("REGISTRY", host.as_str()),
+        ("IMAGE_NAME", "rc-web"),
+        ("TAG", "make-e2e"),
+        ("REGISTRY_TLS_VERIFY", "false"),
+    ];
+
+    // Real where cheap: the disk report, an amd64 build from cache, its push.
+    let report = cargo_make("check-disk-space", &["--json"], &env);
+    assert!(report.status.success());
+    let report: serde_json::Value =
+        serde_json::from_slice(&report.stdout).expect("check-disk-space --json prints JSON");
+    assert!(report["storage"]["available_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(report["recommendations"].as_array().unwrap().len(), 4);
+
+    assert!(cargo_make("build-image-amd64", &[], &env).status.success());
+    assert!(cargo_make("push-image-amd64", &[], &env).status.success());
+    assert_eq!(
+        index_platforms(&registry.index("rc-web", "make-e2e")),
+        ["linux/amd64"]
+    );
+    let wrong = cargo_make("push-image-arm64", &[], &env);
+    assert!(
+        !wrong.status.success(),
+        "push-image-arm64 refuses a list that holds only linux/amd64"
+    );
+
+    // The rest print their exact commands (--dry-run) without running them.
+    let expectations: [(&str, &[&str]); 10] = [
+        (
+            "build-image",
+            &["podman build --platform linux/amd64,linux/arm64 "],
+        ),
+        (
+            "build-image-arm64",
+            &["podman build --platform linux/arm64 "],
+        ),
+        (
+            "build-image-clean",
+            &["podman build --platform linux/amd64,linux/arm64 "],
+        ),
+        (
+            "push-image",
+            &["podman manifest push --all --format oci --tls-verify=false"],
+        ),
+        ("push-image-arm64", &["podman manifest push --all"]),
+        (
+            "build-and-push",
+            &[
+                "podman build --platform linux/amd64,linux/arm64 ",
+                "podman manifest push --all",
+            ],
+        ),
+        (
+            "build-and-push-amd64",
+            &[
+                "podman build --platform linux/amd64 ",
+                "podman manifest push --all",
+            ],
+        ),
+        (
+            "build-and-push-arm64",
+            &[
+                "podman build --platform linux/arm64 ",
+                "podman manifest push --all",
+            ],
+        ),
+        (
+            "build-and-push-clean",
+            &[
+                "podman build --platform linux/amd64,linux/arm64 ",
+                "podman manifest push --all",
+            ],
+        ),
+        ("clean-build-cache", &[]),
+    ];
+    for (task, expected) in expectations {
+        let output = cargo_make(task, &["--dry-run"], &env);
+        assert!(
+            output.status.success(),
+            "cargo make {task} --dry-run failed"
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        for fragment in expected {
+            assert!(
+                stdout.contains(fragment),
+                "cargo make {task} --dry-run printed no `{fragment}`:\n{stdout}"
+            );
+        }
+    }
+    assert_eq!(
+        registry.tags("rc-web"),
+        ["make-e2e"],
+        "dry runs pushed nothing"
+    );
+}

@@ -1,0 +1,293 @@
+//! Helpers for the end-to-end tests: a real registry on 127.0.0.1, a tagged
+//! clone of this repository, and ways to run the xtask, podman and skopeo.
+#![allow(dead_code)]
+
+use std::{
+    io::{Read, Write},
+    net::{Ipv4Addr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::{Mutex, MutexGuard},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// Tests that build or push take this lock: two builds at once on 2 cores
+/// only make both slow, and cleanup must not race a build.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub fn repository_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("rc-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(&path).unwrap();
+    path
+}
+
+/// Runs the xtask binary in `directory` with extra environment.
+pub fn xtask_in(directory: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command.current_dir(directory).args(args);
+    for name in [
+        "BUILD_PLATFORMS",
+        "REGISTRY",
+        "IMAGE_NAME",
+        "TAG",
+        "REGISTRY_USER",
+        "REGISTRY_TOKEN",
+        "GITHUB_TOKEN",
+    ] {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied());
+    let output = command.output().expect("run xtask");
+    eprintln!(
+        "--- xtask {args:?} in {} exited {:?}; stderr:\n{}",
+        directory.display(),
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+pub fn run(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|error| {
+            panic!("{program} is not installed ({error}); run `cargo xtask setup`")
+        });
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+pub fn podman(args: &[&str]) -> String {
+    run("podman", args)
+}
+
+pub fn podman_succeeds(args: &[&str]) -> bool {
+    Command::new("podman")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// `linux/amd64`-style platforms of an index, sorted.
+pub fn index_platforms(json: &str) -> Vec<String> {
+    let index: serde_json::Value = serde_json::from_str(json).unwrap();
+    let mut platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not an index: {json}"))
+        .iter()
+        .map(|entry| {
+            format!(
+                "{}/{}",
+                entry["platform"]["os"].as_str().unwrap(),
+                entry["platform"]["architecture"].as_str().unwrap()
+            )
+        })
+        .collect();
+    platforms.sort();
+    platforms
+}
+
+pub fn local_platforms(list: &str) -> Vec<String> {
+    index_platforms(&podman(&["manifest", "inspect", list]))
+}
+
+pub fn local_digests(list: &str) -> Vec<String> {
+    let index: serde_json::Value =
+        serde_json::from_str(&podman(&["manifest", "inspect", list])).unwrap();
+    let mut digests: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["digest"].as_str().unwrap().to_owned())
+        .collect();
+    digests.sort();
+    digests
+}
+
+pub fn free_loopback_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The CNCF Distribution registry (Debian's docker-registry) on 127.0.0.1,
+/// storing in a temporary directory; stopped and removed on drop, together
+/// with the local lists named after it.
+pub struct Registry {
+    child: Child,
+    pub port: u16,
+    directory: PathBuf,
+}
+
+impl Registry {
+    pub fn start(name: &str) -> Registry {
+        let directory = scratch_dir(&format!("registry-{name}"));
+        let port = free_loopback_port();
+        let config = directory.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                directory.join("storage").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(directory.join("registry.log")).unwrap())
+            .spawn()
+            .expect("docker-registry is installed (run `cargo xtask setup`)");
+        let registry = Registry {
+            child,
+            port,
+            directory,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http_status(port, "/v2/") != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "the registry did not start on 127.0.0.1:{port}"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+        registry
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The index stored under `repository:tag`, read with skopeo (not podman).
+    pub fn index(&self, repository: &str, tag: &str) -> String {
+        run(
+            "skopeo",
+            &[
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                &format!("docker://{}/{repository}:{tag}", self.host()),
+            ],
+        )
+    }
+
+    pub fn tags(&self, repository: &str) -> Vec<String> {
+        let json = run(
+            "skopeo",
+            &[
+                "list-tags",
+                "--tls-verify=false",
+                &format!("docker://{}/{repository}", self.host()),
+            ],
+        );
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let mut tags: Vec<String> = value["Tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|tag| tag.as_str().unwrap().to_owned())
+            .collect();
+        tags.sort();
+        tags
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let names = podman(&[
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            "--filter",
+            &format!("reference={}/*", self.host()),
+        ]);
+        for name in names.lines().filter(|name| !name.is_empty()) {
+            let _ = Command::new("podman")
+                .args(["manifest", "rm", name])
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}
+
+/// A clone of this repository's HEAD with a release tag on it.
+pub struct TaggedClone {
+    pub path: PathBuf,
+}
+
+impl TaggedClone {
+    pub fn new(name: &str, tag: &str) -> TaggedClone {
+        let path = scratch_dir(&format!("clone-{name}"));
+        run(
+            "git",
+            &[
+                "clone",
+                "--quiet",
+                "--no-local",
+                &repository_root().to_string_lossy(),
+                &path.to_string_lossy(),
+            ],
+        );
+        run("git", &["-C", &path.to_string_lossy(), "tag", tag]);
+        TaggedClone { path }
+    }
+
+    pub fn short_commit(&self) -> String {
+        run(
+            "git",
+            &[
+                "-C",
+                &self.path.to_string_lossy(),
+                "rev-parse",
+                "--short=7",
+                "HEAD",
+            ],
+        )
+        .trim()
+        .to_owned()
+    }
+}
+
+impl Drop for TaggedClone {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
