@@ -26,6 +26,8 @@ pub const PACKAGES: &[&str] = &[
     "skopeo",
     "apache2-utils",
     "ca-certificates",
+    // The end-to-end tests make tagged clones with it.
+    "git",
     // mmdebstrap verifies the Debian archive with it (not preinstalled on Ubuntu).
     "debian-archive-keyring",
 ];

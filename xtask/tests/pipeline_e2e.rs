@@ -250,7 +250,7 @@ fn cargo_make(task: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::
     let mut command = std::process::Command::new("cargo");
     command
         .current_dir(repository_root())
-        .args(["make", "--loglevel", "error", task])
+        .args(["make", task])
         .args(args)
         .env(
             "CARGO_TARGET_DIR",
@@ -260,9 +260,16 @@ fn cargo_make(task: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::
         command.env_remove(name);
     }
     command.envs(env.iter().copied());
-    let output = command
+    let mut output = command
         .output()
         .expect("cargo-make is installed (run `cargo xtask setup`)");
+    // cargo-make logs to stdout; keep only the task's own output there.
+    let task_stdout: Vec<&str> = std::str::from_utf8(&output.stdout)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.contains("[cargo-make]"))
+        .collect();
+    output.stdout = task_stdout.join("\n").into_bytes();
     eprintln!(
         "--- cargo make {task} {args:?}: {:?}\n{}",
         output.status.code(),
@@ -287,7 +294,12 @@ fn every_cargo_make_task_runs() {
     let report = cargo_make("check-disk-space", &["--json"], &env);
     assert!(report.status.success());
     let report: serde_json::Value =
-        serde_json::from_slice(&report.stdout).expect("check-disk-space --json prints JSON");
+        serde_json::from_slice(&report.stdout).unwrap_or_else(|error| {
+            panic!(
+                "check-disk-space --json printed no JSON ({error}): {}",
+                String::from_utf8_lossy(&report.stdout)
+            )
+        });
     assert!(report["storage"]["available_bytes"].as_u64().unwrap() > 0);
     assert_eq!(report["recommendations"].as_array().unwrap().len(), 4);
 
