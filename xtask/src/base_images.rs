@@ -237,6 +237,14 @@ fn remove_file_if_present(path: &Path) {
     }
 }
 
+impl crate::flags::BaseImages {
+    pub fn run(self) -> Result<()> {
+        let runner = Runner::new(self.dry_run);
+        let info = podman::Info::parse(&runner.read(&podman::info())?)?;
+        ensure(&runner, info.build_platform()?, self.rebuild)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,13 +307,5 @@ mod tests {
         assert_eq!(fingerprint(&[b"a", b"b"]), fingerprint(&[b"a", b"b"]));
         assert_ne!(fingerprint(&[b"a", b"b"]), fingerprint(&[b"ab"]));
         assert_eq!(fingerprint(&[b"x"]).len(), 24);
-    }
-}
-
-impl crate::flags::BaseImages {
-    pub fn run(self) -> Result<()> {
-        let runner = Runner::new(self.dry_run);
-        let info = podman::Info::parse(&runner.read(&podman::info())?)?;
-        ensure(&runner, info.build_platform()?, self.rebuild)
     }
 }

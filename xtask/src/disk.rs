@@ -338,6 +338,37 @@ pub fn check_before_build(runner: &Runner, kind: BuildKind, force: bool) -> Resu
     }
 }
 
+impl crate::flags::CheckDiskSpace {
+    pub fn run(self) -> Result<()> {
+        let report = report(&Runner::new(false))?;
+        if self.json {
+            let recommendations: Vec<serde_json::Value> = report
+                .recommendations
+                .iter()
+                .map(|(requirement, verdict)| {
+                    serde_json::json!({
+                        "build": requirement.kind,
+                        "description": requirement.description,
+                        "minimum_gb": requirement.minimum_gb,
+                        "recommended_gb": requirement.recommended_gb,
+                        "status": verdict,
+                    })
+                })
+                .collect();
+            let json = serde_json::json!({
+                "storage": report.storage,
+                "podman_usage": report.podman_usage,
+                "podman_machine": report.podman_machine,
+                "recommendations": recommendations,
+            });
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        } else {
+            print_report(&report);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,36 +450,5 @@ mod tests {
         assert_eq!(format_bytes(999), "999 B");
         assert_eq!(format_bytes(1_500_000_000), "1.5 GB");
         assert_eq!(format_bytes(20_000_000_000), "20.0 GB");
-    }
-}
-
-impl crate::flags::CheckDiskSpace {
-    pub fn run(self) -> Result<()> {
-        let report = report(&Runner::new(false))?;
-        if self.json {
-            let recommendations: Vec<serde_json::Value> = report
-                .recommendations
-                .iter()
-                .map(|(requirement, verdict)| {
-                    serde_json::json!({
-                        "build": requirement.kind,
-                        "description": requirement.description,
-                        "minimum_gb": requirement.minimum_gb,
-                        "recommended_gb": requirement.recommended_gb,
-                        "status": verdict,
-                    })
-                })
-                .collect();
-            let json = serde_json::json!({
-                "storage": report.storage,
-                "podman_usage": report.podman_usage,
-                "podman_machine": report.podman_machine,
-                "recommendations": recommendations,
-            });
-            println!("{}", serde_json::to_string_pretty(&json)?);
-        } else {
-            print_report(&report);
-        }
-        Ok(())
     }
 }

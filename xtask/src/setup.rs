@@ -319,6 +319,12 @@ fn check_podman(runner: &Runner) -> Result<()> {
     Ok(())
 }
 
+impl crate::flags::Setup {
+    pub fn run(self) -> Result<()> {
+        run(&Runner::new(self.dry_run), !self.no_cargo_make)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,11 +377,5 @@ mod tests {
             emulated_architectures(Platform::LINUX_ARM64),
             vec![Arch::Amd64]
         );
-    }
-}
-
-impl crate::flags::Setup {
-    pub fn run(self) -> Result<()> {
-        run(&Runner::new(self.dry_run), !self.no_cargo_make)
     }
 }
