@@ -463,7 +463,7 @@ pub fn prepare(
         problems.push(format!("{error:#}"));
     }
     if !problems.is_empty() {
-        bail!("nothing was built:\n  - {}", problems.join("\n  - "));
+        return Err(crate::BadInput(problems).into());
     }
     let (repository, source, tags) = (repository?, source?, tags.expect("source was read")?);
     let platforms = build.platforms.0.clone();

@@ -23,8 +23,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// How a command that did not fail ended. Exit codes are documented in
-/// docs/multi-platform-builds.md: 0 success, 1 failure, 2 usage error
-/// (clap), 3 partial result (some platforms built, others failed).
+/// docs/multi-platform-builds.md: 0 success, 1 failure, 2 bad input (found
+/// before anything was done; clap's usage errors too), 3 partial result (some
+/// platforms built, others failed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Success,
@@ -32,7 +33,24 @@ pub enum Status {
 }
 
 pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_BAD_INPUT: u8 = 2;
 pub const EXIT_PARTIAL: u8 = 3;
+
+/// Problems with what the user asked for, found before any side effect.
+#[derive(Debug)]
+pub struct BadInput(pub Vec<String>);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "nothing was done:")?;
+        for problem in &self.0 {
+            write!(formatter, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BadInput {}
 
 fn main() -> ExitCode {
     let flags = flags::Xtask::parse();
@@ -51,6 +69,10 @@ fn main() -> ExitCode {
         Ok(Status::Partial) => {
             eprintln!("partial result: some platforms failed (exit code {EXIT_PARTIAL}); pass --strict to fail instead");
             ExitCode::from(EXIT_PARTIAL)
+        }
+        Err(error) if error.downcast_ref::<BadInput>().is_some() => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
         }
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -44,15 +44,18 @@ pub fn run_push(
     expected_platforms: Option<&[Platform]>,
     runner: &Runner,
 ) -> Result<PushOutcome> {
-    let repository = Repository::new(&image.registry, &image.image)?;
-    let source = SourceState::read(&project::root())?;
+    let repository = Repository::new(&image.registry, &image.image)
+        .map_err(|error| crate::BadInput(vec![format!("{error:#}")]))?;
+    let source = SourceState::read(&project::root())
+        .map_err(|error| crate::BadInput(vec![format!("{error:#}")]))?;
     let tags = tags::compute(
         &source,
         &tags::Choices {
             override_tags: image.tags.clone(),
             no_latest: image.no_latest,
         },
-    )?;
+    )
+    .map_err(|error| crate::BadInput(vec![format!("{error:#}")]))?;
     if source.dirty && !push_flags.allow_dirty && image.tags.is_empty() {
         bail!(
             "the work tree has uncommitted changes, so the image would not match any commit; commit \

@@ -130,6 +130,15 @@ mod tests {
     }
 
     #[test]
+    fn both_parts_are_checked_at_once() {
+        let message = error("https://ghcr.io", "Bad/Name");
+        assert!(
+            message.contains("has a scheme") && message.contains("uppercase"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn bad_registries_and_names_are_refused() {
         assert!(error("ghcr.io/owner", "rc-web").contains("not a host[:port]"));
         assert!(error("127.0.0.1:99999", "rc-web").contains("invalid port"));
