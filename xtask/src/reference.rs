@@ -10,9 +10,15 @@ pub struct Repository {
 }
 
 impl Repository {
+    /// Checks both parts and reports every problem at once.
     pub fn new(registry: &str, path: &str) -> Result<Repository> {
-        validate_registry(registry)?;
-        validate_path(path)?;
+        let problems: Vec<String> = [validate_registry(registry), validate_path(path)]
+            .into_iter()
+            .filter_map(|result| result.err().map(|error| error.to_string()))
+            .collect();
+        if !problems.is_empty() {
+            bail!("{}", problems.join("; "));
+        }
         Ok(Repository {
             registry: registry.to_owned(),
             path: path.to_owned(),
