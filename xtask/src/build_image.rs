@@ -552,14 +552,26 @@ fn prepare_machine(runner: &Runner, platforms: &[Platform]) -> Result<()> {
             }
         }
     }
-    if missing.is_empty() {
-        return Ok(());
+    if !missing.is_empty() {
+        eprintln!(
+            "build-image: missing {}; running setup first",
+            missing.join(", ")
+        );
+        setup::run(runner, false).context("setup failed, so the build cannot start")?;
     }
-    eprintln!(
-        "build-image: missing {}; running setup first",
-        missing.join(", ")
-    );
-    setup::run(runner, false).context("setup failed, so the build cannot start")
+    check_podman_version(runner)
+}
+
+fn check_podman_version(runner: &Runner) -> Result<()> {
+    let version = podman::parse_version(&runner.read(&podman::version())?)?;
+    if version < podman::MINIMUM_VERSION {
+        bail!(
+            "podman {version} is too old: multi-platform `build --manifest` needs podman >= {}; \
+             upgrade podman (Debian 12 ships 4.3, Ubuntu 24.04 4.9)",
+            podman::MINIMUM_VERSION
+        );
+    }
+    Ok(())
 }
 
 /// True unless the build uses another Containerfile or overrides both base images.
