@@ -522,9 +522,22 @@ pub fn run_build(
     Ok(outcome)
 }
 
+/// The lock that keeps two runs from tagging or pushing one repository at once.
+pub fn lock_repository(
+    image: &flags::ImageFlags,
+    what: &str,
+) -> Result<Option<crate::lock::RepositoryLock>> {
+    if image.dry_run {
+        return Ok(None);
+    }
+    let name = format!("{}/{}", image.registry, image.image);
+    crate::lock::RepositoryLock::acquire(&name, what).map(Some)
+}
+
 impl flags::BuildImage {
     pub fn run(self) -> Result<crate::Status> {
         let runner = Runner::new(self.image.dry_run);
+        let _lock = lock_repository(&self.image, "build-image")?;
         let outcome = run_build(&self.image, &self.build, &runner)?;
         Ok(if outcome.is_partial() {
             crate::Status::Partial

@@ -8,6 +8,7 @@ mod disk;
 mod exec;
 mod flags;
 mod git;
+mod lock;
 mod platform;
 mod podman;
 mod project;

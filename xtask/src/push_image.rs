@@ -193,6 +193,7 @@ pub fn print_summary(outcome: &PushOutcome, repository: &str) {
 impl flags::PushImage {
     pub fn run(self) -> Result<crate::Status> {
         let runner = Runner::new(self.image.dry_run);
+        let _lock = build_image::lock_repository(&self.image, "push-image")?;
         let expected = self.platforms.as_ref().map(|list| list.0.as_slice());
         let outcome = run_push(&self.image, &self.push, expected, &runner)?;
         if !runner.dry_run {
@@ -208,6 +209,7 @@ impl flags::PushImage {
 impl flags::BuildAndPush {
     pub fn run(self) -> Result<crate::Status> {
         let runner = Runner::new(self.image.dry_run);
+        let _lock = build_image::lock_repository(&self.image, "build-and-push")?;
         // A dirty tree is refused before the build, not after it.
         if !self.push.allow_dirty && self.image.tags.is_empty() {
             let source = SourceState::read(&project::root())?;

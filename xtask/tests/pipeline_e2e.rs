@@ -384,3 +384,78 @@ fn every_cargo_make_task_runs() {
         "dry runs pushed nothing"
     );
 }
+
+#[test]
+fn a_second_run_on_the_same_image_refuses_while_the_first_builds() {
+    let _serial = serial();
+    let directory = scratch_dir("slow-build");
+    // Unique per run, so the slow step is never a cache hit.
+    std::fs::write(
+        directory.join("Containerfile"),
+        format!(
+            "ARG BUILDPLATFORM\nFROM --platform=$BUILDPLATFORM localhost/rc-base/debian:bookworm\n\
+             RUN echo {} && sleep 15\n",
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    let containerfile = directory.join("Containerfile");
+    let args = [
+        "build-image",
+        "--registry",
+        "localhost",
+        "--image",
+        "lock-e2e",
+        "--tag",
+        "first",
+        "--platform",
+        "linux/amd64",
+        "--file",
+        containerfile.to_str().unwrap(),
+        "--context",
+        directory.to_str().unwrap(),
+    ];
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .current_dir(repository_root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = std::env::temp_dir()
+        .join("rc-xtask-locks")
+        .join("localhost_lock_e2e.lock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&lock)
+        .is_ok_and(|text| text.contains(&format!("pid {}", first.id())))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    let mut second_args = args;
+    second_args[6] = "second";
+    let second = xtask_in(&repository_root(), &second_args, &[]);
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("another cargo xtask") && stderr.contains("build-image"),
+        "{stderr}"
+    );
+    assert!(!podman_succeeds(&[
+        "manifest",
+        "exists",
+        "localhost/lock-e2e:second"
+    ]));
+
+    assert!(
+        first.wait().unwrap().success(),
+        "the first run is not disturbed"
+    );
+    assert_eq!(local_platforms("localhost/lock-e2e:first"), ["linux/amd64"]);
+    podman(&["manifest", "rm", "localhost/lock-e2e:first"]);
+    let _ = std::fs::remove_dir_all(directory);
+}
