@@ -3,71 +3,30 @@
 //! what it is. Needs a machine prepared by `cargo xtask setup` (the README's
 //! test command does that first).
 
+mod support;
+
 use std::{
     io::{Read, Write},
-    net::{Ipv4Addr, TcpListener, TcpStream},
-    process::{Command, Output},
+    net::{Ipv4Addr, TcpStream},
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
+use support::*;
+
 const REGISTRY: &str = "localhost";
 const IMAGE: &str = "rc-web-e2e";
 const TAG: &str = "test";
-
-fn xtask(args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .output()
-        .expect("run xtask");
-    eprintln!(
-        "--- xtask {args:?} stderr:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-fn podman(args: &[&str]) -> String {
-    let output = Command::new("podman")
-        .args(args)
-        .output()
-        .expect("podman is installed (run `cargo xtask setup`)");
-    assert!(
-        output.status.success(),
-        "podman {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn list_entries(list: &str) -> Vec<(String, String)> {
-    let json: serde_json::Value =
-        serde_json::from_str(&podman(&["manifest", "inspect", list])).unwrap();
-    json["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|entry| {
-            let platform = &entry["platform"];
-            (
-                format!(
-                    "{}/{}",
-                    platform["os"].as_str().unwrap(),
-                    platform["architecture"].as_str().unwrap()
-                ),
-                entry["digest"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
-fn free_loopback_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const BUILD: [&str; 7] = [
+    "build-image",
+    "--registry",
+    REGISTRY,
+    "--image",
+    IMAGE,
+    "--tag",
+    TAG,
+];
 
 /// A container that is removed however the test ends.
 struct Container(String);
@@ -181,18 +140,11 @@ fn run_and_check(list: &str, platform: &str, digest: &str, expected_machine: &st
 #[test]
 fn rc_web_builds_for_both_platforms_and_each_image_runs_as_its_architecture() {
     let list = format!("{REGISTRY}/{IMAGE}:{TAG}");
-    let output = xtask(&[
-        "build-image",
-        "--registry",
-        REGISTRY,
-        "--image",
-        IMAGE,
-        "--tag",
-        TAG,
-    ]);
+    let _serial = serial();
+    let output = xtask_in(&repository_root(), &BUILD, &[]);
     assert!(output.status.success(), "build-image failed");
 
-    let mut entries = list_entries(&list);
+    let mut entries = local_entries(&list);
     entries.sort();
     let platforms: Vec<&str> = entries
         .iter()
@@ -240,18 +192,10 @@ fn rc_web_builds_for_both_platforms_and_each_image_runs_as_its_architecture() {
     }
 
     // A rerun (warm cache) replaces the list instead of adding to it.
-    let output = xtask(&[
-        "build-image",
-        "--registry",
-        REGISTRY,
-        "--image",
-        IMAGE,
-        "--tag",
-        TAG,
-    ]);
+    let output = xtask_in(&repository_root(), &BUILD, &[]);
     assert!(output.status.success(), "second build-image failed");
     assert_eq!(
-        list_entries(&list).len(),
+        local_entries(&list).len(),
         2,
         "a rerun must not accumulate entries"
     );
@@ -273,18 +217,22 @@ fn rc_web_builds_for_both_platforms_and_each_image_runs_as_its_architecture() {
 
 #[test]
 fn dry_run_prints_the_podman_commands_and_builds_nothing() {
-    let output = xtask(&[
-        "build-image",
-        "--dry-run",
-        "--registry",
-        "localhost",
-        "--image",
-        "rc-web-dry-run",
-        "--platform",
-        "linux/arm64",
-        "--tag",
-        "dry",
-    ]);
+    let output = xtask_in(
+        &repository_root(),
+        &[
+            "build-image",
+            "--dry-run",
+            "--registry",
+            "localhost",
+            "--image",
+            "rc-web-dry-run",
+            "--platform",
+            "linux/arm64",
+            "--tag",
+            "dry",
+        ],
+        &[],
+    );
     assert!(output.status.success());
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(

@@ -107,6 +107,28 @@ pub fn index_platforms(json: &str) -> Vec<String> {
     platforms
 }
 
+/// `(platform, digest)` of every entry of a local list.
+pub fn local_entries(list: &str) -> Vec<(String, String)> {
+    let index: serde_json::Value =
+        serde_json::from_str(&podman(&["manifest", "inspect", list])).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            let platform = &entry["platform"];
+            (
+                format!(
+                    "{}/{}",
+                    platform["os"].as_str().unwrap(),
+                    platform["architecture"].as_str().unwrap()
+                ),
+                entry["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 pub fn local_platforms(list: &str) -> Vec<String> {
     index_platforms(&podman(&["manifest", "inspect", list]))
 }
