@@ -177,26 +177,15 @@ impl Outcome {
 /// Runs the plan. On failure the temporary list is removed and the tagged
 /// lists are left as they were.
 pub fn execute(plan: &Plan, runner: &Runner) -> Result<Outcome> {
-    let result = build_and_verify(plan, runner);
-    if !runner.dry_run {
-        let outcome = match result {
-            Ok(outcome) => outcome,
-            Err(error) => {
+    match build_and_verify(plan, runner) {
+        Ok(outcome) => publish(plan, runner, outcome),
+        Err(error) => {
+            if !runner.dry_run {
                 remove_list_if_present(runner, &plan.temporary_list);
-                return Err(error);
             }
-        };
-        return publish(plan, runner, outcome);
+            Err(error)
+        }
     }
-    result?;
-    publish(
-        plan,
-        runner,
-        Outcome {
-            built: plan.platforms.clone(),
-            ..Outcome::default()
-        },
-    )
 }
 
 fn build_and_verify(plan: &Plan, runner: &Runner) -> Result<Outcome> {

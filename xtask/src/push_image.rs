@@ -71,6 +71,7 @@ pub fn run_push(
         outcome.platforms = expected_platforms
             .map(<[Platform]>::to_vec)
             .unwrap_or_default();
+        outcome.pushed = tags.for_result(true, true);
     } else {
         let Some(primary_digests) = list_digests(runner, &primary)? else {
             bail!(
@@ -101,9 +102,6 @@ pub fn run_push(
                 outcome.skipped.push(tag);
             }
         }
-    }
-    if runner.dry_run {
-        outcome.pushed = tags.for_result(true, true);
     }
 
     let auth = credentials

@@ -6,8 +6,6 @@
 mod support;
 
 use std::{
-    io::{Read, Write},
-    net::{Ipv4Addr, TcpStream},
     process::Command,
     thread,
     time::{Duration, Instant},
@@ -37,23 +35,6 @@ impl Drop for Container {
             .args(["rm", "--force", "--time", "2", &self.0])
             .output();
     }
-}
-
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_owned();
-    Some((status, body))
 }
 
 /// Polls until the service answers (qemu start-up takes a moment), bounded.
