@@ -16,6 +16,7 @@ use crate::{
     exec::{Command, Runner},
     flags,
     git::SourceState,
+    interrupt,
     platform::{self, Platform},
     podman::{self, BuildArg},
     project,
@@ -177,13 +178,46 @@ impl Outcome {
 /// Runs the plan. On failure the temporary list is removed and the tagged
 /// lists are left as they were.
 pub fn execute(plan: &Plan, runner: &Runner) -> Result<Outcome> {
-    match build_and_verify(plan, runner) {
-        Ok(outcome) => publish(plan, runner, outcome),
+    let containers_before = if runner.dry_run {
+        Vec::new()
+    } else {
+        build_container_ids(runner)?
+    };
+    match build_and_verify(plan, runner).and_then(|outcome| publish(plan, runner, outcome)) {
+        Ok(outcome) => Ok(outcome),
         Err(error) => {
             if !runner.dry_run {
                 remove_list_if_present(runner, &plan.temporary_list);
+                if interrupt::received().is_some() {
+                    remove_new_build_containers(runner, &containers_before);
+                }
             }
             Err(error)
+        }
+    }
+}
+
+fn build_container_ids(runner: &Runner) -> Result<Vec<String>> {
+    Ok(crate::clean::build_containers(runner)?
+        .into_iter()
+        .map(|container| container.id)
+        .collect())
+}
+
+/// After an interrupted build: the working containers podman had no chance
+/// to remove (those that did not exist before this run started).
+fn remove_new_build_containers(runner: &Runner, before: &[String]) {
+    let now = match build_container_ids(runner) {
+        Ok(now) => now,
+        Err(error) => {
+            eprintln!("build-image: warning: cannot list build containers: {error:#}");
+            return;
+        }
+    };
+    for id in now.iter().filter(|id| !before.contains(id)) {
+        eprintln!("build-image: removing build container {id:.12} of the interrupted build");
+        if let Err(error) = runner.run(&podman::container_remove(id)) {
+            eprintln!("build-image: warning: {error:#}");
         }
     }
 }
@@ -193,7 +227,10 @@ fn build_and_verify(plan: &Plan, runner: &Runner) -> Result<Outcome> {
     match plan.mode {
         Mode::AllAtOnce => {
             let all = &plan.builds[0];
-            if let Err(error) = runner.run_prefixed(&all.command, "") {
+            let built = runner.run_prefixed(&all.command, "");
+            // A build podman finished as the signal came is not used either.
+            interrupt::check()?;
+            if let Err(error) = built {
                 if runner.dry_run {
                     return Err(error);
                 }
@@ -205,7 +242,7 @@ fn build_and_verify(plan: &Plan, runner: &Runner) -> Result<Outcome> {
                 );
                 outcome.fell_back = true;
                 remove_list_if_present(runner, &plan.temporary_list);
-                outcome.failed = build_each(plan, runner, &plan.platforms);
+                outcome.failed = build_each(plan, runner, &plan.platforms)?;
             } else if !runner.dry_run {
                 let list = read_list(runner, &plan.temporary_list)?;
                 let dropped: Vec<Platform> = plan
@@ -220,10 +257,10 @@ fn build_and_verify(plan: &Plan, runner: &Runner) -> Result<Outcome> {
                          succeeded (a known podman 4.3 issue); building {platform} alone, from cache"
                     );
                 }
-                outcome.failed = build_each(plan, runner, &dropped);
+                outcome.failed = build_each(plan, runner, &dropped)?;
             }
         }
-        Mode::PerPlatform => outcome.failed = build_each(plan, runner, &plan.platforms),
+        Mode::PerPlatform => outcome.failed = build_each(plan, runner, &plan.platforms)?,
     }
     outcome.built = plan
         .platforms
@@ -254,7 +291,7 @@ fn build_and_verify(plan: &Plan, runner: &Runner) -> Result<Outcome> {
 }
 
 /// Builds each platform alone into the temporary list; returns those that failed.
-fn build_each(plan: &Plan, runner: &Runner, platforms: &[Platform]) -> Vec<Platform> {
+fn build_each(plan: &Plan, runner: &Runner, platforms: &[Platform]) -> Result<Vec<Platform>> {
     let mut failed = Vec::new();
     for build in plan
         .single_platform_builds
@@ -262,7 +299,10 @@ fn build_each(plan: &Plan, runner: &Runner, platforms: &[Platform]) -> Vec<Platf
         .filter(|build| build.platform.is_some_and(|p| platforms.contains(&p)))
     {
         let platform = build.platform.expect("filtered on platform");
-        if let Err(error) = runner.run_prefixed(&build.command, &prefix(build.platform)) {
+        interrupt::check()?;
+        let built = runner.run_prefixed(&build.command, &prefix(build.platform));
+        interrupt::check()?;
+        if let Err(error) = built {
             eprintln!(
                 "\n[{platform}] build-image: FAILED: {}\n",
                 first_line(&format!("{error:#}"))
@@ -270,7 +310,7 @@ fn build_each(plan: &Plan, runner: &Runner, platforms: &[Platform]) -> Vec<Platf
             failed.push(platform);
         }
     }
-    failed
+    Ok(failed)
 }
 
 fn first_line(text: &str) -> &str {
@@ -348,6 +388,10 @@ pub fn verify(runner: &Runner, list_name: &str, expected: &[Platform]) -> Result
 
 /// Gives the verified temporary list every tag, replacing older lists.
 fn publish(plan: &Plan, runner: &Runner, mut outcome: Outcome) -> Result<Outcome> {
+    interrupt::check()?;
+    // Every tag moves, or (on an error) the ones already moved point to the
+    // complete, verified list: never to a half-made one.
+    let _deferred = interrupt::Deferred::new();
     let complete = !outcome.is_partial();
     let tags = plan.tags.for_result(complete, plan.latest_on_partial);
     outcome.held_back = plan
@@ -456,7 +500,7 @@ pub fn prepare(
     }
     let (repository, source, tags) = (repository?, source?, tags.expect("source was read")?);
     let platforms = build.platforms.0.clone();
-    prepare_machine(runner, &platforms)?;
+    prepare_machine(runner, &platforms, !build.no_setup)?;
     let info = podman::Info::parse(&runner.read(&podman::info())?)?;
     let build_platform = info.build_platform()?;
     disk::check_before_build(
@@ -536,12 +580,30 @@ impl flags::BuildImage {
     }
 }
 
-/// Runs setup when something the build needs is missing from this machine.
-fn prepare_machine(runner: &Runner, platforms: &[Platform]) -> Result<()> {
+/// Runs setup when something the build needs is missing from this machine,
+/// or (with `--no-setup`) refuses, naming what is missing and the fix.
+fn prepare_machine(runner: &Runner, platforms: &[Platform], may_run_setup: bool) -> Result<()> {
+    let missing = missing_on_machine(runner, platforms)?;
+    if !missing.is_empty() {
+        if !may_run_setup {
+            return Err(crate::BadInput(missing).into());
+        }
+        eprintln!(
+            "build-image: this machine is not ready:\n  - {}\nbuild-image: running setup first",
+            missing.join("\n  - ")
+        );
+        setup::run(runner, false).context("setup failed, so the build cannot start")?;
+    }
+    check_podman_version(runner)
+}
+
+fn missing_on_machine(runner: &Runner, platforms: &[Platform]) -> Result<Vec<String>> {
     let mut missing: Vec<String> = ["podman", "mmdebstrap"]
         .into_iter()
         .filter(|tool| which::which(tool).is_err())
-        .map(str::to_owned)
+        .map(|tool| {
+            format!("{tool} is not installed (or not on PATH); run `sudo cargo xtask setup`")
+        })
         .collect();
     if std::env::consts::OS == "linux" && which::which("podman").is_ok() {
         let info = podman::Info::parse(&runner.read(&podman::info())?)?;
@@ -550,28 +612,27 @@ fn prepare_machine(runner: &Runner, platforms: &[Platform]) -> Result<()> {
             if platforms.iter().any(|platform| platform.arch == arch)
                 && !setup::binfmt_registered(arch)
             {
-                missing.push(format!("qemu binfmt registration for {}", arch.oci_name()));
+                missing.push(format!(
+                    "{} runs under qemu emulation on this {build_platform} machine, but no qemu \
+                     binfmt_misc handler is registered for it; run `sudo cargo xtask setup`, or build \
+                     {build_platform} only (BUILD_PLATFORMS={build_platform})",
+                    Platform::linux(arch)
+                ));
             }
         }
     }
-    if !missing.is_empty() {
-        eprintln!(
-            "build-image: missing {}; running setup first",
-            missing.join(", ")
-        );
-        setup::run(runner, false).context("setup failed, so the build cannot start")?;
-    }
-    check_podman_version(runner)
+    Ok(missing)
 }
 
 fn check_podman_version(runner: &Runner) -> Result<()> {
     let version = podman::parse_version(&runner.read(&podman::version())?)?;
     if version < podman::MINIMUM_VERSION {
-        bail!(
+        return Err(crate::BadInput(vec![format!(
             "podman {version} is too old: multi-platform `build --manifest` needs podman >= {}; \
              upgrade podman (Debian 12 ships 4.3, Ubuntu 24.04 4.9)",
             podman::MINIMUM_VERSION
-        );
+        )])
+        .into());
     }
     Ok(())
 }

@@ -17,8 +17,8 @@ use crate::{
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct ContainerRow {
-    id: String,
+pub struct ContainerRow {
+    pub id: String,
     #[serde(default)]
     state: String,
     #[serde(default)]
@@ -62,7 +62,7 @@ fn process_exists(pid: u32) -> bool {
 
 /// Containers in podman's storage that podman did not create (buildah's
 /// working containers of interrupted builds).
-fn build_containers(runner: &Runner) -> Result<Vec<ContainerRow>> {
+pub fn build_containers(runner: &Runner) -> Result<Vec<ContainerRow>> {
     let json = runner.read(&podman().args(["ps", "--all", "--external", "--format", "json"]))?;
     let rows: Vec<ContainerRow> = serde_json::from_str(&json)?;
     Ok(rows
@@ -84,7 +84,7 @@ pub fn clean(runner: &Runner) -> Result<()> {
             &container.id[..12.min(container.id.len())],
             container.names
         );
-        runner.run(&podman().args(["rm", "--force", &container.id]))?;
+        runner.run(&podman::container_remove(&container.id))?;
     }
     let mut protected = std::collections::HashSet::new();
     for image in images(runner)? {

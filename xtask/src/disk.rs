@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -327,14 +327,15 @@ pub fn check_before_build(runner: &Runner, kind: BuildKind, force: bool) -> Resu
             eprintln!("disk: warning: {free} free, below the {} GB minimum; continuing because of --force", requirement.minimum_gb);
             Ok(())
         }
-        Verdict::BelowMinimum => bail!(
+        Verdict::BelowMinimum => Err(crate::BadInput(vec![format!(
             "only {free} free for podman storage ({}), below the {} GB minimum for a {} build; \
              free space with `cargo xtask clean-build-cache`, build one platform at a time \
              (BUILD_PLATFORMS=linux/amd64), or pass --force to try anyway",
             storage.graph_root.display(),
             requirement.minimum_gb,
             requirement.description
-        ),
+        )])
+        .into()),
     }
 }
 

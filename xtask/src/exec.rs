@@ -13,6 +13,8 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
+use crate::interrupt;
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct Command {
     pub program: String,
@@ -57,10 +59,18 @@ impl Command {
         for (name, value) in &self.env {
             expression = expression.env(name, value);
         }
-        match &self.stdin {
+        let expression = match &self.stdin {
             Some(bytes) => expression.stdin_bytes(bytes.clone()),
-            None => expression,
-        }
+            None => expression.stdin_null(),
+        };
+        // A process group of its own: a Ctrl-C in the terminal reaches only
+        // the xtask, which stops children in an order that lets them clean up
+        // (see `interrupt`).
+        expression.before_spawn(|command| {
+            use std::os::unix::process::CommandExt;
+            command.process_group(0);
+            Ok(())
+        })
     }
 }
 
@@ -132,6 +142,9 @@ impl Runner {
             .unchecked()
             .reader()
             .with_context(|| format!("cannot start `{}`", command.program))?;
+        let pids = reader.pids();
+        interrupt::register(&pids);
+        let _registered = Registered(pids);
         let mut lines = BufReader::new(&reader);
         let mut line = Vec::new();
         let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
@@ -155,6 +168,11 @@ impl Runner {
             .context("cannot wait for command")?
             .context("command output ended before the command did")?;
         if !output.status.success() {
+            if let Some(interrupted) = interrupt::received() {
+                return Err(
+                    anyhow::Error::new(interrupted).context(format!("{prefix}stopped: {command}"))
+                );
+            }
             let tail: Vec<String> = tail.into_iter().filter(|line| !line.is_empty()).collect();
             bail!(
                 "{prefix}command failed ({}): {command}\n{}",
@@ -178,13 +196,10 @@ impl Runner {
     /// Runs a read-only query and returns its stdout. Queries run in dry-run
     /// mode too, so a dry run plans from the real state.
     pub fn read(&self, command: &Command) -> Result<String> {
-        let output = command
-            .expression()
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-            .run()
-            .with_context(|| format!("cannot start `{}`", command.program))?;
+        let output = wait_registered(
+            command,
+            command.expression().stdout_capture().stderr_capture(),
+        )?;
         if !output.status.success() {
             bail!(
                 "command failed ({}): {command}\n{}",
@@ -198,14 +213,35 @@ impl Runner {
 
     /// Runs a query and reports only whether it succeeded (e.g. "does this image exist").
     pub fn succeeds(&self, command: &Command) -> Result<bool> {
-        let output = command
-            .expression()
-            .stdout_null()
-            .stderr_null()
-            .unchecked()
-            .run()
-            .with_context(|| format!("cannot start `{}`", command.program))?;
+        let output = wait_registered(command, command.expression().stdout_null().stderr_null())?;
         Ok(output.status.success())
+    }
+}
+
+/// Runs an expression to completion, registered with `interrupt` meanwhile.
+fn wait_registered(
+    command: &Command,
+    expression: duct::Expression,
+) -> Result<std::process::Output> {
+    let handle = expression
+        .unchecked()
+        .start()
+        .with_context(|| format!("cannot start `{}`", command.program))?;
+    let pids = handle.pids();
+    interrupt::register(&pids);
+    let _registered = Registered(pids);
+    let output = handle
+        .wait()
+        .with_context(|| format!("cannot wait for `{}`", command.program))?;
+    Ok(output.clone())
+}
+
+/// Unregisters a child from `interrupt` once it has been waited for.
+struct Registered(Vec<u32>);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        interrupt::unregister(&self.0);
     }
 }
 

@@ -122,6 +122,10 @@ pub struct BuildFlags {
     /// Clean the build cache afterwards (for machines short of disk)
     #[arg(long)]
     pub clean: bool,
+    /// Never change this machine: fail when podman, mmdebstrap or qemu's
+    /// registration is missing, instead of running `setup` first
+    #[arg(long, env = "XTASK_NO_SETUP", value_parser = clap::builder::BoolishValueParser::new(), action = ArgAction::SetTrue)]
+    pub no_setup: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -8,6 +8,7 @@ mod disk;
 mod exec;
 mod flags;
 mod git;
+mod interrupt;
 mod lock;
 mod platform;
 mod podman;
@@ -26,7 +27,7 @@ use clap::Parser;
 /// How a command that did not fail ended. Exit codes are documented in
 /// docs/multi-platform-builds.md: 0 success, 1 failure, 2 bad input (found
 /// before anything was done; clap's usage errors too), 3 partial result (some
-/// platforms built, others failed).
+/// platforms built, others failed), 130/143 stopped by SIGINT/SIGTERM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Success,
@@ -55,6 +56,9 @@ impl std::error::Error for BadInput {}
 
 fn main() -> ExitCode {
     let flags = flags::Xtask::parse();
+    if let Err(error) = interrupt::install() {
+        eprintln!("warning: {error:#}; Ctrl-C will not clean up");
+    }
     let result = match flags.command {
         flags::XtaskCommand::Setup(setup) => setup.run().map(|()| Status::Success),
         flags::XtaskCommand::BaseImages(base_images) => base_images.run().map(|()| Status::Success),
@@ -65,6 +69,18 @@ fn main() -> ExitCode {
         flags::XtaskCommand::CheckDiskSpace(check) => check.run().map(|()| Status::Success),
         flags::XtaskCommand::Test(test) => test.run().map(|()| Status::Success),
     };
+    if let Some(interrupted) = interrupt::received() {
+        match &result {
+            Err(error) => eprintln!("error: {error:#}"),
+            Ok(_) => eprintln!("the step in progress finished before the signal took effect"),
+        }
+        eprintln!(
+            "{interrupted}: this run's temporary lists and build containers were removed; \
+             tags point to complete lists only (exit code {})",
+            interrupted.exit_code()
+        );
+        return ExitCode::from(interrupted.exit_code());
+    }
     match result {
         Ok(Status::Success) => ExitCode::SUCCESS,
         Ok(Status::Partial) => {

@@ -148,6 +148,11 @@ pub fn manifest_remove(name: &str) -> Command {
     podman().args(["manifest", "rm", name])
 }
 
+/// Removes a container, including buildah's working containers.
+pub fn container_remove(id: &str) -> Command {
+    podman().args(["rm", "--force", id])
+}
+
 pub fn manifest_inspect(name: &str) -> Command {
     podman().args(["manifest", "inspect", name])
 }

@@ -153,6 +153,66 @@ pub fn inspect_remote_command(destination: &Destination, remote: &str) -> Comman
     command.arg(format!("docker://{remote}"))
 }
 
+/// Logs in with the secret on stdin. Refused credentials are bad input.
+pub fn log_in(
+    runner: &Runner,
+    destination: &Destination,
+    authfile: &Path,
+    credentials: &Credentials,
+) -> Result<()> {
+    match runner.run(&login_command(destination, authfile, credentials)) {
+        Ok(()) => Ok(()),
+        Err(error) if is_permanent_failure(&format!("{error:#}")) => {
+            Err(crate::BadInput(vec![format!(
+                "{} refused the login of {} (credentials from {}); check them (a GitHub token \
+                 needs the packages: write permission)",
+                destination.registry, credentials.username, credentials.source
+            )])
+            .into())
+        }
+        Err(error) => Err(error.context(format!(
+            "cannot log in to {}; check {}",
+            destination.registry, credentials.source
+        ))),
+    }
+}
+
+/// Fails when nothing answers at the registry's address: before a build,
+/// this saves the build.
+pub fn check_reachable(registry: &str, tls_verify: bool) -> Result<()> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let has_port = registry
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.chars().all(|c| c.is_ascii_digit()));
+    let candidates: Vec<String> = if has_port {
+        vec![registry.to_owned()]
+    } else if tls_verify {
+        vec![format!("{registry}:443")]
+    } else {
+        vec![format!("{registry}:443"), format!("{registry}:80")]
+    };
+    let mut last_error = String::new();
+    for candidate in &candidates {
+        let addresses = match candidate.to_socket_addrs() {
+            Ok(addresses) => addresses,
+            Err(error) => {
+                last_error = format!("cannot resolve {candidate}: {error}");
+                continue;
+            }
+        };
+        for address in addresses {
+            match TcpStream::connect_timeout(&address, Duration::from_secs(10)) {
+                Ok(_) => return Ok(()),
+                Err(error) => last_error = format!("{address}: {error}"),
+            }
+        }
+    }
+    bail!(
+        "cannot reach the registry {registry} ({last_error}); check --registry (or REGISTRY), \
+         the network, and that the registry is running"
+    )
+}
+
 /// Errors that retrying cannot fix.
 pub fn is_permanent_failure(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
@@ -180,6 +240,7 @@ pub fn run_with_retries(
     for attempt in 1..=attempts {
         match runner.run_prefixed(command, prefix) {
             Ok(()) => return Ok(()),
+            Err(error) if crate::interrupt::received().is_some() => return Err(error),
             Err(error) if attempt < attempts && !is_permanent_failure(&format!("{error:#}")) => {
                 eprintln!(
                     "{prefix}push: attempt {attempt} of {attempts} failed; retrying in {} s",

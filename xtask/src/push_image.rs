@@ -1,7 +1,7 @@
 //! `push-image`: push the lists of the last build, every tag with all its
 //! images, then read each tag back from the registry.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::{
     build_image,
@@ -38,139 +38,183 @@ fn list_digests(runner: &Runner, name: &str) -> Result<Option<Vec<String>>> {
     Ok(Some(digests))
 }
 
-pub fn run_push(
-    image: &flags::ImageFlags,
-    push_flags: &flags::PushFlags,
-    expected_platforms: Option<&[Platform]>,
-    runner: &Runner,
-) -> Result<PushOutcome> {
-    let repository = Repository::new(&image.registry, &image.image)
-        .map_err(|error| crate::BadInput(vec![format!("{error:#}")]))?;
-    let source = SourceState::read(&project::root())
-        .map_err(|error| crate::BadInput(vec![format!("{error:#}")]))?;
-    let tags = tags::compute(
-        &source,
-        &tags::Choices {
-            override_tags: image.tags.clone(),
-            no_latest: image.no_latest,
-        },
-    )
-    .map_err(|error| crate::BadInput(vec![format!("{error:#}")]))?;
-    if source.dirty && !push_flags.allow_dirty && image.tags.is_empty() {
-        bail!(
-            "the work tree has uncommitted changes, so the image would not match any commit; commit \
-             (or stash) and rebuild, or pass --allow-dirty to push {} anyway",
-            repository.with_tag(tags.primary())
+/// Everything a push needs, checked before anything is built or pushed:
+/// names, tags, the work tree, credentials, that the registry answers, and
+/// (with credentials) the login itself.
+pub struct PushSession {
+    repository: Repository,
+    tags: tags::Tags,
+    destination: Destination,
+    attempts: u32,
+    /// Keeps this run's private auth file until the session ends.
+    _auth: Option<PrivateAuth>,
+}
+
+impl PushSession {
+    pub fn open(
+        image: &flags::ImageFlags,
+        push_flags: &flags::PushFlags,
+        runner: &Runner,
+    ) -> Result<PushSession> {
+        let repository = Repository::new(&image.registry, &image.image);
+        let source = SourceState::read(&project::root());
+        let tags = source.as_ref().ok().map(|source| {
+            tags::compute(
+                source,
+                &tags::Choices {
+                    override_tags: image.tags.clone(),
+                    no_latest: image.no_latest,
+                },
+            )
+        });
+        let credentials =
+            push::credentials_from_env(&image.registry, |name| std::env::var(name).ok());
+        let mut problems = Vec::new();
+        for error in [
+            repository.as_ref().err(),
+            source.as_ref().err(),
+            tags.as_ref().and_then(|tags| tags.as_ref().err()),
+            credentials.as_ref().err(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            problems.push(format!("{error:#}"));
+        }
+        if !problems.is_empty() {
+            return Err(crate::BadInput(problems).into());
+        }
+        let (repository, source, tags, credentials) = (
+            repository?,
+            source?,
+            tags.expect("source was read")?,
+            credentials?,
         );
-    }
-    let credentials =
-        push::credentials_from_env(&repository.registry, |name| std::env::var(name).ok())?;
-    let primary = repository.with_tag(tags.primary());
-    let mut outcome = PushOutcome::default();
-    if runner.dry_run {
-        outcome.platforms = expected_platforms
-            .map(<[Platform]>::to_vec)
-            .unwrap_or_default();
-        outcome.pushed = tags.for_result(true, true);
-    } else {
-        let Some(primary_digests) = list_digests(runner, &primary)? else {
-            bail!(
-                "there is no local manifest list {primary} to push; build it first with \
-                 `cargo xtask build-image` (same --registry, --image and --tag)"
-            );
+        if source.dirty && !push_flags.allow_dirty && image.tags.is_empty() {
+            return Err(crate::BadInput(vec![format!(
+                "the work tree has uncommitted changes, so the image would not match any commit; \
+                 commit (or stash) and rebuild, or pass --allow-dirty to push {} anyway",
+                repository.with_tag(tags.primary())
+            )])
+            .into());
+        }
+        if !runner.dry_run {
+            push::check_reachable(&repository.registry, push_flags.tls_verify)
+                .map_err(|error| crate::BadInput(vec![format!("{error:#}")]))?;
+        }
+        let auth = credentials
+            .as_ref()
+            .map(|_| PrivateAuth::create())
+            .transpose()?;
+        let destination = Destination {
+            registry: repository.registry.clone(),
+            tls_verify: push_flags.tls_verify,
+            format: push_flags.format,
+            authfile: auth.as_ref().map(PrivateAuth::file),
         };
-        outcome.platforms = build_image::verified_platforms(runner, &primary)?;
-        if let Some(expected) = expected_platforms {
-            let mut wanted = expected.to_vec();
-            wanted.sort();
-            let mut found = outcome.platforms.clone();
-            found.sort();
-            if wanted != found {
-                bail!(
-                    "{primary} holds {}, not {}; build those platforms first (or push with --platform {})",
-                    platform::join(&found),
-                    platform::join(&wanted),
-                    platform::join(&found)
-                );
-            }
+        if let (Some(credentials), Some(authfile)) = (&credentials, &destination.authfile) {
+            eprintln!(
+                "push: logging in to {} as {} (from {})",
+                repository.registry, credentials.username, credentials.source
+            );
+            push::log_in(runner, &destination, authfile, credentials)?;
         }
-        for tag in tags.for_result(true, true) {
-            let reference = repository.with_tag(&tag);
-            if list_digests(runner, &reference)?.as_ref() == Some(&primary_digests) {
-                outcome.pushed.push(tag);
-            } else {
-                outcome.skipped.push(tag);
-            }
-        }
+        Ok(PushSession {
+            repository,
+            tags,
+            destination,
+            attempts: push_flags.attempts,
+            _auth: auth,
+        })
     }
 
-    let auth = credentials
-        .as_ref()
-        .map(|_| PrivateAuth::create())
-        .transpose()?;
-    let destination = Destination {
-        registry: repository.registry.clone(),
-        tls_verify: push_flags.tls_verify,
-        format: push_flags.format,
-        authfile: auth.as_ref().map(PrivateAuth::file),
-    };
-    if let (Some(credentials), Some(authfile)) = (&credentials, &destination.authfile) {
-        eprintln!(
-            "push-image: logging in to {} as {} (from {})",
-            repository.registry, credentials.username, credentials.source
-        );
-        runner
-            .run(&push::login_command(&destination, authfile, credentials))
-            .with_context(|| {
-                format!(
-                    "cannot log in to {}; check {}",
-                    repository.registry, credentials.source
-                )
-            })?;
-    }
-    let mut done: Vec<String> = Vec::new();
-    for tag in &outcome.pushed {
-        let reference = repository.with_tag(tag);
-        let pushed = push::run_with_retries(
-            runner,
-            &push::push_command(&destination, &reference, &reference),
-            push_flags.attempts,
-            "",
-        );
-        if let Err(error) = pushed {
-            let not_done: Vec<&String> = outcome
-                .pushed
-                .iter()
-                .filter(|tag| !done.contains(tag))
-                .collect();
-            let done_text = if done.is_empty() {
-                "none".to_owned()
-            } else {
-                done.join(", ")
+    /// Pushes every tag whose local list is this build's, then reads each
+    /// back from the registry. `expected`: the platforms the lists must hold.
+    pub fn push(&self, expected: Option<&[Platform]>, runner: &Runner) -> Result<PushOutcome> {
+        let repository = &self.repository;
+        let primary = repository.with_tag(self.tags.primary());
+        let mut outcome = PushOutcome::default();
+        if runner.dry_run {
+            outcome.platforms = expected.map(<[Platform]>::to_vec).unwrap_or_default();
+            outcome.pushed = self.tags.for_result(true, true);
+        } else {
+            let Some(primary_digests) = list_digests(runner, &primary)? else {
+                bail!(
+                    "there is no local manifest list {primary} to push; build it first with \
+                     `cargo xtask build-image` (same --registry, --image and --tag)"
+                );
             };
-            let not_done_text = not_done
-                .iter()
-                .map(|tag| tag.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(error.context(format!(
-                "push of {reference} failed; updated in the registry: {done_text}; NOT updated: {not_done_text}. \
-                 Run the same command again to finish"
-            )));
+            outcome.platforms = build_image::verified_platforms(runner, &primary)?;
+            if let Some(expected) = expected {
+                let mut wanted = expected.to_vec();
+                wanted.sort();
+                let mut found = outcome.platforms.clone();
+                found.sort();
+                if wanted != found {
+                    bail!(
+                        "{primary} holds {}, not {}; build those platforms first (or push with --platform {})",
+                        platform::join(&found),
+                        platform::join(&wanted),
+                        platform::join(&found)
+                    );
+                }
+            }
+            for tag in self.tags.for_result(true, true) {
+                let reference = repository.with_tag(&tag);
+                if list_digests(runner, &reference)?.as_ref() == Some(&primary_digests) {
+                    outcome.pushed.push(tag);
+                } else {
+                    outcome.skipped.push(tag);
+                }
+            }
         }
-        done.push(tag.clone());
-    }
-    if !runner.dry_run {
+        let mut done: Vec<&str> = Vec::new();
         for tag in &outcome.pushed {
-            push::verify_remote(
-                runner,
-                &destination,
-                &repository.with_tag(tag),
-                &outcome.platforms,
-            )?;
+            let reference = repository.with_tag(tag);
+            let pushed = crate::interrupt::check().and_then(|()| {
+                push::run_with_retries(
+                    runner,
+                    &push::push_command(&self.destination, &reference, &reference),
+                    self.attempts,
+                    "",
+                )
+            });
+            if let Err(error) = pushed {
+                let not_done: Vec<&str> = outcome
+                    .pushed
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|tag| !done.contains(tag))
+                    .collect();
+                let done_text = if done.is_empty() {
+                    "none".to_owned()
+                } else {
+                    done.join(", ")
+                };
+                return Err(error.context(format!(
+                    "push of {reference} failed; updated in the registry: {done_text}; NOT updated: {}. \
+                     Run the same command again to finish",
+                    not_done.join(", ")
+                )));
+            }
+            done.push(tag);
         }
+        if !runner.dry_run {
+            for tag in &outcome.pushed {
+                push::verify_remote(
+                    runner,
+                    &self.destination,
+                    &repository.with_tag(tag),
+                    &outcome.platforms,
+                )?;
+            }
+        }
+        Ok(outcome)
     }
-    Ok(outcome)
+
+    pub fn repository(&self) -> &Repository {
+        &self.repository
+    }
 }
 
 pub fn print_summary(outcome: &PushOutcome, repository: &str) {
@@ -193,12 +237,10 @@ impl flags::PushImage {
         let runner = Runner::new(self.image.dry_run);
         let _lock = build_image::lock_repository(&self.image, "push-image")?;
         let expected = self.platforms.as_ref().map(|list| list.0.as_slice());
-        let outcome = run_push(&self.image, &self.push, expected, &runner)?;
+        let session = PushSession::open(&self.image, &self.push, &runner)?;
+        let outcome = session.push(expected, &runner)?;
         if !runner.dry_run {
-            print_summary(
-                &outcome,
-                &format!("{}/{}", self.image.registry, self.image.image),
-            );
+            print_summary(&outcome, &session.repository().name());
         }
         Ok(crate::Status::Success)
     }
@@ -208,20 +250,15 @@ impl flags::BuildAndPush {
     pub fn run(self) -> Result<crate::Status> {
         let runner = Runner::new(self.image.dry_run);
         let _lock = build_image::lock_repository(&self.image, "build-and-push")?;
-        // A dirty tree is refused before the build, not after it.
-        if !self.push.allow_dirty && self.image.tags.is_empty() {
-            let source = SourceState::read(&project::root())?;
-            if source.dirty {
-                bail!("the work tree has uncommitted changes; commit them, or pass --allow-dirty to build and push anyway");
-            }
-        }
+        // Everything the push needs is checked (and the login done) before
+        // the build, so a dirty tree, wrong credentials or an unreachable
+        // registry cost nothing.
+        let session = PushSession::open(&self.image, &self.push, &runner)?;
         let built = build_image::run_build(&self.image, &self.build, &runner)?;
-        let outcome = run_push(&self.image, &self.push, Some(&built.built), &runner)?;
+        crate::interrupt::check()?;
+        let outcome = session.push(Some(&built.built), &runner)?;
         if !runner.dry_run {
-            print_summary(
-                &outcome,
-                &format!("{}/{}", self.image.registry, self.image.image),
-            );
+            print_summary(&outcome, &session.repository().name());
         }
         Ok(if built.is_partial() {
             crate::Status::Partial
