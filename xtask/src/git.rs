@@ -29,8 +29,8 @@ impl SourceState {
     pub fn read(repository_path: &Path) -> Result<SourceState> {
         let repository = git2::Repository::discover(repository_path).with_context(|| {
             format!(
-                "{} is not inside a git repository; the image is tagged from git, \
-                 so build from a clone (git clone ...) or pass --tag",
+                "{} is not inside a git repository; images are labelled and tagged from git, \
+                 so build from a clone (git clone ...)",
                 repository_path.display()
             )
         })?;

@@ -187,13 +187,42 @@ pub struct Registry {
 
 impl Registry {
     pub fn start(name: &str) -> Registry {
+        Registry::start_with_auth(name, None)
+    }
+
+    /// With `Some((user, password))` the registry requires that login
+    /// (htpasswd, bcrypt; the password reaches htpasswd on stdin).
+    pub fn start_with_auth(name: &str, login: Option<(&str, &str)>) -> Registry {
         let directory = scratch_dir(&format!("registry-{name}"));
         let port = free_loopback_port();
         let config = directory.join("config.yml");
+        let mut auth = String::new();
+        if let Some((user, password)) = login {
+            let htpasswd = directory.join("htpasswd");
+            let mut child = Command::new("htpasswd")
+                .args(["-B", "-i", "-c"])
+                .arg(&htpasswd)
+                .arg(user)
+                .stdin(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("htpasswd is installed (apache2-utils; run `cargo xtask setup`)");
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(password.as_bytes())
+                .unwrap();
+            assert!(child.wait().unwrap().success(), "htpasswd failed");
+            auth = format!(
+                "auth:\n  htpasswd:\n    realm: rc-e2e\n    path: {}\n",
+                htpasswd.display()
+            );
+        }
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
                 directory.join("storage").display()
             ),
         )
@@ -211,7 +240,8 @@ impl Registry {
             directory,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while http_status(port, "/v2/") != Some(200) {
+        let ready = if login.is_some() { 401 } else { 200 };
+        while http_status(port, "/v2/") != Some(ready) {
             assert!(
                 Instant::now() < deadline,
                 "the registry did not start on 127.0.0.1:{port}"
@@ -223,6 +253,22 @@ impl Registry {
 
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Tags of `repository` as stored on disk: readable without credentials.
+    pub fn stored_tags(&self, repository: &str) -> Vec<String> {
+        let directory = self.directory.join(format!(
+            "storage/docker/registry/v2/repositories/{repository}/_manifests/tags"
+        ));
+        let mut tags: Vec<String> = std::fs::read_dir(directory)
+            .map(|entries| {
+                entries
+                    .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        tags.sort();
+        tags
     }
 
     /// The index stored under `repository:tag`, read with skopeo (not podman).
@@ -320,5 +366,189 @@ impl TaggedClone {
 impl Drop for TaggedClone {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Pids of processes whose command line contains `needle`.
+pub fn processes_with(needle: &str) -> Vec<u32> {
+    command_lines()
+        .into_iter()
+        .filter(|(_, line)| line.contains(needle))
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// `(pid, command line with spaces for NULs)` of every process.
+pub fn command_lines() -> Vec<(u32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            Some((pid, String::from_utf8_lossy(&raw).replace('\0', " ")))
+        })
+        .collect()
+}
+
+/// Waits (boundedly) until `condition` holds; panics with `what` otherwise.
+pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn signal(pid: u32, name: &str) {
+    run("kill", &[&format!("-{name}"), &pid.to_string()]);
+}
+
+/// Waits (boundedly) for a child to exit; kills it and panics on timeout.
+pub fn wait_for_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("the process did not exit within {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A TCP proxy on 127.0.0.1 in front of a registry that "goes away" when a
+/// client request contains a given text: that request is not forwarded, every
+/// connection is dropped, and new ones are closed at once until `restore`.
+pub struct FlakyProxy {
+    pub port: u16,
+    state: std::sync::Arc<ProxyState>,
+    accept: Option<thread::JoinHandle<()>>,
+}
+
+struct ProxyState {
+    target: u16,
+    cut_on: Mutex<Option<Vec<u8>>>,
+    cut: std::sync::atomic::AtomicBool,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl FlakyProxy {
+    pub fn start(target: u16) -> FlakyProxy {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(ProxyState {
+            target,
+            cut_on: Mutex::new(None),
+            cut: false.into(),
+            stop: false.into(),
+        });
+        let accept_state = state.clone();
+        let accept = thread::spawn(move || {
+            for client in listener.incoming() {
+                let state = accept_state.clone();
+                if state.stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                if state.cut.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                thread::spawn(move || relay(client, state));
+            }
+        });
+        FlakyProxy {
+            port,
+            state,
+            accept: Some(accept),
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Go away when a client sends `text` (e.g. `/manifests/TAG `).
+    pub fn cut_when_seen(&self, text: &str) {
+        *self.state.cut_on.lock().unwrap() = Some(text.as_bytes().to_vec());
+    }
+
+    pub fn is_cut(&self) -> bool {
+        self.state.cut.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn restore(&self) {
+        *self.state.cut_on.lock().unwrap() = None;
+        self.state
+            .cut
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn relay(client: TcpStream, state: std::sync::Arc<ProxyState>) {
+    use std::sync::atomic::Ordering;
+    let Ok(server) = TcpStream::connect((Ipv4Addr::LOCALHOST, state.target)) else {
+        return;
+    };
+    let (mut client_read, mut server_write) =
+        (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let (mut server_read, mut client_write) = (server, client);
+    let downstream_state = state.clone();
+    let downstream = thread::spawn(move || {
+        let mut buffer = [0u8; 64 * 1024];
+        loop {
+            let read = match server_read.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(read) => read,
+            };
+            if downstream_state.cut.load(Ordering::SeqCst)
+                || client_write.write_all(&buffer[..read]).is_err()
+            {
+                break;
+            }
+        }
+        let _ = client_write.shutdown(std::net::Shutdown::Both);
+        let _ = server_read.shutdown(std::net::Shutdown::Both);
+    });
+    let mut buffer = [0u8; 64 * 1024];
+    // The last bytes of the previous read: a marker may span two reads.
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let read = match client_read.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        let mut window = std::mem::take(&mut carry);
+        window.extend_from_slice(&buffer[..read]);
+        if let Some(marker) = state.cut_on.lock().unwrap().clone() {
+            if window
+                .windows(marker.len())
+                .any(|part| part == marker.as_slice())
+            {
+                state.cut.store(true, Ordering::SeqCst);
+            }
+            carry = window[window.len().saturating_sub(marker.len())..].to_vec();
+        }
+        if state.cut.load(Ordering::SeqCst) || server_write.write_all(&buffer[..read]).is_err() {
+            break;
+        }
+    }
+    let _ = client_read.shutdown(std::net::Shutdown::Both);
+    let _ = server_write.shutdown(std::net::Shutdown::Both);
+    let _ = downstream.join();
+}
+
+impl Drop for FlakyProxy {
+    fn drop(&mut self) {
+        self.state
+            .stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accept loop so it sees `stop`.
+        let _ = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port));
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
     }
 }
