@@ -44,6 +44,9 @@ pub struct Request {
     pub build_args: Vec<BuildArg>,
     pub strict: bool,
     pub latest_on_partial: bool,
+    /// OCI labels (and annotations) for every image.
+    pub labels: crate::metadata::Labels,
+    pub no_cache: bool,
 }
 
 /// Facts about this machine and source tree that the plan depends on.
@@ -110,6 +113,9 @@ pub fn plan(request: &Request, environment: &Environment) -> Plan {
                 .iter()
                 .map(|path| format!("{0}:{0}:ro", path.display()))
                 .collect(),
+            labels: request.labels.clone(),
+            timestamp: Some(environment.source.commit_time),
+            no_cache: request.no_cache,
         }
         .command()
     };
@@ -525,6 +531,12 @@ pub fn prepare(
         build_args: build.build_args.clone(),
         strict: build.strict,
         latest_on_partial: image.latest_on_partial,
+        labels: crate::metadata::labels(
+            &crate::metadata::Package::read(runner, &root)?,
+            &source,
+            tags.primary(),
+        ),
+        no_cache: build.no_cache,
     };
     let environment = Environment {
         build_platform,
@@ -678,6 +690,8 @@ mod tests {
             build_args: vec!["FEATURE=on".parse().unwrap()],
             strict: false,
             latest_on_partial: false,
+            labels: vec![("org.opencontainers.image.version".into(), "v1.2.3".into())],
+            no_cache: false,
         }
     }
 

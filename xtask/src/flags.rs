@@ -122,6 +122,9 @@ pub struct BuildFlags {
     /// Clean the build cache afterwards (for machines short of disk)
     #[arg(long)]
     pub clean: bool,
+    /// Build every step again instead of using cached layers (a clean build)
+    #[arg(long)]
+    pub no_cache: bool,
     /// Never change this machine: fail when podman, mmdebstrap or qemu's
     /// registration is missing, instead of running `setup` first
     #[arg(long, env = "XTASK_NO_SETUP", value_parser = clap::builder::BoolishValueParser::new(), action = ArgAction::SetTrue)]

@@ -10,6 +10,7 @@ mod flags;
 mod git;
 mod interrupt;
 mod lock;
+mod metadata;
 mod platform;
 mod podman;
 mod project;

@@ -62,6 +62,13 @@ pub struct Build {
     pub build_args: Vec<BuildArg>,
     /// `host:container[:options]` mounts for RUN steps (the host CA bundle).
     pub volumes: Vec<String>,
+    /// Set both as image labels and as manifest annotations.
+    pub labels: Vec<(String, String)>,
+    /// Seconds since the epoch for every timestamp podman writes (the image's
+    /// creation, its history, and the files in its layers): reproducible digests.
+    pub timestamp: Option<i64>,
+    /// Build every step again instead of using cached layers.
+    pub no_cache: bool,
 }
 
 impl Build {
@@ -83,6 +90,19 @@ impl Build {
         }
         for volume in &self.volumes {
             command = command.arg("--volume").arg(volume);
+        }
+        for (key, value) in &self.labels {
+            command = command
+                .arg("--label")
+                .arg(format!("{key}={value}"))
+                .arg("--annotation")
+                .arg(format!("{key}={value}"));
+        }
+        if let Some(timestamp) = self.timestamp {
+            command = command.arg("--timestamp").arg(timestamp.to_string());
+        }
+        if self.no_cache {
+            command = command.arg("--no-cache");
         }
         command.arg(path_text(&self.context))
     }
@@ -315,6 +335,12 @@ mod tests {
             volumes: vec![
                 "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro".into(),
             ],
+            labels: vec![(
+                "org.opencontainers.image.version".into(),
+                "v1.2.3".into(),
+            )],
+            timestamp: Some(1_700_000_000),
+            no_cache: true,
         }
     }
 
@@ -325,7 +351,10 @@ mod tests {
             "podman build --platform linux/amd64,linux/arm64 --manifest localhost/rc-web:build-1 \
              --file containers/rc-web/Containerfile --build-arg BUILDPLATFORM=linux/amd64 \
              --build-arg GIT_REVISION=abc1234 \
-             --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro ."
+             --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
+             --label org.opencontainers.image.version=v1.2.3 \
+             --annotation org.opencontainers.image.version=v1.2.3 \
+             --timestamp 1700000000 --no-cache ."
         );
     }
 
