@@ -31,6 +31,12 @@ pub enum XtaskCommand {
     PushImage(PushImage),
     /// build-image, then push-image
     BuildAndPush(BuildAndPush),
+    /// Build one platform and push its image by digest, without a tag (a
+    /// release job per architecture); write the digest to a file
+    PushByDigest(PushByDigest),
+    /// Merge images pushed by digest into a manifest list, give it every tag
+    /// and push it (the release's last job)
+    Merge(Merge),
     /// Remove build cache, dangling images, leftover build containers and broken lists
     CleanBuildCache(CleanBuildCache),
     /// Report free space for podman's storage and what each kind of build needs
@@ -164,6 +170,8 @@ pub struct PushImage {
     /// Platforms the lists must hold (default: whatever was built)
     #[arg(long = "platform", value_parser = parse_platform_list, value_name = "LIST")]
     pub platforms: Option<PlatformList>,
+    #[command(flatten)]
+    pub output: OutputFlags,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +182,60 @@ pub struct BuildAndPush {
     pub build: BuildFlags,
     #[command(flatten)]
     pub push: PushFlags,
+    #[command(flatten)]
+    pub output: OutputFlags,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OutputFlags {
+    /// Print image, tags, per-platform digests, the list digest and failed
+    /// platforms as JSON on stdout (GITHUB_OUTPUT and GITHUB_STEP_SUMMARY,
+    /// when set, get them too)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PushByDigest {
+    #[command(flatten)]
+    pub image: ImageFlags,
+    #[command(flatten)]
+    pub build: BuildFlags,
+    #[command(flatten)]
+    pub push: PushFlags,
+    /// Write the pushed image's digest (`sha256:...`) to this file
+    #[arg(long, value_name = "PATH")]
+    pub digest_file: PathBuf,
+    #[command(flatten)]
+    pub output: OutputFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct Merge {
+    #[command(flatten)]
+    pub image: ImageFlags,
+    #[command(flatten)]
+    pub push: PushFlags,
+    /// Platforms the release should have; missing ones make a partial result
+    #[arg(
+        long = "platform",
+        env = "BUILD_PLATFORMS",
+        default_value = "linux/amd64,linux/arm64",
+        value_parser = parse_platform_list,
+        value_name = "LIST"
+    )]
+    pub platforms: PlatformList,
+    /// A directory of digest files written by push-by-digest (every file in it)
+    #[arg(long, value_name = "DIR")]
+    pub digests_dir: Option<PathBuf>,
+    /// A digest file written by push-by-digest (repeatable)
+    #[arg(long = "digest-file", value_name = "PATH")]
+    pub digest_files: Vec<PathBuf>,
+    /// Fail when a platform is missing, instead of releasing the others
+    #[arg(long)]
+    pub strict: bool,
+    #[command(flatten)]
+    pub output: OutputFlags,
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,7 @@ mod project;
 mod push;
 mod push_image;
 mod reference;
+mod report;
 mod setup;
 mod tags;
 mod test;
@@ -66,6 +67,8 @@ fn main() -> ExitCode {
         flags::XtaskCommand::BuildImage(build_image) => build_image.run(),
         flags::XtaskCommand::PushImage(push_image) => push_image.run(),
         flags::XtaskCommand::BuildAndPush(build_and_push) => build_and_push.run(),
+        flags::XtaskCommand::PushByDigest(push_by_digest) => push_by_digest.run(),
+        flags::XtaskCommand::Merge(merge) => merge.run(),
         flags::XtaskCommand::CleanBuildCache(clean) => clean.run().map(|()| Status::Success),
         flags::XtaskCommand::CheckDiskSpace(check) => check.run().map(|()| Status::Success),
         flags::XtaskCommand::Test(test) => test.run().map(|()| Status::Success),

@@ -30,17 +30,15 @@ pub struct Package {
 impl Package {
     /// Reads the workspace's `cargo metadata` (no network, no dependencies).
     pub fn read(runner: &Runner, root: &Path) -> Result<Package> {
-        let json = runner.read(
-            &Command::new("cargo").args([
-                "metadata",
-                "--format-version",
-                "1",
-                "--no-deps",
-                "--offline",
-                "--manifest-path",
-                &root.join("Cargo.toml").to_string_lossy(),
-            ]),
-        )?;
+        let json = runner.read(&Command::new("cargo").args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+            "--manifest-path",
+            &root.join("Cargo.toml").to_string_lossy(),
+        ]))?;
         Package::parse(&json)
     }
 

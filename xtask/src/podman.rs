@@ -335,10 +335,7 @@ mod tests {
             volumes: vec![
                 "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro".into(),
             ],
-            labels: vec![(
-                "org.opencontainers.image.version".into(),
-                "v1.2.3".into(),
-            )],
+            labels: vec![("org.opencontainers.image.version".into(), "v1.2.3".into())],
             timestamp: Some(1_700_000_000),
             no_cache: true,
         }

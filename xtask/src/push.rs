@@ -127,20 +127,81 @@ pub fn login_command(
     command
 }
 
+/// Pushes a local list with every image it refers to.
 pub fn push_command(destination: &Destination, local_list: &str, remote: &str) -> Command {
+    push_list_command(destination, local_list, remote, true)
+}
+
+/// `with_images: false` pushes the list alone, for lists whose images are
+/// already in the registry (merged from digests).
+pub fn push_list_command(
+    destination: &Destination,
+    local_list: &str,
+    remote: &str,
+    with_images: bool,
+) -> Command {
     let mut command = Command::new(podman::PROGRAM)
-        .args([
-            "manifest",
-            "push",
-            "--all",
-            "--format",
-            destination.format.podman_name(),
-        ])
+        .args(["manifest", "push"])
+        .arg(format!("--all={with_images}"))
+        .args(["--format", destination.format.podman_name()])
         .arg(tls_flag(destination.tls_verify));
     if let Some(authfile) = &destination.authfile {
         command = command.arg("--authfile").arg(authfile.to_string_lossy());
     }
     command.arg(local_list).arg(format!("docker://{remote}"))
+}
+
+/// Copies one image from podman's storage into a `dir:` layout, compressed
+/// and in the destination's format: its manifest there is byte for byte the
+/// one the registry will hold, so its digest is known before the push.
+pub fn save_for_digest_push(destination: &Destination, local: &str, directory: &Path) -> Command {
+    let format = match destination.format {
+        Format::Oci => "oci",
+        Format::V2s2 => "v2s2",
+    };
+    Command::new(podman::PROGRAM)
+        .args(["push", "--quiet", "--format", format, local])
+        .arg(format!("dir:{}", directory.display()))
+}
+
+/// Pushes a `dir:` layout to `repository@digest`: by digest, with no tag.
+pub fn push_by_digest_command(
+    destination: &Destination,
+    directory: &Path,
+    repository: &str,
+    digest: &str,
+) -> Command {
+    let mut command = Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("--dest-tls-verify={}", destination.tls_verify));
+    if let Some(authfile) = &destination.authfile {
+        command = command
+            .arg("--dest-authfile")
+            .arg(authfile.to_string_lossy());
+    }
+    command
+        .arg(format!("dir:{}", directory.display()))
+        .arg(format!("docker://{repository}@{digest}"))
+}
+
+/// Adds the image `repository@digest` from the registry to a local list
+/// (podman reads its platform from the registry).
+pub fn manifest_add_remote(destination: &Destination, list: &str, remote: &str) -> Command {
+    let mut command = Command::new(podman::PROGRAM)
+        .args(["manifest", "add"])
+        .arg(tls_flag(destination.tls_verify));
+    if let Some(authfile) = &destination.authfile {
+        command = command.arg("--authfile").arg(authfile.to_string_lossy());
+    }
+    command.arg(list).arg(format!("docker://{remote}"))
+}
+
+/// The sha256 digest of bytes, as registries name manifests.
+pub fn digest_of(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(bytes);
+    let hex: String = hash.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 pub fn inspect_remote_command(destination: &Destination, remote: &str) -> Command {
@@ -262,13 +323,22 @@ pub fn run_with_retries(
     unreachable!("the loop returns on the last attempt")
 }
 
+/// A manifest list as the registry holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteIndex {
+    /// The digest of the list itself (what `repository@digest` pulls).
+    pub digest: String,
+    /// `(linux/amd64, digest of that image's manifest)`, as listed.
+    pub entries: Vec<(String, String)>,
+}
+
 /// Reads `remote` back from the registry and checks its platforms and format.
 pub fn verify_remote(
     runner: &Runner,
     destination: &Destination,
     remote: &str,
     expected: &[Platform],
-) -> Result<()> {
+) -> Result<RemoteIndex> {
     let raw = runner
         .read(&inspect_remote_command(destination, remote))
         .with_context(|| format!("cannot read {remote} back from the registry"))?;
@@ -298,7 +368,19 @@ pub fn verify_remote(
             wanted.join(", ")
         );
     }
-    Ok(())
+    Ok(RemoteIndex {
+        digest: digest_of(raw.as_bytes()),
+        entries: list
+            .manifests
+            .iter()
+            .map(|entry| {
+                (
+                    entry.platform_string().unwrap_or_default(),
+                    entry.digest.clone(),
+                )
+            })
+            .collect(),
+    })
 }
 
 /// A private directory for this run's auth file, removed on drop.
@@ -417,7 +499,7 @@ mod tests {
         );
         assert_eq!(
             command.to_string(),
-            "podman manifest push --all --format oci --tls-verify=false --authfile /tmp/a/auth.json \
+            "podman manifest push --all=true --format oci --tls-verify=false --authfile /tmp/a/auth.json \
              127.0.0.1:5000/rc-web:v1.2.3 docker://127.0.0.1:5000/rc-web:v1.2.3"
         );
         let mut verified = destination();

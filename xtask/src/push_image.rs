@@ -1,7 +1,7 @@
 //! `push-image`: push the lists of the last build, every tag with all its
 //! images, then read each tag back from the registry.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::{
     build_image,
@@ -12,6 +12,7 @@ use crate::{
     podman, project,
     push::{self, Destination, PrivateAuth},
     reference::Repository,
+    report::Report,
     tags,
 };
 
@@ -21,6 +22,8 @@ pub struct PushOutcome {
     pub pushed: Vec<String>,
     /// Tags not pushed because their local list is not from this build.
     pub skipped: Vec<String>,
+    /// The list as the registry holds it (read back after the push).
+    pub remote: Option<push::RemoteIndex>,
 }
 
 /// The digests a list refers to: two names with the same digests are one build.
@@ -201,20 +204,293 @@ impl PushSession {
         }
         if !runner.dry_run {
             for tag in &outcome.pushed {
-                push::verify_remote(
+                let remote = push::verify_remote(
                     runner,
                     &self.destination,
                     &repository.with_tag(tag),
                     &outcome.platforms,
                 )?;
+                outcome.remote.get_or_insert(remote);
             }
         }
         Ok(outcome)
     }
 
+    /// Pushes this build's image for `platform` to `repository@digest`, with
+    /// no tag; returns the digest.
+    pub fn push_by_digest(&self, platform: Platform, runner: &Runner) -> Result<String> {
+        let primary = self.repository.with_tag(self.tags.primary());
+        if runner.dry_run {
+            let directory = std::env::temp_dir().join("rc-xtask-digest-push");
+            runner.run(&push::save_for_digest_push(
+                &self.destination,
+                &format!("{primary}@<{platform} entry>"),
+                &directory,
+            ))?;
+            runner.run(&push::push_by_digest_command(
+                &self.destination,
+                &directory,
+                &self.repository.name(),
+                "<digest>",
+            ))?;
+            return Ok("sha256:<dry-run>".into());
+        }
+        let list = podman::ManifestList::parse(&runner.read(&podman::manifest_inspect(&primary))?)?;
+        let entries = list.entries_for(platform);
+        let [entry] = entries.as_slice() else {
+            bail!("{primary} has no single {platform} entry; build it with `cargo xtask build-image --platform {platform}`");
+        };
+        let directory = TemporaryDirectory::create("rc-xtask-digest-push")?;
+        runner.run(&push::save_for_digest_push(
+            &self.destination,
+            &format!("{primary}@{}", entry.digest),
+            directory.path(),
+        ))?;
+        let manifest = std::fs::read(directory.path().join("manifest.json"))
+            .context("podman wrote no manifest.json")?;
+        let digest = push::digest_of(&manifest);
+        crate::interrupt::check()?;
+        push::run_with_retries(
+            runner,
+            &push::push_by_digest_command(
+                &self.destination,
+                directory.path(),
+                &self.repository.name(),
+                &digest,
+            ),
+            self.attempts,
+            "",
+        )
+        .with_context(|| {
+            format!("push of {platform} by digest failed; run the same command again")
+        })?;
+        let remote = format!("{}@{digest}", self.repository.name());
+        let raw = runner
+            .read(&push::inspect_remote_command(&self.destination, &remote))
+            .with_context(|| format!("cannot read {remote} back from the registry"))?;
+        if push::digest_of(raw.as_bytes()) != digest {
+            bail!("the registry holds different bytes under {remote}");
+        }
+        Ok(digest)
+    }
+
+    /// Assembles the images `digests` (already in the registry) into a list,
+    /// gives it every tag the result earns, pushes it, and reads it back.
+    pub fn merge(
+        &self,
+        digests: &[(String, String)],
+        expected: &[Platform],
+        strict: bool,
+        latest_on_partial: bool,
+        runner: &Runner,
+    ) -> Result<MergeOutcome> {
+        let list = self
+            .repository
+            .with_tag(&format!("merge-{}", std::process::id()));
+        let repository = self.repository.name();
+        if !runner.dry_run && runner.succeeds(&podman::manifest_exists(&list))? {
+            runner.run(&podman::manifest_remove(&list))?;
+        }
+        runner.run(&podman::manifest_create(&list))?;
+        let merged = (|| -> Result<MergeOutcome> {
+            for (source, digest) in digests {
+                runner
+                    .run(&push::manifest_add_remote(
+                        &self.destination,
+                        &list,
+                        &format!("{repository}@{digest}"),
+                    ))
+                    .with_context(|| {
+                        format!(
+                            "cannot add {digest} (from {source}); was it pushed to {repository}?"
+                        )
+                    })?;
+            }
+            let built: Vec<Platform> = if runner.dry_run {
+                expected.to_vec()
+            } else {
+                let present =
+                    podman::ManifestList::parse(&runner.read(&podman::manifest_inspect(&list))?)?;
+                let mut built = Vec::new();
+                for entry in &present.manifests {
+                    let claimed = entry
+                        .platform_string()
+                        .unwrap_or_else(|| "no platform".into());
+                    let platform: Platform = claimed.parse().with_context(|| {
+                        format!("image {} is for an unsupported platform", entry.digest)
+                    })?;
+                    if built.contains(&platform) {
+                        bail!("two digests are images for {platform}; give each platform's digest once");
+                    }
+                    if !expected.contains(&platform) {
+                        bail!(
+                            "image {} is for {platform}, which is not in --platform {}",
+                            entry.digest,
+                            platform::join(expected)
+                        );
+                    }
+                    built.push(platform);
+                }
+                built.sort_by_key(|platform| expected.iter().position(|wanted| wanted == platform));
+                built
+            };
+            let failed: Vec<Platform> = expected
+                .iter()
+                .copied()
+                .filter(|platform| !built.contains(platform))
+                .collect();
+            if strict && !failed.is_empty() {
+                bail!(
+                    "--strict: no image for {}; nothing was tagged",
+                    platform::join(&failed)
+                );
+            }
+            let complete = failed.is_empty();
+            let tags = self.tags.for_result(complete, latest_on_partial);
+            let held_back = self
+                .tags
+                .for_result(true, true)
+                .into_iter()
+                .filter(|tag| !tags.contains(tag))
+                .collect();
+            let mut done: Vec<&str> = Vec::new();
+            let mut remote = None;
+            for tag in &tags {
+                let reference = self.repository.with_tag(tag);
+                let pushed = crate::interrupt::check().and_then(|()| {
+                    push::run_with_retries(
+                        runner,
+                        &push::push_list_command(&self.destination, &list, &reference, false),
+                        self.attempts,
+                        "",
+                    )
+                });
+                if let Err(error) = pushed {
+                    let not_done: Vec<&str> = tags
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|tag| !done.contains(tag))
+                        .collect();
+                    return Err(error.context(format!(
+                        "push of {reference} failed; updated in the registry: {}; NOT updated: {}. Run the same command again to finish",
+                        if done.is_empty() { "none".to_owned() } else { done.join(", ") },
+                        not_done.join(", ")
+                    )));
+                }
+                done.push(tag);
+                if !runner.dry_run {
+                    let index = push::verify_remote(runner, &self.destination, &reference, &built)?;
+                    remote.get_or_insert(index);
+                }
+            }
+            Ok(MergeOutcome {
+                built,
+                failed,
+                tags,
+                held_back,
+                remote,
+            })
+        })();
+        if !runner.dry_run {
+            let _ = runner.run(&podman::manifest_remove(&list));
+        }
+        merged
+    }
+
+    pub fn tags(&self) -> &tags::Tags {
+        &self.tags
+    }
+
     pub fn repository(&self) -> &Repository {
         &self.repository
     }
+}
+
+#[derive(Debug, Clone)]
+pub struct MergeOutcome {
+    pub built: Vec<Platform>,
+    pub failed: Vec<Platform>,
+    pub tags: Vec<String>,
+    pub held_back: Vec<String>,
+    pub remote: Option<push::RemoteIndex>,
+}
+
+/// A private temporary directory, removed on drop.
+struct TemporaryDirectory(std::path::PathBuf);
+
+impl TemporaryDirectory {
+    fn create(prefix: &str) -> Result<TemporaryDirectory> {
+        let path = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(TemporaryDirectory(path))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TemporaryDirectory {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Reads digest files: one `sha256:<64 hex>` each.
+pub fn read_digest_files(
+    directory: Option<&std::path::Path>,
+    files: &[std::path::PathBuf],
+) -> Result<Vec<(String, String)>> {
+    let mut paths: Vec<std::path::PathBuf> = files.to_vec();
+    let mut problems = Vec::new();
+    if let Some(directory) = directory {
+        match std::fs::read_dir(directory) {
+            Ok(entries) => {
+                let mut found: Vec<std::path::PathBuf> = entries
+                    .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                    .filter(|path| path.is_file())
+                    .collect();
+                found.sort();
+                paths.extend(found);
+            }
+            Err(error) => problems.push(format!(
+                "cannot read digests directory {}: {error}",
+                directory.display()
+            )),
+        }
+    }
+    let mut digests = Vec::new();
+    for path in &paths {
+        match std::fs::read_to_string(path) {
+            Ok(text) if is_digest(text.trim()) => digests.push((path.display().to_string(), text.trim().to_owned())),
+            Ok(text) => problems.push(format!(
+                "{} does not hold a digest (sha256:<64 hex digits>) but {:?}; use the file push-by-digest wrote",
+                path.display(),
+                text.chars().take(80).collect::<String>()
+            )),
+            Err(error) => problems.push(format!("cannot read digest file {}: {error}", path.display())),
+        }
+    }
+    if problems.is_empty() && digests.is_empty() {
+        problems.push("no digest files given (--digests-dir DIR or --digest-file PATH): did every build job fail?".into());
+    }
+    if !problems.is_empty() {
+        return Err(crate::BadInput(problems).into());
+    }
+    digests.sort_by(|a, b| a.1.cmp(&b.1));
+    digests.dedup_by(|a, b| a.1 == b.1);
+    Ok(digests)
+}
+
+fn is_digest(text: &str) -> bool {
+    text.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|byte| byte.is_ascii_hexdigit() && !byte.is_ascii_uppercase())
+    })
 }
 
 pub fn print_summary(outcome: &PushOutcome, repository: &str) {
@@ -241,6 +517,7 @@ impl flags::PushImage {
         let outcome = session.push(expected, &runner)?;
         if !runner.dry_run {
             print_summary(&outcome, &session.repository().name());
+            report_of_push(&session, &outcome, &[], vec![]).emit("push-image", self.output.json)?;
         }
         Ok(crate::Status::Success)
     }
@@ -259,11 +536,172 @@ impl flags::BuildAndPush {
         let outcome = session.push(Some(&built.built), &runner)?;
         if !runner.dry_run {
             print_summary(&outcome, &session.repository().name());
+            report_of_push(&session, &outcome, &built.failed, built.held_back.clone())
+                .emit("build-and-push", self.output.json)?;
         }
         Ok(if built.is_partial() {
             crate::Status::Partial
         } else {
             crate::Status::Success
         })
+    }
+}
+
+fn report_of_push(
+    session: &PushSession,
+    outcome: &PushOutcome,
+    failed: &[Platform],
+    held_back: Vec<String>,
+) -> Report {
+    Report {
+        image: session.repository().name(),
+        tags: outcome.pushed.clone(),
+        held_back,
+        platforms: outcome
+            .remote
+            .iter()
+            .flat_map(|remote| remote.entries.iter().cloned())
+            .collect(),
+        list_digest: outcome.remote.as_ref().map(|remote| remote.digest.clone()),
+        failed_platforms: failed.iter().map(Platform::to_string).collect(),
+        notes: session.tags().notes.clone(),
+    }
+}
+
+impl flags::PushByDigest {
+    pub fn run(self) -> Result<crate::Status> {
+        let runner = Runner::new(self.image.dry_run);
+        let platform = match self.build.platforms.0.as_slice() {
+            [platform] => *platform,
+            several => {
+                return Err(crate::BadInput(vec![format!(
+                    "push-by-digest builds one platform, not {}; pass --platform linux/amd64 (or linux/arm64), \
+                     and merge the digests with `cargo xtask merge`",
+                    platform::join(several)
+                )])
+                .into())
+            }
+        };
+        if let Some(parent) = self
+            .digest_file
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
+            if !parent.is_dir() {
+                return Err(crate::BadInput(vec![format!(
+                    "the directory of --digest-file {} does not exist; create it first",
+                    self.digest_file.display()
+                )])
+                .into());
+            }
+        }
+        let _lock = build_image::lock_repository(&self.image, "push-by-digest")?;
+        let session = PushSession::open(&self.image, &self.push, &runner)?;
+        build_image::run_build(&self.image, &self.build, &runner)?;
+        crate::interrupt::check()?;
+        let digest = session.push_by_digest(platform, &runner)?;
+        if runner.dry_run {
+            return Ok(crate::Status::Success);
+        }
+        std::fs::write(&self.digest_file, format!("{digest}\n"))
+            .with_context(|| format!("cannot write {}", self.digest_file.display()))?;
+        eprintln!(
+            "\npush-by-digest: {platform} pushed as {}@{digest}\npush-by-digest: digest written to {}",
+            session.repository().name(),
+            self.digest_file.display()
+        );
+        Report {
+            image: session.repository().name(),
+            platforms: [(platform.to_string(), digest)].into(),
+            ..Report::default()
+        }
+        .emit(&format!("push-by-digest {platform}"), self.output.json)?;
+        Ok(crate::Status::Success)
+    }
+}
+
+impl flags::Merge {
+    pub fn run(self) -> Result<crate::Status> {
+        let runner = Runner::new(self.image.dry_run);
+        let digests = read_digest_files(self.digests_dir.as_deref(), &self.digest_files)?;
+        let _lock = build_image::lock_repository(&self.image, "merge")?;
+        let session = PushSession::open(&self.image, &self.push, &runner)?;
+        let merged = session.merge(
+            &digests,
+            &self.platforms.0,
+            self.strict,
+            self.image.latest_on_partial,
+            &runner,
+        )?;
+        if runner.dry_run {
+            return Ok(crate::Status::Success);
+        }
+        let repository = session.repository().name();
+        eprintln!("\nmerge: summary");
+        eprintln!("  platforms: {}", platform::join(&merged.built));
+        if !merged.failed.is_empty() {
+            eprintln!(
+                "  MISSING:   {} (its build job failed or pushed nothing)",
+                platform::join(&merged.failed)
+            );
+        }
+        for tag in &merged.tags {
+            eprintln!("  pushed:    {repository}:{tag} (read back from the registry)");
+        }
+        for tag in &merged.held_back {
+            eprintln!("  skipped:   {tag} (partial result; --latest-on-partial moves it)");
+        }
+        Report {
+            image: repository,
+            tags: merged.tags.clone(),
+            held_back: merged.held_back.clone(),
+            platforms: merged
+                .remote
+                .iter()
+                .flat_map(|remote| remote.entries.iter().cloned())
+                .collect(),
+            list_digest: merged.remote.as_ref().map(|remote| remote.digest.clone()),
+            failed_platforms: merged.failed.iter().map(Platform::to_string).collect(),
+            notes: session.tags().notes.clone(),
+        }
+        .emit("merge", self.output.json)?;
+        Ok(if merged.failed.is_empty() {
+            crate::Status::Success
+        } else {
+            crate::Status::Partial
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_files_hold_one_sha256_digest_each() {
+        let directory = std::env::temp_dir().join(format!("rc-digests-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&directory);
+        std::fs::create_dir_all(&directory).unwrap();
+        let good = format!("sha256:{}", "a".repeat(64));
+        std::fs::write(directory.join("linux-amd64"), format!("{good}\n")).unwrap();
+        let digests = read_digest_files(Some(&directory), &[]).unwrap();
+        assert_eq!(digests.len(), 1);
+        assert_eq!(digests[0].1, good);
+
+        std::fs::write(directory.join("linux-arm64"), "sha256:XYZ").unwrap();
+        let error = format!(
+            "{:#}",
+            read_digest_files(Some(&directory), &[]).unwrap_err()
+        );
+        assert!(
+            error.contains("linux-arm64 does not hold a digest"),
+            "{error}"
+        );
+
+        let empty = directory.join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        let error = format!("{:#}", read_digest_files(Some(&empty), &[]).unwrap_err());
+        assert!(error.contains("did every build job fail?"), "{error}");
+        std::fs::remove_dir_all(directory).unwrap();
     }
 }
