@@ -23,6 +23,8 @@ pub struct Command {
     pub env: Vec<(String, String)>,
     /// Sent on standard input; never printed. Secrets travel this way only.
     pub stdin: Option<Vec<u8>>,
+    /// Working directory of the child (ours when `None`).
+    pub dir: Option<std::path::PathBuf>,
 }
 
 impl Command {
@@ -32,7 +34,13 @@ impl Command {
             args: Vec::new(),
             env: Vec::new(),
             stdin: None,
+            dir: None,
         }
+    }
+
+    pub fn current_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Command {
+        self.dir = Some(dir.into());
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Command {
@@ -59,6 +67,9 @@ impl Command {
         for (name, value) in &self.env {
             expression = expression.env(name, value);
         }
+        if let Some(dir) = &self.dir {
+            expression = expression.dir(dir);
+        }
         let expression = match &self.stdin {
             Some(bytes) => expression.stdin_bytes(bytes.clone()),
             None => expression.stdin_null(),
@@ -77,6 +88,9 @@ impl Command {
 /// Shell-quoted, ready to paste; stdin shows only as a marker.
 impl fmt::Display for Command {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(dir) = &self.dir {
+            write!(formatter, "cd {} && ", shell_quote(&dir.to_string_lossy()))?;
+        }
         for (name, value) in &self.env {
             write!(formatter, "{name}={} ", shell_quote(value))?;
         }

@@ -43,6 +43,8 @@ pub enum XtaskCommand {
     CheckDiskSpace(CheckDiskSpace),
     /// Prepare the machine (setup, base images), then run the whole test suite
     Test(Test),
+    /// Measure the pipeline against its alternatives (docs/benchmarks.md)
+    Bench(Bench),
 }
 
 #[derive(Debug, Args)]
@@ -250,6 +252,20 @@ pub struct CheckDiskSpace {
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Bench {
+    /// Run every figure once on a tiny workload (CI's check that the
+    /// benchmark works), instead of measuring rc-web
+    #[arg(long)]
+    pub quick: bool,
+    /// Runs of each short measurement (their median is reported)
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Write the results (Markdown) to this file
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

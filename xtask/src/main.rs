@@ -2,6 +2,7 @@
 //! line and dispatches; each command lives in its own module.
 
 mod base_images;
+mod bench;
 mod build_image;
 mod clean;
 mod disk;
@@ -72,6 +73,7 @@ fn main() -> ExitCode {
         flags::XtaskCommand::CleanBuildCache(clean) => clean.run().map(|()| Status::Success),
         flags::XtaskCommand::CheckDiskSpace(check) => check.run().map(|()| Status::Success),
         flags::XtaskCommand::Test(test) => test.run().map(|()| Status::Success),
+        flags::XtaskCommand::Bench(bench) => bench.run().map(|()| Status::Success),
     };
     if let Some(interrupted) = interrupt::received() {
         match &result {

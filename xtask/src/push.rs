@@ -142,7 +142,7 @@ pub fn push_list_command(
 ) -> Command {
     let mut command = Command::new(podman::PROGRAM)
         .args(["manifest", "push"])
-        .arg(format!("--all={with_images}"))
+        .arg(if with_images { "--all" } else { "--all=false" })
         .args(["--format", destination.format.podman_name()])
         .arg(tls_flag(destination.tls_verify));
     if let Some(authfile) = &destination.authfile {
@@ -499,7 +499,7 @@ mod tests {
         );
         assert_eq!(
             command.to_string(),
-            "podman manifest push --all=true --format oci --tls-verify=false --authfile /tmp/a/auth.json \
+            "podman manifest push --all --format oci --tls-verify=false --authfile /tmp/a/auth.json \
              127.0.0.1:5000/rc-web:v1.2.3 docker://127.0.0.1:5000/rc-web:v1.2.3"
         );
         let mut verified = destination();

@@ -1,0 +1,606 @@
+//! `bench`: the pipeline's figures, measured side by side in one run on this
+//! machine, printed, and written to docs/benchmarks.md.
+//!
+//! Everything runs in a throwaway clone of the checkout (edits for the
+//! "one-line change" never touch the user's tree), against a registry this
+//! command starts on 127.0.0.1 with its own storage (so uploaded bytes are
+//! counted where they land). `--quick` runs every figure's code path once on a
+//! tiny workload, for CI; it does not produce the published numbers.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Child,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{
+    base_images,
+    exec::{Command, Runner},
+    platform::{Arch, Platform},
+    podman, project,
+};
+
+const BENCH_REPOSITORY: &str = "localhost/rc-bench";
+
+#[derive(Debug, Clone)]
+pub struct Figure {
+    pub name: &'static str,
+    /// What the numerator and denominator are, with their values.
+    pub numerator: String,
+    pub denominator: String,
+    pub value: Option<f64>,
+    pub target: Target,
+    /// How many runs the figure rests on (of each side).
+    pub runs: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+impl Target {
+    fn met(self, value: f64) -> bool {
+        match self {
+            Target::AtLeast(target) => value >= target,
+            Target::AtMost(target) => value <= target,
+        }
+    }
+
+    fn text(self) -> String {
+        match self {
+            Target::AtLeast(target) => format!(">= {target}"),
+            Target::AtMost(target) => format!("<= {target}"),
+        }
+    }
+}
+
+impl Figure {
+    fn verdict(&self) -> &'static str {
+        match self.value {
+            Some(value) if self.target.met(value) => "met",
+            Some(_) => "NOT met",
+            None => "not measured",
+        }
+    }
+
+    fn value_text(&self) -> String {
+        match (self.value, self.target) {
+            (Some(value), Target::AtLeast(_)) => format!("{value:.1}x"),
+            (Some(value), Target::AtMost(target)) if target < 1.0 && target != 0.5 => {
+                format!("{value:.3}")
+            }
+            (Some(value), _) => format!("{value:.3}"),
+            (None, _) => "-".into(),
+        }
+    }
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.2} s", duration.as_secs_f64())
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+/// What gets built: rc-web itself, or a tiny image for `--quick`.
+struct Workload {
+    containerfile: PathBuf,
+    context: PathBuf,
+    /// The file a "one-line change" edits.
+    edited: PathBuf,
+    name: &'static str,
+}
+
+/// A registry on 127.0.0.1 with its own storage; stopped and removed on drop.
+struct LocalRegistry {
+    child: Child,
+    directory: PathBuf,
+    host: String,
+}
+
+impl LocalRegistry {
+    fn start(directory: &Path) -> Result<LocalRegistry> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        let port = listener.local_addr()?.port();
+        drop(listener);
+        std::fs::create_dir_all(directory)?;
+        let config = directory.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                directory.join("storage").display()
+            ),
+        )?;
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("cannot start docker-registry (run `cargo xtask setup`)")?;
+        let registry = LocalRegistry {
+            child,
+            directory: directory.to_path_buf(),
+            host: format!("127.0.0.1:{port}"),
+        };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(registry);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("the benchmark registry did not start on 127.0.0.1:{port}")
+    }
+
+    /// Bytes of every blob the registry stores: what was uploaded to it.
+    fn stored_bytes(&self) -> u64 {
+        fn walk(path: &Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(path) else {
+                return 0;
+            };
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| {
+                    let path = entry.path();
+                    match entry.file_type() {
+                        Ok(kind) if kind.is_dir() => walk(&path),
+                        Ok(_) => entry.metadata().map(|metadata| metadata.len()).unwrap_or(0),
+                        Err(_) => 0,
+                    }
+                })
+                .sum()
+        }
+        walk(&self.directory.join("storage/docker/registry/v2/blobs"))
+    }
+}
+
+impl Drop for LocalRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}
+
+/// The clone and scratch space; removed on drop.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Bench<'a> {
+    runner: &'a Runner,
+    clone: PathBuf,
+    registry: LocalRegistry,
+    workload: Workload,
+    runs: usize,
+    quick: bool,
+    edits: usize,
+}
+
+impl Bench<'_> {
+    fn xtask(&self, args: &[&str]) -> Command {
+        let exe = std::env::current_exe().expect("the running xtask has a path");
+        Command::new(exe.to_string_lossy())
+            .args(args.iter().copied())
+            .current_dir(&self.clone)
+    }
+
+    fn build_args(&self, image: &str, tag: &str) -> Vec<String> {
+        vec![
+            "--registry".into(),
+            BENCH_REPOSITORY.split('/').next().unwrap().into(),
+            "--image".into(),
+            format!("rc-bench/{image}"),
+            "--tag".into(),
+            tag.into(),
+            "--file".into(),
+            self.workload.containerfile.to_string_lossy().into_owned(),
+            "--context".into(),
+            self.workload.context.to_string_lossy().into_owned(),
+        ]
+    }
+
+    fn timed(&self, command: &Command) -> Result<Duration> {
+        let start = Instant::now();
+        self.runner.run_prefixed(command, "[bench] ")?;
+        Ok(start.elapsed())
+    }
+
+    fn build(&self, image: &str, tag: &str, extra: &[&str]) -> Result<Duration> {
+        let mut args: Vec<String> = vec!["build-image".into()];
+        args.extend(self.build_args(image, tag));
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.timed(&self.xtask(&args))
+    }
+
+    /// A one-line change to the workload's source, different every time.
+    fn edit(&mut self) -> Result<()> {
+        self.edits += 1;
+        let path = &self.workload.edited;
+        let text = std::fs::read_to_string(path)?;
+        let marker = "// bench edit";
+        let kept: Vec<&str> = text.lines().filter(|line| !line.starts_with(marker)).collect();
+        let edited = format!("{}\n{marker} {}\n", kept.join("\n"), self.edits);
+        std::fs::write(path, edited)?;
+        Ok(())
+    }
+
+    fn push(&self, image: &str, tag: &str) -> Result<Duration> {
+        let remote = format!("{}/rc-bench/{image}:{tag}", self.registry.host);
+        let local = format!("{BENCH_REPOSITORY}/{image}:{tag}");
+        let start = Instant::now();
+        self.runner.run(
+            &Command::new(podman::PROGRAM)
+                .args(["manifest", "push", "--all", "--tls-verify=false", &local])
+                .arg(format!("docker://{remote}")),
+        )?;
+        Ok(start.elapsed())
+    }
+
+    /// Bytes of everything the list `remote` consists of: its index, each
+    /// image's manifest, config and layers, as the registry stores them.
+    fn release_bytes(&self, remote: &str) -> Result<u64> {
+        let inspect = |reference: &str| -> Result<serde_json::Value> {
+            let raw = self.runner.read(&Command::new("skopeo").args([
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                &format!("docker://{reference}"),
+            ]))?;
+            Ok(serde_json::from_str(&raw)?)
+        };
+        let index = inspect(remote)?;
+        let repository = remote.rsplit_once(':').map_or(remote, |(name, _)| name);
+        let mut total = serde_json::to_vec(&index)?.len() as u64;
+        for entry in index["manifests"].as_array().context("not an index")? {
+            total += entry["size"].as_u64().unwrap_or(0);
+            let manifest = inspect(&format!(
+                "{repository}@{}",
+                entry["digest"].as_str().unwrap_or_default()
+            ))?;
+            total += manifest["config"]["size"].as_u64().unwrap_or(0);
+            for layer in manifest["layers"].as_array().into_iter().flatten() {
+                total += layer["size"].as_u64().unwrap_or(0);
+            }
+        }
+        Ok(total)
+    }
+}
+
+pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
+    let runner = Runner::new(false);
+    let info = podman::Info::parse(&runner.read(&podman::info())?)?;
+    let build_platform = info.build_platform()?;
+    base_images::ensure(&runner, build_platform, false)?;
+    let scratch = Scratch(std::env::temp_dir().join(format!("rc-bench-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&scratch.0);
+    let clone = scratch.0.join("clone");
+    git2::Repository::clone(&project::root().to_string_lossy(), &clone)
+        .context("cannot clone the checkout for the benchmark")?;
+    let workload = if flags.quick {
+        tiny_workload(&scratch.0.join("tiny"))?
+    } else {
+        Workload {
+            containerfile: clone.join(project::RC_WEB_CONTAINERFILE),
+            context: clone.clone(),
+            edited: clone.join("rc-web/src/lib.rs"),
+            name: "rc-web",
+        }
+    };
+    let registry = LocalRegistry::start(&scratch.0.join("registry"))?;
+    let runs = if flags.quick { 1 } else { flags.runs.max(1) };
+    let mut bench = Bench {
+        runner: &runner,
+        clone,
+        registry,
+        workload,
+        runs,
+        quick: flags.quick,
+        edits: 0,
+    };
+    let mut figures = Vec::new();
+
+    // Clean builds, base images present: both at once, then each alone.
+    let both_clean = bench.build("both", "clean", &["--no-cache"])?;
+    let amd64_clean = bench.build("amd64", "clean", &["--no-cache", "--platform", "linux/amd64"])?;
+    let arm64_clean = bench.build("arm64", "clean", &["--no-cache", "--platform", "linux/arm64"])?;
+
+    // 1. arm64: compiled under qemu / cross-compiled.
+    figures.push(if bench.quick {
+        Figure {
+            name: "arm64 rc-web image: compile under qemu emulation / cross-compile",
+            numerator: "skipped in --quick (the emulated compile takes tens of minutes)".into(),
+            denominator: format!("cross-compiled, clean: {}", seconds(arm64_clean)),
+            value: None,
+            target: Target::AtLeast(10.0),
+            runs: "1".into(),
+        }
+    } else {
+        let emulated = emulated_arm64_build(&bench, build_platform)?;
+        Figure {
+            name: "arm64 rc-web image: compile under qemu emulation / cross-compile",
+            numerator: format!("compiled in an arm64 stage under qemu, clean: {}", seconds(emulated)),
+            denominator: format!("cross-compiled (shipped Containerfile), clean: {}", seconds(arm64_clean)),
+            value: Some(emulated.as_secs_f64() / arm64_clean.as_secs_f64()),
+            target: Target::AtLeast(10.0),
+            runs: "1 each".into(),
+        }
+    });
+
+    // 2. Rebuild after a one-line change / clean build.
+    let mut rebuilds = Vec::new();
+    for _ in 0..bench.runs {
+        bench.edit()?;
+        rebuilds.push(bench.build("both", "clean", &[])?);
+    }
+    let rebuild = median(rebuilds);
+    figures.push(Figure {
+        name: "rebuild after a one-line change to rc-web source / clean build (base images present)",
+        numerator: format!("rebuild, both platforms: {} (median)", seconds(rebuild)),
+        denominator: format!("clean build, both platforms: {}", seconds(both_clean)),
+        value: Some(rebuild.as_secs_f64() / both_clean.as_secs_f64()),
+        target: Target::AtMost(0.15),
+        runs: format!("{} rebuilds, 1 clean build", bench.runs),
+    });
+
+    // 3. Bytes uploaded for a release after a one-line change / its total bytes.
+    bench.build("release", "r1", &[])?;
+    bench.push("release", "r1")?;
+    bench.edit()?;
+    bench.build("release", "r2", &[])?;
+    let before = bench.registry.stored_bytes();
+    bench.push("release", "r2")?;
+    let uploaded = bench.registry.stored_bytes() - before;
+    let total = bench.release_bytes(&format!("{}/rc-bench/release:r2", bench.registry.host))?;
+    figures.push(Figure {
+        name: "bytes uploaded to the registry for that release / total image bytes",
+        numerator: format!("new bytes in the registry's storage: {uploaded}"),
+        denominator: format!("index, manifests, configs and layers of the release: {total}"),
+        value: Some(uploaded as f64 / total as f64),
+        target: Target::AtMost(0.05),
+        runs: "1".into(),
+    });
+
+    // 4. The xtask's build-and-push / the same podman commands by hand.
+    figures.push(wrapper_overhead(&bench)?);
+
+    // 5. Both platforms by one command / each alone, from the same cold cache.
+    figures.push(Figure {
+        name: "both platforms built by one command / (amd64 built alone + arm64 built alone), same cold cache",
+        numerator: format!("both at once, clean: {}", seconds(both_clean)),
+        denominator: format!(
+            "amd64 alone {} + arm64 alone {} = {}",
+            seconds(amd64_clean),
+            seconds(arm64_clean),
+            seconds(amd64_clean + arm64_clean)
+        ),
+        value: Some(both_clean.as_secs_f64() / (amd64_clean + arm64_clean).as_secs_f64()),
+        target: Target::AtMost(0.7),
+        runs: "1 each".into(),
+    });
+
+    // 6. check-disk-space wall time.
+    let checks = (0..bench.runs.max(5))
+        .map(|_| bench.timed(&bench.xtask(&["check-disk-space"])))
+        .collect::<Result<Vec<_>>>()?;
+    let check = median(checks.clone());
+    figures.push(Figure {
+        name: "`check-disk-space` wall time",
+        numerator: format!("{} (median)", seconds(check)),
+        denominator: "1 s".into(),
+        value: Some(check.as_secs_f64()),
+        target: Target::AtMost(0.5),
+        runs: checks.len().to_string(),
+    });
+
+    remove_bench_images(&runner);
+    Ok(figures)
+}
+
+/// A tiny two-platform image with a RUN step, for `--quick`.
+fn tiny_workload(directory: &Path) -> Result<Workload> {
+    std::fs::create_dir_all(directory)?;
+    std::fs::write(
+        directory.join("Containerfile"),
+        "ARG BUILDPLATFORM\nARG TARGETPLATFORM\n\
+         FROM --platform=$BUILDPLATFORM localhost/rc-base/debian:bookworm AS build\n\
+         COPY source.txt /src/source.txt\n\
+         RUN mkdir /out && sha256sum /src/source.txt > /out/built\n\
+         FROM --platform=$TARGETPLATFORM localhost/rc-base/runtime:bookworm\n\
+         COPY --from=build /out /out\n",
+    )?;
+    std::fs::write(directory.join("source.txt"), "tiny\n")?;
+    Ok(Workload {
+        containerfile: directory.join("Containerfile"),
+        context: directory.to_path_buf(),
+        edited: directory.join("source.txt"),
+        name: "tiny",
+    })
+}
+
+/// The shipped Containerfile with its compile stage on the target platform:
+/// rc-web compiled in an arm64 stage, under qemu. Its toolchain image (Debian
+/// arm64 with Rust, itself made under qemu) is prepared first and not timed.
+fn emulated_arm64_build(bench: &Bench, build_platform: Platform) -> Result<Duration> {
+    let runner = bench.runner;
+    let debian = base_images::Recipe::load(&project::root().join(project::DEBIAN_RECIPE))?;
+    let debian_arm64 = debian.image_for(Arch::Arm64);
+    if build_platform.arch != Arch::Arm64 && !runner.succeeds(&podman::image_exists(&debian_arm64))? {
+        let tarball = bench.clone.parent().unwrap().join("debian-arm64.tar");
+        runner.run(&debian.mmdebstrap(Arch::Arm64, &tarball))?;
+        runner.run(&debian.import(Arch::Arm64, &tarball))?;
+        let _ = std::fs::remove_file(tarball);
+    }
+    let toolchain = format!("{BENCH_REPOSITORY}/rust-builder-arm64:bookworm");
+    if !runner.succeeds(&podman::image_exists(&toolchain))? {
+        runner.run(
+            &Command::new(podman::PROGRAM)
+                .args(["build", "--platform", "linux/arm64", "--tag", &toolchain])
+                .args(["--build-arg", &format!("DEBIAN_IMAGE={debian_arm64}")])
+                .args(["--file", &project::root().join(project::BUILDER_CONTAINERFILE).to_string_lossy()])
+                .arg(project::root().join("containers/rust-builder").to_string_lossy()),
+        )?;
+    }
+    let shipped = std::fs::read_to_string(&bench.workload.containerfile)?;
+    let compile_stage = "FROM --platform=$BUILDPLATFORM ${BUILDER_IMAGE} AS build";
+    if !shipped.contains(compile_stage) {
+        bail!("the shipped Containerfile has no `{compile_stage}` line to move onto the target platform");
+    }
+    let emulated = shipped.replace(compile_stage, "FROM --platform=$TARGETPLATFORM ${BUILDER_IMAGE} AS build");
+    let containerfile = bench.clone.parent().unwrap().join("Containerfile.emulated");
+    std::fs::write(&containerfile, emulated)?;
+    bench.timed(
+        &Command::new(podman::PROGRAM)
+            .args(["build", "--no-cache", "--platform", "linux/arm64"])
+            .args(["--build-arg", &format!("BUILDPLATFORM={build_platform}")])
+            .args(["--build-arg", &format!("BUILDER_IMAGE={toolchain}")])
+            .args(["--tag", &format!("{BENCH_REPOSITORY}/emulated:arm64")])
+            .args(["--file", &containerfile.to_string_lossy()])
+            .arg(bench.clone.to_string_lossy()),
+    )
+}
+
+/// Warm builds and pushes of the workload, through the xtask and by hand,
+/// alternating; the medians compared.
+fn wrapper_overhead(bench: &Bench) -> Result<Figure> {
+    let host = &bench.registry.host;
+    let (file, context) = (
+        bench.workload.containerfile.to_string_lossy().into_owned(),
+        bench.workload.context.to_string_lossy().into_owned(),
+    );
+    let list = format!("{BENCH_REPOSITORY}/raw:t");
+    let mut by_xtask = Vec::new();
+    let mut by_hand = Vec::new();
+    // One untimed round of each first: both start warm.
+    for round in 0..=bench.runs {
+        let xtask = bench.xtask(&[
+            "build-and-push", "--registry", host, "--image", "rc-bench/wrapped", "--tag", "t",
+            "--tls-verify", "false", "--file", &file, "--context", &context,
+        ]);
+        let elapsed = bench.timed(&xtask)?;
+        let start = Instant::now();
+        if bench.runner.succeeds(&podman::manifest_exists(&list))? {
+            bench.runner.run(&podman::manifest_remove(&list))?;
+        }
+        bench.runner.run(
+            &Command::new(podman::PROGRAM)
+                .args(["build", "--platform", "linux/amd64,linux/arm64", "--manifest", &list, "--file", &file])
+                .args(["--build-arg", "BUILDPLATFORM=linux/amd64"])
+                .arg(&context),
+        )?;
+        bench.runner.run(
+            &Command::new(podman::PROGRAM)
+                .args(["manifest", "push", "--all", "--tls-verify=false", &list])
+                .arg(format!("docker://{host}/rc-bench/raw:t")),
+        )?;
+        if round > 0 {
+            by_xtask.push(elapsed);
+            by_hand.push(start.elapsed());
+        }
+    }
+    let (xtask, hand) = (median(by_xtask), median(by_hand));
+    Ok(Figure {
+        name: "the xtask's build-and-push / the equivalent raw podman commands, on a small image",
+        numerator: format!("cargo xtask build-and-push (warm, {}): {} (median)", bench.workload.name, seconds(xtask)),
+        denominator: format!("podman build --manifest + podman manifest push: {} (median)", seconds(hand)),
+        value: Some(xtask.as_secs_f64() / hand.as_secs_f64()),
+        target: Target::AtMost(1.03),
+        runs: format!("{} each, alternating, after one warm-up", bench.runs),
+    })
+}
+
+fn remove_bench_images(runner: &Runner) {
+    let Ok(names) = runner.read(&Command::new(podman::PROGRAM).args([
+        "images",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        "--filter",
+        &format!("reference={BENCH_REPOSITORY}/*"),
+    ])) else {
+        return;
+    };
+    for name in names.lines().filter(|name| !name.is_empty() && !name.contains("rust-builder-arm64")) {
+        let _ = runner.run_quietly(&podman::manifest_remove(name));
+    }
+}
+
+pub fn table(figures: &[Figure]) -> String {
+    let mut text = String::from("| figure | measured | target | verdict | numerator | denominator | runs |\n|---|---|---|---|---|---|---|\n");
+    for figure in figures {
+        text.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            figure.name,
+            figure.value_text(),
+            figure.target.text(),
+            figure.verdict(),
+            figure.numerator,
+            figure.denominator,
+            figure.runs
+        ));
+    }
+    text
+}
+
+/// This machine, for the record.
+pub fn machine(runner: &Runner) -> String {
+    let mut system = sysinfo::System::new();
+    system.refresh_cpu_all();
+    system.refresh_memory();
+    let cpu = system
+        .cpus()
+        .first()
+        .map(|cpu| cpu.brand().trim().to_owned())
+        .unwrap_or_default();
+    let podman = runner
+        .read(&podman::version())
+        .map(|version| version.trim().to_owned())
+        .unwrap_or_default();
+    format!(
+        "{} {} ({}), {} logical CPUs ({cpu}), {:.0} GiB memory, podman {podman}",
+        sysinfo::System::name().unwrap_or_default(),
+        sysinfo::System::os_version().unwrap_or_default(),
+        sysinfo::System::kernel_version().unwrap_or_default(),
+        system.cpus().len(),
+        system.total_memory() as f64 / (1u64 << 30) as f64,
+    )
+}
+
+impl crate::flags::Bench {
+    pub fn run(self) -> Result<()> {
+        let started = Instant::now();
+        let figures = run(&self)?;
+        let machine = machine(&Runner::new(false));
+        let table = table(&figures);
+        println!("\n{table}");
+        println!("machine: {machine}; the whole run took {}", seconds(started.elapsed()));
+        if let Some(output) = &self.output {
+            let text = format!(
+                "<!-- Written by `cargo xtask bench{}` ({}); the method is in docs/benchmarks.md. -->\n\n\
+                 Machine: {machine}. Whole run: {}.\n\n{table}",
+                if self.quick { " --quick" } else { "" },
+                crate::git::rfc3339_utc(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|elapsed| elapsed.as_secs() as i64)
+                        .unwrap_or(0)
+                ),
+                seconds(started.elapsed()),
+            );
+            std::fs::write(output, text).with_context(|| format!("cannot write {}", output.display()))?;
+            eprintln!("bench: results written to {}", output.display());
+        }
+        Ok(())
+    }
+}
