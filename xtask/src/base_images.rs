@@ -240,7 +240,7 @@ fn remove_file_if_present(path: &Path) {
 impl crate::flags::BaseImages {
     pub fn run(self) -> Result<()> {
         let runner = Runner::new(self.dry_run);
-        let info = podman::Info::parse(&runner.read(&podman::info())?)?;
+        let info = podman::Info::read(&runner)?;
         ensure(&runner, info.build_platform()?, self.rebuild)
     }
 }

@@ -46,6 +46,9 @@ pub struct Request {
     pub latest_on_partial: bool,
     /// OCI labels (and annotations) for every image.
     pub labels: crate::metadata::Labels,
+    /// The Containerfile compiles every target in one stage (`ARG
+    /// RUST_TARGETS`): each build says which targets it makes.
+    pub shared_compile_stage: bool,
     pub no_cache: bool,
 }
 
@@ -100,6 +103,16 @@ pub fn plan(request: &Request, environment: &Environment) -> Plan {
                 value: environment.source.commit_date(),
             },
         ];
+        if request.shared_compile_stage {
+            build_args.push(BuildArg {
+                name: "RUST_TARGETS".into(),
+                value: platforms
+                    .iter()
+                    .map(|platform| platform.arch.oci_name())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            });
+        }
         build_args.extend(request.build_args.iter().cloned());
         podman::Build {
             containerfile: request.containerfile.clone(),
@@ -184,18 +197,15 @@ impl Outcome {
 /// Runs the plan. On failure the temporary list is removed and the tagged
 /// lists are left as they were.
 pub fn execute(plan: &Plan, runner: &Runner) -> Result<Outcome> {
-    let containers_before = if runner.dry_run {
-        Vec::new()
-    } else {
-        build_container_ids(runner)?
-    };
+    // A second early: podman's creation times are whole seconds.
+    let started = unix_time() - 1;
     match build_and_verify(plan, runner).and_then(|outcome| publish(plan, runner, outcome)) {
         Ok(outcome) => Ok(outcome),
         Err(error) => {
             if !runner.dry_run {
                 remove_list_if_present(runner, &plan.temporary_list);
                 if interrupt::received().is_some() {
-                    remove_new_build_containers(runner, &containers_before);
+                    remove_new_build_containers(runner, started);
                 }
             }
             Err(error)
@@ -203,24 +213,29 @@ pub fn execute(plan: &Plan, runner: &Runner) -> Result<Outcome> {
     }
 }
 
-fn build_container_ids(runner: &Runner) -> Result<Vec<String>> {
-    Ok(crate::clean::build_containers(runner)?
-        .into_iter()
-        .map(|container| container.id)
-        .collect())
+fn unix_time() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
 }
 
 /// After an interrupted build: the working containers podman had no chance
-/// to remove (those that did not exist before this run started).
-fn remove_new_build_containers(runner: &Runner, before: &[String]) {
-    let now = match build_container_ids(runner) {
-        Ok(now) => now,
+/// to remove (those created since this run started).
+fn remove_new_build_containers(runner: &Runner, started: i64) {
+    let containers = match crate::clean::build_containers(runner) {
+        Ok(containers) => containers,
         Err(error) => {
             eprintln!("build-image: warning: cannot list build containers: {error:#}");
             return;
         }
     };
-    for id in now.iter().filter(|id| !before.contains(id)) {
+    for id in containers
+        .iter()
+        .filter(|container| container.created >= started)
+        .map(|container| &container.id)
+    {
         eprintln!("build-image: removing build container {id:.12} of the interrupted build");
         if let Err(error) = runner.run(&podman::container_remove(id)) {
             eprintln!("build-image: warning: {error:#}");
@@ -354,22 +369,30 @@ pub fn verified_platforms(runner: &Runner, list_name: &str) -> Result<Vec<Platfo
 pub fn verify(runner: &Runner, list_name: &str, expected: &[Platform]) -> Result<()> {
     let list = read_list(runner, list_name)?;
     let mut problems = Vec::new();
+    let mut single_entries = Vec::new();
     for &platform in expected {
         let entries = list.entries_for(platform);
         match entries.as_slice() {
             [] => problems.push(format!("no entry for {platform}")),
-            [entry] => {
-                let reference = format!("{list_name}@{}", entry.digest);
-                let config =
-                    podman::ImageConfig::parse(&runner.read(&podman::image_inspect(&reference))?)?;
-                let actual = format!("{}/{}", config.os, config.architecture);
-                if actual != platform.to_string() {
-                    problems.push(format!(
-                        "the {platform} entry is an image built for {actual}"
-                    ));
-                }
-            }
+            [entry] => single_entries.push((platform, format!("{list_name}@{}", entry.digest))),
             several => problems.push(format!("{} entries for {platform}", several.len())),
+        }
+    }
+    // One `podman image inspect` for every entry.
+    let references: Vec<&str> = single_entries
+        .iter()
+        .map(|(_, reference)| reference.as_str())
+        .collect();
+    if !references.is_empty() {
+        let configs =
+            podman::ImageConfig::parse_all(&runner.read(&podman::image_inspect_all(&references))?)?;
+        for ((platform, _), config) in single_entries.iter().zip(&configs) {
+            let actual = format!("{}/{}", config.os, config.architecture);
+            if actual != platform.to_string() {
+                problems.push(format!(
+                    "the {platform} entry is an image built for {actual}"
+                ));
+            }
         }
     }
     for entry in &list.manifests {
@@ -406,14 +429,20 @@ fn publish(plan: &Plan, runner: &Runner, mut outcome: Outcome) -> Result<Outcome
         .into_iter()
         .filter(|tag| !tags.contains(tag))
         .collect();
-    for tag in &tags {
-        let final_list = plan.repository.with_tag(tag);
-        if !runner.dry_run && runner.succeeds(&podman::manifest_exists(&final_list))? {
-            runner.run(&podman::manifest_remove(&final_list))?;
+    let finals: Vec<String> = tags
+        .iter()
+        .map(|tag| plan.repository.with_tag(tag))
+        .collect();
+    // The previous list of each tag goes first (else it would linger
+    // unnamed); a tag that names nothing yet makes `rm` fail, harmlessly.
+    if !runner.dry_run {
+        for final_list in &finals {
+            runner.run_quietly(&podman::manifest_remove(final_list))?;
         }
-        runner.run(&podman::tag(&plan.temporary_list, &final_list))?;
-        outcome.tagged.push(final_list);
     }
+    let finals_text: Vec<&str> = finals.iter().map(String::as_str).collect();
+    runner.run(&podman::tag_all(&plan.temporary_list, &finals_text))?;
+    outcome.tagged = finals;
     // Drops only the temporary name: the list keeps its tags.
     runner.run(&podman::manifest_remove(&plan.temporary_list))?;
     Ok(outcome)
@@ -507,7 +536,7 @@ pub fn prepare(
     let (repository, source, tags) = (repository?, source?, tags.expect("source was read")?);
     let platforms = build.platforms.0.clone();
     prepare_machine(runner, &platforms, !build.no_setup)?;
-    let info = podman::Info::parse(&runner.read(&podman::info())?)?;
+    let info = podman::Info::read(runner)?;
     let build_platform = info.build_platform()?;
     disk::check_before_build(
         runner,
@@ -517,6 +546,8 @@ pub fn prepare(
     if uses_project_base_images(&containerfile, &build.build_args) {
         base_images::ensure(runner, build_platform, false)?;
     }
+    let shared_compile_stage =
+        std::fs::read_to_string(&containerfile).is_ok_and(|text| text.contains("ARG RUST_TARGETS"));
     let request = Request {
         platforms,
         mode: if build.per_platform {
@@ -537,6 +568,7 @@ pub fn prepare(
             tags.primary(),
         ),
         no_cache: build.no_cache,
+        shared_compile_stage,
     };
     let environment = Environment {
         build_platform,
@@ -618,7 +650,7 @@ fn missing_on_machine(runner: &Runner, platforms: &[Platform]) -> Result<Vec<Str
         })
         .collect();
     if std::env::consts::OS == "linux" && which::which("podman").is_ok() {
-        let info = podman::Info::parse(&runner.read(&podman::info())?)?;
+        let info = podman::Info::read(runner)?;
         let build_platform = info.build_platform()?;
         for arch in setup::emulated_architectures(build_platform) {
             if platforms.iter().any(|platform| platform.arch == arch)
@@ -692,6 +724,7 @@ mod tests {
             latest_on_partial: false,
             labels: vec![("org.opencontainers.image.version".into(), "v1.2.3".into())],
             no_cache: false,
+            shared_compile_stage: true,
         }
     }
 
@@ -727,6 +760,10 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("--build-arg FEATURE=on"), "{shown}");
+        assert!(
+            shown.contains("--build-arg 'RUST_TARGETS=amd64 arm64'"),
+            "one compile stage for both: {shown}"
+        );
         assert!(shown.ends_with(" ."), "{shown}");
     }
 
@@ -749,6 +786,12 @@ mod tests {
                 build.platform.unwrap()
             );
             assert!(shown.contains(&expected), "{shown}");
+            // Alone means alone: a failing arm64 compile cannot take amd64 down.
+            let targets = format!(
+                "--build-arg RUST_TARGETS={}",
+                build.platform.unwrap().arch.oci_name()
+            );
+            assert!(shown.contains(&targets), "{shown}");
         }
     }
 

@@ -19,6 +19,9 @@ use crate::{
 #[serde(rename_all = "PascalCase")]
 pub struct ContainerRow {
     pub id: String,
+    /// Seconds since the epoch.
+    #[serde(default)]
+    pub created: i64,
     #[serde(default)]
     state: String,
     #[serde(default)]

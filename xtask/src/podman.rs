@@ -181,8 +181,16 @@ pub fn image_inspect(reference: &str) -> Command {
     podman().args(["image", "inspect", "--format", "json", reference])
 }
 
-pub fn tag(source: &str, target: &str) -> Command {
-    podman().args(["tag", source, target])
+/// One `podman image inspect` for several images; prints them in order.
+pub fn image_inspect_all(references: &[&str]) -> Command {
+    podman()
+        .args(["image", "inspect", "--format", "json"])
+        .args(references.iter().copied())
+}
+
+/// Gives `source` every name in `targets`, in one command.
+pub fn tag_all(source: &str, targets: &[&str]) -> Command {
+    podman().args(["tag", source]).args(targets.iter().copied())
 }
 
 /// `podman import` of a root filesystem tarball as an image of `arch`.
@@ -220,6 +228,16 @@ pub struct HostInfo {
 }
 
 impl Info {
+    /// `podman info`, asked once per process (it takes a quarter of a second).
+    pub fn read(runner: &crate::exec::Runner) -> Result<&'static Info> {
+        static INFO: std::sync::OnceLock<Info> = std::sync::OnceLock::new();
+        if let Some(info) = INFO.get() {
+            return Ok(info);
+        }
+        let info = Info::parse(&runner.read(&info())?)?;
+        Ok(INFO.get_or_init(|| info))
+    }
+
     pub fn parse(json: &str) -> Result<Info> {
         serde_json::from_str(json).context("cannot parse `podman info --format json`")
     }
@@ -305,6 +323,11 @@ impl ImageConfig {
         images
             .pop()
             .context("`podman image inspect` printed no image")
+    }
+
+    /// Every image of a multi-reference `podman image inspect`, in order.
+    pub fn parse_all(json: &str) -> Result<Vec<ImageConfig>> {
+        serde_json::from_str(json).context("cannot parse `podman image inspect` output")
     }
 
     pub fn label(&self, key: &str) -> Option<&str> {

@@ -171,6 +171,30 @@ impl PushSession {
                 }
             }
         }
+        self.push_tags(outcome, runner)
+    }
+
+    /// Pushes what this process just built and tagged (build-and-push): the
+    /// lists were verified a moment ago, so they are not read again.
+    pub fn push_built(&self, built: &build_image::Outcome, runner: &Runner) -> Result<PushOutcome> {
+        if runner.dry_run {
+            return self.push(Some(&built.built), runner);
+        }
+        let prefix = format!("{}:", self.repository.name());
+        let outcome = PushOutcome {
+            platforms: built.built.clone(),
+            pushed: built
+                .tagged
+                .iter()
+                .filter_map(|reference| reference.strip_prefix(&prefix).map(str::to_owned))
+                .collect(),
+            ..PushOutcome::default()
+        };
+        self.push_tags(outcome, runner)
+    }
+
+    fn push_tags(&self, mut outcome: PushOutcome, runner: &Runner) -> Result<PushOutcome> {
+        let repository = &self.repository;
         let mut done: Vec<&str> = Vec::new();
         for tag in &outcome.pushed {
             let reference = repository.with_tag(tag);
@@ -533,7 +557,7 @@ impl flags::BuildAndPush {
         let session = PushSession::open(&self.image, &self.push, &runner)?;
         let built = build_image::run_build(&self.image, &self.build, &runner)?;
         crate::interrupt::check()?;
-        let outcome = session.push(Some(&built.built), &runner)?;
+        let outcome = session.push_built(&built, &runner)?;
         if !runner.dry_run {
             print_summary(&outcome, &session.repository().name());
             report_of_push(&session, &outcome, &built.failed, built.held_back.clone())

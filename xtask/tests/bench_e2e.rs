@@ -1,0 +1,73 @@
+//! `cargo xtask bench --quick`: every figure's code path runs and reports.
+
+mod support;
+
+use support::*;
+
+#[test]
+fn the_quick_benchmark_measures_every_figure_and_writes_its_results() {
+    let _serial = serial();
+    let directory = scratch_dir("bench");
+    let document = directory.join("benchmarks.md");
+    std::fs::write(
+        &document,
+        "# Method\n\n<!-- bench results: written by `cargo xtask bench --output` -->\nold\n<!-- end of bench results -->\n",
+    )
+    .unwrap();
+    let output = xtask_in(
+        &repository_root(),
+        &["bench", "--quick", "--output", document.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "bench --quick");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let written = std::fs::read_to_string(&document).unwrap();
+    assert!(
+        written.starts_with("# Method\n"),
+        "the method is kept: {written}"
+    );
+    assert!(!written.contains("\nold\n"), "the old results are replaced");
+    let rows: Vec<&str> = written
+        .lines()
+        .filter(|line| line.starts_with("| ") && !line.starts_with("| figure"))
+        .collect();
+    assert_eq!(rows.len(), 7, "{written}");
+    for figure in [
+        "compile under qemu emulation / cross-compile",
+        "rebuild after a one-line change",
+        "bytes uploaded to the registry",
+        "raw podman commands, on a small image (layers built)",
+        "raw podman commands, on a small image (warm cache)",
+        "both platforms built by one command",
+        "`check-disk-space` wall time",
+    ] {
+        let row = rows
+            .iter()
+            .find(|row| row.contains(figure))
+            .unwrap_or_else(|| panic!("no row for {figure}: {written}"));
+        assert!(stdout.contains(figure), "printed too: {figure}");
+        // Every figure but the emulated compile (skipped in --quick) has a number.
+        let measured = row.split('|').nth(2).unwrap().trim();
+        if figure.contains("qemu") {
+            assert_eq!(measured, "-", "{row}");
+        } else {
+            assert!(
+                measured.trim_end_matches('x').parse::<f64>().is_ok(),
+                "{row}"
+            );
+        }
+    }
+    assert!(
+        podman(&[
+            "images",
+            "--filter",
+            "reference=localhost/rc-bench/*",
+            "--format",
+            "{{.Repository}}:{{.Tag}}"
+        ])
+        .trim()
+        .is_empty(),
+        "the benchmark removes its images"
+    );
+    let _ = std::fs::remove_dir_all(directory);
+}
