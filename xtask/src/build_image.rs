@@ -590,7 +590,11 @@ pub fn run_build(
 ) -> Result<Outcome> {
     let prepared = prepare(image, build, runner)?;
     let outcome = execute(&prepared.plan, runner)?;
-    if !runner.dry_run {
+    if runner.dry_run {
+        for note in &prepared.tags.notes {
+            eprintln!("build-image: note: {note}");
+        }
+    } else {
         print_summary(&outcome, &prepared.tags);
     }
     if build.clean {
