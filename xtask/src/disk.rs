@@ -319,7 +319,7 @@ pub fn print_report(report: &Report) {
 /// The check `build-image` runs first: stops below the minimum unless forced.
 pub fn check_before_build(runner: &Runner, kind: BuildKind, force: bool) -> Result<()> {
     let info = podman::Info::read(runner)?;
-    let storage = storage_space(&info)?;
+    let storage = storage_space(info)?;
     let requirement = kind.requirement();
     let free = format_bytes(storage.available_bytes);
     match verdict(storage.available_bytes, &requirement) {
