@@ -526,6 +526,13 @@ fn emulated_arm64_build(bench: &Bench, build_platform: Platform) -> Result<Durat
             .args(["build", "--no-cache", "--platform", "linux/arm64"])
             .args(["--build-arg", &format!("BUILDPLATFORM={build_platform}")])
             .args(["--build-arg", &format!("BUILDER_IMAGE={toolchain}")])
+            // arm64 alone, as the cross-compiled side builds it.
+            .args(["--build-arg", "RUST_TARGETS=arm64"])
+            // As the xtask's builds do: cargo's downloads need the host's CAs.
+            .args([
+                "--volume",
+                "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro",
+            ])
             .args(["--tag", &format!("{BENCH_REPOSITORY}/emulated:arm64")])
             .args(["--file", &containerfile.to_string_lossy()])
             .arg(bench.clone.to_string_lossy()),

@@ -499,15 +499,10 @@ pub fn prepare(
     let context = root.join(&build.context);
     let repository = Repository::new(&image.registry, &image.image);
     let source = SourceState::read(&root);
-    let tags = source.as_ref().ok().map(|source| {
-        tags::compute(
-            source,
-            &tags::Choices {
-                override_tags: image.tags.clone(),
-                no_latest: image.no_latest,
-            },
-        )
-    });
+    let tags = source
+        .as_ref()
+        .ok()
+        .map(|source| tags::compute(source, &tags::Choices::from_flags(image)));
     let mut problems: Vec<String> = Vec::new();
     if !containerfile.is_file() {
         problems.push(format!(

@@ -61,15 +61,10 @@ impl PushSession {
     ) -> Result<PushSession> {
         let repository = Repository::new(&image.registry, &image.image);
         let source = SourceState::read(&project::root());
-        let tags = source.as_ref().ok().map(|source| {
-            tags::compute(
-                source,
-                &tags::Choices {
-                    override_tags: image.tags.clone(),
-                    no_latest: image.no_latest,
-                },
-            )
-        });
+        let tags = source
+            .as_ref()
+            .ok()
+            .map(|source| tags::compute(source, &tags::Choices::from_flags(image)));
         let credentials =
             push::credentials_from_env(&image.registry, |name| std::env::var(name).ok());
         let mut problems = Vec::new();
@@ -195,37 +190,9 @@ impl PushSession {
 
     fn push_tags(&self, mut outcome: PushOutcome, runner: &Runner) -> Result<PushOutcome> {
         let repository = &self.repository;
-        let mut done: Vec<&str> = Vec::new();
-        for tag in &outcome.pushed {
-            let reference = repository.with_tag(tag);
-            let pushed = crate::interrupt::check().and_then(|()| {
-                push::run_with_retries(
-                    runner,
-                    &push::push_command(&self.destination, &reference, &reference),
-                    self.attempts,
-                    "",
-                )
-            });
-            if let Err(error) = pushed {
-                let not_done: Vec<&str> = outcome
-                    .pushed
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|tag| !done.contains(tag))
-                    .collect();
-                let done_text = if done.is_empty() {
-                    "none".to_owned()
-                } else {
-                    done.join(", ")
-                };
-                return Err(error.context(format!(
-                    "push of {reference} failed; updated in the registry: {done_text}; NOT updated: {}. \
-                     Run the same command again to finish",
-                    not_done.join(", ")
-                )));
-            }
-            done.push(tag);
-        }
+        self.push_each_tag(&outcome.pushed, runner, |reference| {
+            push::push_command(&self.destination, reference, reference)
+        })?;
         if !runner.dry_run {
             for tag in &outcome.pushed {
                 let remote = push::verify_remote(
@@ -377,32 +344,13 @@ impl PushSession {
                 .into_iter()
                 .filter(|tag| !tags.contains(tag))
                 .collect();
-            let mut done: Vec<&str> = Vec::new();
+            self.push_each_tag(&tags, runner, |reference| {
+                push::push_list_command(&self.destination, &list, reference, false)
+            })?;
             let mut remote = None;
             for tag in &tags {
-                let reference = self.repository.with_tag(tag);
-                let pushed = crate::interrupt::check().and_then(|()| {
-                    push::run_with_retries(
-                        runner,
-                        &push::push_list_command(&self.destination, &list, &reference, false),
-                        self.attempts,
-                        "",
-                    )
-                });
-                if let Err(error) = pushed {
-                    let not_done: Vec<&str> = tags
-                        .iter()
-                        .map(String::as_str)
-                        .filter(|tag| !done.contains(tag))
-                        .collect();
-                    return Err(error.context(format!(
-                        "push of {reference} failed; updated in the registry: {}; NOT updated: {}. Run the same command again to finish",
-                        if done.is_empty() { "none".to_owned() } else { done.join(", ") },
-                        not_done.join(", ")
-                    )));
-                }
-                done.push(tag);
                 if !runner.dry_run {
+                    let reference = self.repository.with_tag(tag);
                     let index = push::verify_remote(runner, &self.destination, &reference, &built)?;
                     remote.get_or_insert(index);
                 }
@@ -423,6 +371,36 @@ impl PushSession {
 
     pub fn tags(&self) -> &tags::Tags {
         &self.tags
+    }
+
+    /// Pushes `tags` one by one (with retries); a failure says which tags the
+    /// registry has and which it does not.
+    fn push_each_tag(
+        &self,
+        tags: &[String],
+        runner: &Runner,
+        command_for: impl Fn(&str) -> crate::exec::Command,
+    ) -> Result<()> {
+        for (index, tag) in tags.iter().enumerate() {
+            let reference = self.repository.with_tag(tag);
+            let pushed = crate::interrupt::check().and_then(|()| {
+                push::run_with_retries(runner, &command_for(&reference), self.attempts, "")
+            });
+            if let Err(error) = pushed {
+                let (done, not_done) = tags.split_at(index);
+                let done = if done.is_empty() {
+                    "none".to_owned()
+                } else {
+                    done.join(", ")
+                };
+                return Err(error.context(format!(
+                    "push of {reference} failed; updated in the registry: {done}; NOT updated: {}. \
+                     Run the same command again to finish",
+                    not_done.join(", ")
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub fn repository(&self) -> &Repository {
@@ -577,19 +555,14 @@ fn report_of_push(
     failed: &[Platform],
     held_back: Vec<String>,
 ) -> Report {
-    Report {
-        image: session.repository().name(),
-        tags: outcome.pushed.clone(),
+    Report::of_list(
+        session.repository().name(),
+        outcome.pushed.clone(),
         held_back,
-        platforms: outcome
-            .remote
-            .iter()
-            .flat_map(|remote| remote.entries.iter().cloned())
-            .collect(),
-        list_digest: outcome.remote.as_ref().map(|remote| remote.digest.clone()),
-        failed_platforms: failed.iter().map(Platform::to_string).collect(),
-        notes: session.tags().notes.clone(),
-    }
+        outcome.remote.as_ref(),
+        failed,
+        session.tags().notes.clone(),
+    )
 }
 
 impl flags::PushByDigest {
@@ -675,19 +648,14 @@ impl flags::Merge {
         for tag in &merged.held_back {
             eprintln!("  skipped:   {tag} (partial result; --latest-on-partial moves it)");
         }
-        Report {
-            image: repository,
-            tags: merged.tags.clone(),
-            held_back: merged.held_back.clone(),
-            platforms: merged
-                .remote
-                .iter()
-                .flat_map(|remote| remote.entries.iter().cloned())
-                .collect(),
-            list_digest: merged.remote.as_ref().map(|remote| remote.digest.clone()),
-            failed_platforms: merged.failed.iter().map(Platform::to_string).collect(),
-            notes: session.tags().notes.clone(),
-        }
+        Report::of_list(
+            repository,
+            merged.tags.clone(),
+            merged.held_back.clone(),
+            merged.remote.as_ref(),
+            &merged.failed,
+            session.tags().notes.clone(),
+        )
         .emit("merge", self.output.json)?;
         Ok(if merged.failed.is_empty() {
             crate::Status::Success

@@ -25,6 +25,29 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report of a list now in the registry (`remote`, as read back).
+    pub fn of_list(
+        image: String,
+        tags: Vec<String>,
+        held_back: Vec<String>,
+        remote: Option<&crate::push::RemoteIndex>,
+        failed: &[crate::platform::Platform],
+        notes: Vec<String>,
+    ) -> Report {
+        Report {
+            image,
+            tags,
+            held_back,
+            platforms: remote
+                .iter()
+                .flat_map(|remote| remote.entries.iter().cloned())
+                .collect(),
+            list_digest: remote.map(|remote| remote.digest.clone()),
+            failed_platforms: failed.iter().map(ToString::to_string).collect(),
+            notes,
+        }
+    }
+
     pub fn is_partial(&self) -> bool {
         !self.failed_platforms.is_empty()
     }

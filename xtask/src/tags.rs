@@ -34,6 +34,15 @@ pub struct Choices {
     pub no_latest: bool,
 }
 
+impl Choices {
+    pub fn from_flags(image: &crate::flags::ImageFlags) -> Choices {
+        Choices {
+            override_tags: image.tags.clone(),
+            no_latest: image.no_latest,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tags {
     /// Tags every platform result gets, in order; the first names the build.

@@ -174,6 +174,29 @@ fn bad_input_is_refused_with_the_fix_and_nothing_is_built() {
     ] {
         assert!(stderr.contains(problem), "{problem}: {stderr}");
     }
+    // push-by-digest builds one platform; merge needs digest files.
+    let output = xtask_in(
+        &repository_root(),
+        &[
+            "push-by-digest",
+            "--digest-file",
+            "/tmp/rc-e2e-unused-digest",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr_of(&output)
+        .contains("push-by-digest builds one platform, not linux/amd64,linux/arm64"));
+    let empty = scratch_dir("no-digests");
+    let output = xtask_in(
+        &repository_root(),
+        &["merge", "--digests-dir", empty.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr_of(&output).contains("did every build job fail?"));
+    let _ = std::fs::remove_dir_all(empty);
+
     // The same for push-image and build-and-push.
     for command in ["push-image", "build-and-push"] {
         let output = xtask_in(
@@ -229,18 +252,21 @@ fn git_states_are_detected_and_explained() {
     let clone = TaggedClone::new("detached", "v3.4.5");
     let path = clone.path.to_string_lossy().into_owned();
     run("git", &["-C", &path, "checkout", "--quiet", "--detach"]);
-    let output = xtask_in(
-        &clone.path,
-        &[
-            "build-image",
-            "--dry-run",
-            "--registry",
-            "localhost",
-            "--image",
-            "git-e2e",
-        ],
-        &[],
-    );
+    let plan_in = |path: &std::path::Path| {
+        xtask_in(
+            path,
+            &[
+                "build-image",
+                "--dry-run",
+                "--registry",
+                "localhost",
+                "--image",
+                "git-e2e",
+            ],
+            &[],
+        )
+    };
+    let output = plan_in(&clone.path);
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
     let tagged = tags_in_plan(&String::from_utf8_lossy(&output.stdout));
     let expected: Vec<String> = ["v3.4.5", &clone.short_commit(), "latest"]
@@ -250,18 +276,7 @@ fn git_states_are_detected_and_explained() {
     assert_eq!(tagged, expected);
     // Detached without a tag: the commit only, and a note says why.
     run("git", &["-C", &path, "tag", "--delete", "v3.4.5"]);
-    let output = xtask_in(
-        &clone.path,
-        &[
-            "build-image",
-            "--dry-run",
-            "--registry",
-            "localhost",
-            "--image",
-            "git-e2e",
-        ],
-        &[],
-    );
+    let output = plan_in(&clone.path);
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(
         tags_in_plan(&String::from_utf8_lossy(&output.stdout)),
