@@ -92,8 +92,10 @@ fn median(mut values: Vec<Duration>) -> Duration {
 struct Workload {
     containerfile: PathBuf,
     context: PathBuf,
-    /// The file a "one-line change" edits.
+    /// The file a "one-line change" edits, and the text on the line it
+    /// changes (what follows it, up to a quote, is replaced).
     edited: PathBuf,
+    edit_marker: &'static str,
     /// A file the first build step copies: changing it leaves no layer of
     /// the workload cached (a cold cache; base images stay).
     cache_key: PathBuf,
@@ -250,17 +252,27 @@ impl Bench<'_> {
     }
 
     /// A one-line change to the workload's source, different every time.
+    /// Changes the line holding the workload's marker so that the program
+    /// changes (a comment would compile to the same binary and upload nothing).
     fn edit(&mut self) -> Result<()> {
         self.edits += 1;
         let path = &self.workload.edited;
+        let marker = self.workload.edit_marker;
         let text = std::fs::read_to_string(path)?;
-        let marker = "// bench edit";
-        let kept: Vec<&str> = text
-            .lines()
-            .filter(|line| !line.starts_with(marker))
-            .collect();
-        let edited = format!("{}\n{marker} {}\n", kept.join("\n"), self.edits);
-        std::fs::write(path, edited)?;
+        let Some(line) = text.lines().find(|line| line.contains(marker)) else {
+            bail!("{} has no line with {marker:?} to change", path.display());
+        };
+        let start = line.find(marker).expect("found above") + marker.len();
+        let end = line[start..]
+            .find('"')
+            .map_or(line.len(), |end| start + end);
+        let changed = format!(
+            "{}{marker} #{}{}",
+            &line[..start - marker.len()],
+            self.edits,
+            &line[end..]
+        );
+        std::fs::write(path, text.replacen(line, &changed, 1))?;
         Ok(())
     }
 
@@ -323,6 +335,8 @@ pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
             containerfile: clone.join(project::RC_WEB_CONTAINERFILE),
             context: clone.clone(),
             edited: clone.join("rc-web/src/lib.rs"),
+            // The greeting of GET /hello.
+            edit_marker: "Hello, {name}!",
             cache_key: clone.join("Cargo.toml"),
             name: "rc-web",
         }
@@ -471,6 +485,7 @@ fn tiny_workload(directory: &Path) -> Result<Workload> {
         containerfile: directory.join("Containerfile"),
         context: directory.to_path_buf(),
         edited: directory.join("source.txt"),
+        edit_marker: "tiny",
         cache_key: directory.join("source.txt"),
         name: "tiny",
     })

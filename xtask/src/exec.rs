@@ -150,6 +150,7 @@ impl Runner {
             return Ok(());
         }
         eprintln!("{prefix}$ {command}");
+        let started = std::time::Instant::now();
         let reader = command
             .expression()
             .stderr_to_stdout()
@@ -181,6 +182,7 @@ impl Runner {
             .try_wait()
             .context("cannot wait for command")?
             .context("command output ended before the command did")?;
+        report_timing(command, started);
         if !output.status.success() {
             if let Some(interrupted) = interrupt::received() {
                 return Err(
@@ -232,11 +234,22 @@ impl Runner {
     }
 }
 
+/// With `XTASK_TIMINGS` set, every command's wall time goes to stderr.
+fn report_timing(command: &Command, started: std::time::Instant) {
+    if std::env::var_os("XTASK_TIMINGS").is_some() {
+        eprintln!(
+            "[timing] {:>7.3} s  {command}",
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
 /// Runs an expression to completion, registered with `interrupt` meanwhile.
 fn wait_registered(
     command: &Command,
     expression: duct::Expression,
 ) -> Result<std::process::Output> {
+    let started = std::time::Instant::now();
     let handle = expression
         .unchecked()
         .start()
@@ -247,6 +260,7 @@ fn wait_registered(
     let output = handle
         .wait()
         .with_context(|| format!("cannot wait for `{}`", command.program))?;
+    report_timing(command, started);
     Ok(output.clone())
 }
 
