@@ -682,7 +682,13 @@ fn remove_bench_images(runner: &Runner) {
         .lines()
         .filter(|name| !name.is_empty() && !name.contains("rust-builder-arm64"))
     {
-        let _ = runner.run_quietly(&podman::manifest_remove(name));
+        // Lists (the builds) and plain images (the emulated build).
+        if !runner
+            .run_quietly(&podman::manifest_remove(name))
+            .unwrap_or(false)
+        {
+            let _ = runner.run_quietly(&Command::new(podman::PROGRAM).args(["rmi", name]));
+        }
     }
 }
 
