@@ -88,17 +88,20 @@ fn per_architecture_jobs_and_merge_release_what_build_and_push_releases() {
     // The merge job, with GitHub's files.
     let github = scratch_dir("github-files");
     let (outputs, summary) = (github.join("output"), github.join("summary"));
-    let mut args = vec![
-        "merge",
-        "--image",
-        "rc-web-jobs",
-        "--digests-dir",
-        digests.to_str().unwrap(),
-    ];
-    args.extend(common);
-    let merged = xtask_in(
-        &clone.path,
-        &args,
+    let merge = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec![
+            "merge",
+            "--image",
+            "rc-web-jobs",
+            "--digests-dir",
+            digests.to_str().unwrap(),
+        ];
+        args.extend(common);
+        args.extend(extra);
+        xtask_in(&clone.path, &args, env)
+    };
+    let merged = merge(
+        &[],
         &[
             ("GITHUB_OUTPUT", outputs.to_str().unwrap()),
             ("GITHUB_STEP_SUMMARY", summary.to_str().unwrap()),
@@ -240,19 +243,7 @@ fn per_architecture_jobs_and_merge_release_what_build_and_push_releases() {
 
     // The arm64 job of a rerun failed. --strict refuses; nothing moves.
     std::fs::remove_file(digests.join("linux-arm64")).unwrap();
-    let merge_amd64_only = |extra: &[&str], env: &[(&str, &str)]| {
-        let mut args = vec![
-            "merge",
-            "--image",
-            "rc-web-jobs",
-            "--digests-dir",
-            digests.to_str().unwrap(),
-        ];
-        args.extend(common);
-        args.extend(extra);
-        xtask_in(&clone.path, &args, env)
-    };
-    let strict = merge_amd64_only(&["--strict"], &[]);
+    let strict = merge(&["--strict"], &[]);
     assert_eq!(strict.status.code(), Some(1));
     assert_eq!(
         index_platforms(&registry.index("rc-web-jobs", "v7.0.0")),
@@ -264,7 +255,7 @@ fn per_architecture_jobs_and_merge_release_what_build_and_push_releases() {
     // commit, latest is held back (still the complete list), exit 3, and the
     // job summary says so.
     let summary = github.join("partial-summary");
-    let partial = merge_amd64_only(&[], &[("GITHUB_STEP_SUMMARY", summary.to_str().unwrap())]);
+    let partial = merge(&[], &[("GITHUB_STEP_SUMMARY", summary.to_str().unwrap())]);
     assert_eq!(partial.status.code(), Some(3), "a partial merge exits 3");
     let partial = json_of(&partial);
     assert_eq!(
