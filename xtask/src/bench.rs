@@ -174,15 +174,6 @@ impl Drop for LocalRegistry {
     }
 }
 
-/// The clone and scratch space; removed on drop.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 struct Bench<'a> {
     runner: &'a Runner,
     clone: PathBuf,
@@ -323,13 +314,12 @@ pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
     let info = podman::Info::read(&runner)?;
     let build_platform = info.build_platform()?;
     base_images::ensure(&runner, build_platform, false)?;
-    let scratch = Scratch(std::env::temp_dir().join(format!("rc-bench-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&scratch.0);
-    let clone = scratch.0.join("clone");
+    let scratch = project::TemporaryDirectory::create("rc-bench")?;
+    let clone = scratch.path().join("clone");
     git2::Repository::clone(&project::root().to_string_lossy(), &clone)
         .context("cannot clone the checkout for the benchmark")?;
     let workload = if flags.quick {
-        tiny_workload(&scratch.0.join("tiny"))?
+        tiny_workload(&scratch.path().join("tiny"))?
     } else {
         Workload {
             containerfile: clone.join(project::RC_WEB_CONTAINERFILE),
@@ -341,7 +331,7 @@ pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
             name: "rc-web",
         }
     };
-    let registry = LocalRegistry::start(&scratch.0.join("registry"))?;
+    let registry = LocalRegistry::start(&scratch.path().join("registry"))?;
     let runs = if flags.quick { 1 } else { flags.runs.max(1) };
     let mut bench = Bench {
         runner: &runner,
@@ -431,7 +421,7 @@ pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
     });
 
     // 4. The xtask's build-and-push / the same podman commands by hand.
-    let small = tiny_workload(&scratch.0.join("small"))?;
+    let small = tiny_workload(&scratch.path().join("small"))?;
     figures.push(wrapper_overhead(&bench, &small, true)?);
     figures.push(wrapper_overhead(&bench, &small, false)?);
 

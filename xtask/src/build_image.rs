@@ -245,6 +245,8 @@ fn remove_new_build_containers(runner: &Runner, started: i64) {
 
 fn build_and_verify(plan: &Plan, runner: &Runner) -> Result<Outcome> {
     let mut outcome = Outcome::default();
+    // The list as read after the build, while no later build changed it.
+    let mut unchanged_list = None;
     match plan.mode {
         Mode::AllAtOnce => {
             let all = &plan.builds[0];
@@ -279,6 +281,9 @@ fn build_and_verify(plan: &Plan, runner: &Runner) -> Result<Outcome> {
                     );
                 }
                 outcome.failed = build_each(plan, runner, &dropped)?;
+                if dropped.is_empty() {
+                    unchanged_list = Some(list);
+                }
             }
         }
         Mode::PerPlatform => outcome.failed = build_each(plan, runner, &plan.platforms)?,
@@ -307,7 +312,10 @@ fn build_and_verify(plan: &Plan, runner: &Runner) -> Result<Outcome> {
             platform::join(&outcome.built)
         );
     }
-    verify(runner, &plan.temporary_list, &outcome.built)?;
+    match &unchanged_list {
+        Some(list) => verify_list(runner, &plan.temporary_list, list, &outcome.built)?,
+        None => verify(runner, &plan.temporary_list, &outcome.built)?,
+    }
     Ok(outcome)
 }
 
@@ -360,14 +368,23 @@ pub fn verified_platforms(runner: &Runner, list_name: &str) -> Result<Vec<Platfo
         }
         platforms.push(platform);
     }
-    verify(runner, list_name, &platforms)?;
+    verify_list(runner, list_name, &list, &platforms)?;
     Ok(platforms)
 }
 
 /// The list must hold exactly one entry per expected platform and nothing
 /// else, and each entry's image must really be built for its platform.
 pub fn verify(runner: &Runner, list_name: &str, expected: &[Platform]) -> Result<()> {
-    let list = read_list(runner, list_name)?;
+    verify_list(runner, list_name, &read_list(runner, list_name)?, expected)
+}
+
+/// [`verify`] of a list the caller has just read.
+fn verify_list(
+    runner: &Runner,
+    list_name: &str,
+    list: &podman::ManifestList,
+    expected: &[Platform],
+) -> Result<()> {
     let mut problems = Vec::new();
     let mut single_entries = Vec::new();
     for &platform in expected {
@@ -489,6 +506,44 @@ pub struct Prepared {
     pub tags: Tags,
 }
 
+/// What a build or a push is named and tagged from, checked together with
+/// the caller's own inputs so that one run lists every problem (exit 2).
+pub struct Release {
+    pub repository: Repository,
+    pub source: SourceState,
+    pub tags: Tags,
+}
+
+impl Release {
+    pub fn read(image: &flags::ImageFlags, mut problems: Vec<String>) -> Result<Release> {
+        let repository = Repository::new(&image.registry, &image.image);
+        let source = SourceState::read(&project::root());
+        let tags = source
+            .as_ref()
+            .ok()
+            .map(|source| tags::compute(source, &tags::Choices::from_flags(image)));
+        let errors = [
+            repository.as_ref().err(),
+            source.as_ref().err(),
+            tags.as_ref().and_then(|tags| tags.as_ref().err()),
+        ];
+        problems.extend(
+            errors
+                .into_iter()
+                .flatten()
+                .map(|error| format!("{error:#}")),
+        );
+        if !problems.is_empty() {
+            return Err(crate::BadInput(problems).into());
+        }
+        Ok(Release {
+            repository: repository?,
+            source: source?,
+            tags: tags.expect("source was read")?,
+        })
+    }
+}
+
 pub fn prepare(
     image: &flags::ImageFlags,
     build: &flags::BuildFlags,
@@ -497,12 +552,6 @@ pub fn prepare(
     let root = project::root();
     let containerfile = root.join(&build.containerfile);
     let context = root.join(&build.context);
-    let repository = Repository::new(&image.registry, &image.image);
-    let source = SourceState::read(&root);
-    let tags = source
-        .as_ref()
-        .ok()
-        .map(|source| tags::compute(source, &tags::Choices::from_flags(image)));
     let mut problems: Vec<String> = Vec::new();
     if !containerfile.is_file() {
         problems.push(format!(
@@ -516,19 +565,11 @@ pub fn prepare(
             context.display()
         ));
     }
-    if let Err(error) = &repository {
-        problems.push(format!("{error:#}"));
-    }
-    if let Err(error) = &source {
-        problems.push(format!("{error:#}"));
-    }
-    if let Some(Err(error)) = &tags {
-        problems.push(format!("{error:#}"));
-    }
-    if !problems.is_empty() {
-        return Err(crate::BadInput(problems).into());
-    }
-    let (repository, source, tags) = (repository?, source?, tags.expect("source was read")?);
+    let Release {
+        repository,
+        source,
+        tags,
+    } = Release::read(image, problems)?;
     let platforms = build.platforms.0.clone();
     prepare_machine(runner, &platforms, !build.no_setup)?;
     let info = podman::Info::read(runner)?;

@@ -43,6 +43,34 @@ pub fn scratch_dir() -> PathBuf {
     root().join("target").join("xtask")
 }
 
+/// A private (0700) directory under the system's temporary directory,
+/// named for this process, removed with everything in it on drop.
+pub struct TemporaryDirectory(PathBuf);
+
+impl TemporaryDirectory {
+    pub fn create(prefix: &str) -> anyhow::Result<TemporaryDirectory> {
+        use anyhow::Context;
+        use std::os::unix::fs::DirBuilderExt;
+        let path = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .with_context(|| format!("cannot create private directory {}", path.display()))?;
+        Ok(TemporaryDirectory(path))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TemporaryDirectory {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

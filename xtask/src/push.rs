@@ -384,30 +384,15 @@ pub fn verify_remote(
 }
 
 /// A private directory for this run's auth file, removed on drop.
-pub struct PrivateAuth {
-    directory: PathBuf,
-}
+pub struct PrivateAuth(crate::project::TemporaryDirectory);
 
 impl PrivateAuth {
     pub fn create() -> Result<PrivateAuth> {
-        use std::os::unix::fs::DirBuilderExt;
-        let directory = std::env::temp_dir().join(format!("rc-xtask-auth-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&directory);
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&directory)
-            .with_context(|| format!("cannot create private directory {}", directory.display()))?;
-        Ok(PrivateAuth { directory })
+        crate::project::TemporaryDirectory::create("rc-xtask-auth").map(PrivateAuth)
     }
 
     pub fn file(&self) -> PathBuf {
-        self.directory.join("auth.json")
-    }
-}
-
-impl Drop for PrivateAuth {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.directory);
+        self.0.path().join("auth.json")
     }
 }
 

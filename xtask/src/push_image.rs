@@ -7,9 +7,8 @@ use crate::{
     build_image,
     exec::Runner,
     flags,
-    git::SourceState,
     platform::{self, Platform},
-    podman, project,
+    podman,
     push::{self, Destination, PrivateAuth},
     reference::Repository,
     report::Report,
@@ -59,35 +58,15 @@ impl PushSession {
         push_flags: &flags::PushFlags,
         runner: &Runner,
     ) -> Result<PushSession> {
-        let repository = Repository::new(&image.registry, &image.image);
-        let source = SourceState::read(&project::root());
-        let tags = source
-            .as_ref()
-            .ok()
-            .map(|source| tags::compute(source, &tags::Choices::from_flags(image)));
         let credentials =
             push::credentials_from_env(&image.registry, |name| std::env::var(name).ok());
-        let mut problems = Vec::new();
-        for error in [
-            repository.as_ref().err(),
-            source.as_ref().err(),
-            tags.as_ref().and_then(|tags| tags.as_ref().err()),
-            credentials.as_ref().err(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            problems.push(format!("{error:#}"));
-        }
-        if !problems.is_empty() {
-            return Err(crate::BadInput(problems).into());
-        }
-        let (repository, source, tags, credentials) = (
-            repository?,
-            source?,
-            tags.expect("source was read")?,
-            credentials?,
-        );
+        let problems = credentials.as_ref().err().map(|error| format!("{error:#}"));
+        let build_image::Release {
+            repository,
+            source,
+            tags,
+        } = build_image::Release::read(image, problems.into_iter().collect())?;
+        let credentials = credentials?;
         if source.dirty && !push_flags.allow_dirty && image.tags.is_empty() {
             return Err(crate::BadInput(vec![format!(
                 "the work tree has uncommitted changes, so the image would not match any commit; \
@@ -231,7 +210,7 @@ impl PushSession {
         let [entry] = entries.as_slice() else {
             bail!("{primary} has no single {platform} entry; build it with `cargo xtask build-image --platform {platform}`");
         };
-        let directory = TemporaryDirectory::create("rc-xtask-digest-push")?;
+        let directory = crate::project::TemporaryDirectory::create("rc-xtask-digest-push")?;
         runner.run(&push::save_for_digest_push(
             &self.destination,
             &format!("{primary}@{}", entry.digest),
@@ -415,29 +394,6 @@ pub struct MergeOutcome {
     pub tags: Vec<String>,
     pub held_back: Vec<String>,
     pub remote: Option<push::RemoteIndex>,
-}
-
-/// A private temporary directory, removed on drop.
-struct TemporaryDirectory(std::path::PathBuf);
-
-impl TemporaryDirectory {
-    fn create(prefix: &str) -> Result<TemporaryDirectory> {
-        let path = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(TemporaryDirectory(path))
-    }
-
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TemporaryDirectory {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Reads digest files: one `sha256:<64 hex>` each.
