@@ -135,12 +135,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (app, readiness) = router();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    rc_web_server::serve(
+        listener,
+        app,
+        Box::pin(async move {
             shutdown.await;
             readiness.mark_draining();
-        })
-        .await
+        }),
+    )
+    .await
 }
 
 async fn healthz() -> Json<serde_json::Value> {
