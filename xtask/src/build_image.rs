@@ -62,6 +62,8 @@ pub struct Environment {
     pub source: SourceState,
     /// Makes the temporary list name unique to this run.
     pub run_id: String,
+    /// Directory for this run's files (the list ID podman writes).
+    pub scratch: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +79,8 @@ pub struct Plan {
     pub mode: Mode,
     pub repository: Repository,
     pub temporary_list: String,
+    /// Where the all-at-once build writes the list's image ID.
+    pub list_id_file: PathBuf,
     /// The first build attempt: one command all at once, or one per platform.
     pub builds: Vec<PlatformBuild>,
     /// Each platform alone: the fallback when the all-at-once build fails, and
@@ -92,7 +96,10 @@ pub fn plan(request: &Request, environment: &Environment) -> Plan {
     let temporary_list = request
         .repository
         .with_tag(&format!("build-{}", environment.run_id));
-    let build_for = |platforms: Vec<Platform>| {
+    let list_id_file = environment
+        .scratch
+        .join(format!("build-{}.list-id", environment.run_id));
+    let build_for = |platforms: Vec<Platform>, iid_file: Option<PathBuf>| {
         let mut build_args = vec![
             BuildArg {
                 name: "GIT_REVISION".into(),
@@ -129,6 +136,7 @@ pub fn plan(request: &Request, environment: &Environment) -> Plan {
             labels: request.labels.clone(),
             timestamp: Some(environment.source.commit_time),
             no_cache: request.no_cache,
+            iid_file,
         }
         .command()
     };
@@ -137,13 +145,13 @@ pub fn plan(request: &Request, environment: &Environment) -> Plan {
         .iter()
         .map(|&platform| PlatformBuild {
             platform: Some(platform),
-            command: build_for(vec![platform]),
+            command: build_for(vec![platform], None),
         })
         .collect();
     let builds = match request.mode {
         Mode::AllAtOnce => vec![PlatformBuild {
             platform: None,
-            command: build_for(request.platforms.clone()),
+            command: build_for(request.platforms.clone(), Some(list_id_file.clone())),
         }],
         Mode::PerPlatform => single_platform_builds.clone(),
     };
@@ -152,6 +160,7 @@ pub fn plan(request: &Request, environment: &Environment) -> Plan {
         mode: request.mode,
         repository: request.repository.clone(),
         temporary_list,
+        list_id_file,
         builds,
         single_platform_builds,
         tags: request.tags.clone(),
@@ -186,6 +195,9 @@ pub struct Outcome {
     pub held_back: Vec<String>,
     /// True when the all-at-once build failed and platforms were built one by one.
     pub fell_back: bool,
+    /// Image ID of the verified list, when this run knows it without asking:
+    /// it made the list before the all-at-once build that filled it.
+    pub list_id: Option<String>,
 }
 
 impl Outcome {
@@ -196,21 +208,40 @@ impl Outcome {
 
 /// Runs the plan. On failure the temporary list is removed and the tagged
 /// lists are left as they were.
-pub fn execute(plan: &Plan, runner: &Runner) -> Result<Outcome> {
+///
+/// Once the list is verified, `alongside` (if any) runs with its image ID while the local tags move (build-and-push starts its push there:
+/// the push reads the list by ID, so the renaming cannot disturb it). Without
+/// a known ID (the fallback paths, a dry run), the tags move first and
+/// `alongside` is not run. Its result comes back apart from the build's: a
+/// failed push does not undo the local tags.
+pub fn execute_alongside<T: Send>(
+    plan: &Plan,
+    runner: &Runner,
+    alongside: Option<impl FnOnce(&Outcome, &str) -> Result<T> + Send>,
+) -> Result<(Outcome, Option<Result<T>>)> {
     // A second early: podman's creation times are whole seconds.
     let started = unix_time() - 1;
-    match build_and_verify(plan, runner).and_then(|outcome| publish(plan, runner, outcome)) {
-        Ok(outcome) => Ok(outcome),
-        Err(error) => {
-            if !runner.dry_run {
-                remove_list_if_present(runner, &plan.temporary_list);
-                if interrupt::received().is_some() {
-                    remove_new_build_containers(runner, started);
-                }
-            }
-            Err(error)
+    let result = build_and_verify(plan, runner).and_then(|outcome| {
+        let outcome = with_tags(plan, outcome);
+        match (outcome.list_id.clone(), alongside) {
+            (Some(list_id), Some(alongside)) if !runner.dry_run => std::thread::scope(|scope| {
+                let side = scope.spawn(|| alongside(&outcome, &list_id));
+                let published = publish(plan, runner, &outcome);
+                let side = side
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the push thread panicked")));
+                published.map(|()| (outcome.clone(), Some(side)))
+            }),
+            _ => publish(plan, runner, &outcome).map(|()| (outcome, None)),
+        }
+    });
+    if result.is_err() && !runner.dry_run {
+        remove_list_if_present(runner, &plan.temporary_list);
+        if interrupt::received().is_some() {
+            remove_new_build_containers(runner, started);
         }
     }
+    result
 }
 
 fn unix_time() -> i64 {
@@ -251,6 +282,7 @@ fn build_and_verify(plan: &Plan, runner: &Runner) -> Result<Outcome> {
         Mode::AllAtOnce => {
             let all = &plan.builds[0];
             let built = runner.run_prefixed(&all.command, "");
+            let list_id = read_list_id(&plan.list_id_file);
             // A build podman finished as the signal came is not used either.
             interrupt::check()?;
             if let Err(error) = built {
@@ -283,6 +315,7 @@ fn build_and_verify(plan: &Plan, runner: &Runner) -> Result<Outcome> {
                 outcome.failed = build_each(plan, runner, &dropped)?;
                 if dropped.is_empty() {
                     unchanged_list = Some(list);
+                    outcome.list_id = list_id;
                 }
             }
         }
@@ -312,11 +345,24 @@ fn build_and_verify(plan: &Plan, runner: &Runner) -> Result<Outcome> {
             platform::join(&outcome.built)
         );
     }
-    match &unchanged_list {
-        Some(list) => verify_list(runner, &plan.temporary_list, list, &outcome.built)?,
-        None => verify(runner, &plan.temporary_list, &outcome.built)?,
-    }
+    // podman made every entry of this list from an image it had just built,
+    // and an entry's platform is its image's (buildah's `manifests.Add`
+    // reads the image's config): checking the entries checks the images.
+    let list = match unchanged_list {
+        Some(list) => list,
+        None => read_list(runner, &plan.temporary_list)?,
+    };
+    check_entries(&plan.temporary_list, &list, &outcome.built)?;
     Ok(outcome)
+}
+
+/// The list ID the all-at-once build wrote (then the file goes); `None`
+/// when it wrote none (it failed, or this is a dry run).
+fn read_list_id(file: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let _ = std::fs::remove_file(file);
+    let id = text.trim();
+    (id.len() > "sha256:".len()).then(|| id.to_owned())
 }
 
 /// Builds each platform alone into the temporary list; returns those that failed.
@@ -372,19 +418,13 @@ pub fn verified_platforms(runner: &Runner, list_name: &str) -> Result<Vec<Platfo
     Ok(platforms)
 }
 
-/// The list must hold exactly one entry per expected platform and nothing
-/// else, and each entry's image must really be built for its platform.
-pub fn verify(runner: &Runner, list_name: &str, expected: &[Platform]) -> Result<()> {
-    verify_list(runner, list_name, &read_list(runner, list_name)?, expected)
-}
-
-/// [`verify`] of a list the caller has just read.
-fn verify_list(
-    runner: &Runner,
+/// Exactly one entry per expected platform and nothing else; returns the
+/// entries as `list@digest` references, by platform.
+fn check_entries(
     list_name: &str,
     list: &podman::ManifestList,
     expected: &[Platform],
-) -> Result<()> {
+) -> Result<Vec<(Platform, String)>> {
     let mut problems = Vec::new();
     let mut single_entries = Vec::new();
     for &platform in expected {
@@ -393,23 +433,6 @@ fn verify_list(
             [] => problems.push(format!("no entry for {platform}")),
             [entry] => single_entries.push((platform, format!("{list_name}@{}", entry.digest))),
             several => problems.push(format!("{} entries for {platform}", several.len())),
-        }
-    }
-    // One `podman image inspect` for every entry.
-    let references: Vec<&str> = single_entries
-        .iter()
-        .map(|(_, reference)| reference.as_str())
-        .collect();
-    if !references.is_empty() {
-        let configs =
-            podman::ImageConfig::parse_all(&runner.read(&podman::image_inspect_all(&references))?)?;
-        for ((platform, _), config) in single_entries.iter().zip(&configs) {
-            let actual = format!("{}/{}", config.os, config.architecture);
-            if actual != platform.to_string() {
-                problems.push(format!(
-                    "the {platform} entry is an image built for {actual}"
-                ));
-            }
         }
     }
     for entry in &list.manifests {
@@ -429,15 +452,50 @@ fn verify_list(
             problems.join("; ")
         );
     }
+    Ok(single_entries)
+}
+
+/// [`check_entries`], and each entry's image (one `podman image inspect` for
+/// all) must be present and built for the platform its entry claims: for a
+/// list this run did not build, which `podman manifest annotate` may have
+/// changed since.
+fn verify_list(
+    runner: &Runner,
+    list_name: &str,
+    list: &podman::ManifestList,
+    expected: &[Platform],
+) -> Result<()> {
+    let single_entries = check_entries(list_name, list, expected)?;
+    let references: Vec<&str> = single_entries
+        .iter()
+        .map(|(_, reference)| reference.as_str())
+        .collect();
+    if references.is_empty() {
+        return Ok(());
+    }
+    let configs =
+        podman::ImageConfig::parse_all(&runner.read(&podman::image_inspect_all(&references))?)?;
+    let problems: Vec<String> = single_entries
+        .iter()
+        .zip(&configs)
+        .filter_map(|((platform, _), config)| {
+            let actual = format!("{}/{}", config.os, config.architecture);
+            (actual != platform.to_string())
+                .then(|| format!("the {platform} entry is an image built for {actual}"))
+        })
+        .collect();
+    if !problems.is_empty() {
+        bail!(
+            "manifest list {list_name} is wrong: {}",
+            problems.join("; ")
+        );
+    }
     Ok(())
 }
 
-/// Gives the verified temporary list every tag, replacing older lists.
-fn publish(plan: &Plan, runner: &Runner, mut outcome: Outcome) -> Result<Outcome> {
-    interrupt::check()?;
-    // Every tag moves, or (on an error) the ones already moved point to the
-    // complete, verified list: never to a half-made one.
-    let _deferred = interrupt::Deferred::new();
+/// The tags the verified list gets (all of them, or a partial result's),
+/// as full references, and those held back.
+fn with_tags(plan: &Plan, mut outcome: Outcome) -> Outcome {
     let complete = !outcome.is_partial();
     let tags = plan.tags.for_result(complete, plan.latest_on_partial);
     outcome.held_back = plan
@@ -446,23 +504,32 @@ fn publish(plan: &Plan, runner: &Runner, mut outcome: Outcome) -> Result<Outcome
         .into_iter()
         .filter(|tag| !tags.contains(tag))
         .collect();
-    let finals: Vec<String> = tags
+    outcome.tagged = tags
         .iter()
         .map(|tag| plan.repository.with_tag(tag))
         .collect();
+    outcome
+}
+
+/// Gives the verified temporary list every tag of `outcome.tagged`,
+/// replacing older lists.
+fn publish(plan: &Plan, runner: &Runner, outcome: &Outcome) -> Result<()> {
+    interrupt::check()?;
+    // Every tag moves, or (on an error) the ones already moved point to the
+    // complete, verified list: never to a half-made one.
+    let _deferred = interrupt::Deferred::new();
     // The previous list of each tag goes first (else it would linger
     // unnamed); a tag that names nothing yet makes `rm` fail, harmlessly.
     if !runner.dry_run {
-        for final_list in &finals {
+        for final_list in &outcome.tagged {
             runner.run_quietly(&podman::manifest_remove(final_list))?;
         }
     }
-    let finals_text: Vec<&str> = finals.iter().map(String::as_str).collect();
-    runner.run(&podman::tag_all(&plan.temporary_list, &finals_text))?;
-    outcome.tagged = finals;
+    let finals: Vec<&str> = outcome.tagged.iter().map(String::as_str).collect();
+    runner.run(&podman::tag_all(&plan.temporary_list, &finals))?;
     // Drops only the temporary name: the list keeps its tags.
     runner.run(&podman::manifest_remove(&plan.temporary_list))?;
-    Ok(outcome)
+    Ok(())
 }
 
 fn remove_list_if_present(runner: &Runner, name: &str) {
@@ -606,11 +673,17 @@ pub fn prepare(
         no_cache: build.no_cache,
         shared_compile_stage,
     };
+    let scratch = project::scratch_dir();
+    if !runner.dry_run {
+        std::fs::create_dir_all(&scratch)
+            .with_context(|| format!("cannot create {}", scratch.display()))?;
+    }
     let environment = Environment {
         build_platform,
         ca_bundle: host_ca_bundle(),
         source,
         run_id: std::process::id().to_string(),
+        scratch,
     };
     Ok(Prepared {
         plan: plan(&request, &environment),
@@ -618,14 +691,31 @@ pub fn prepare(
     })
 }
 
-/// Builds, prints the summary, cleans when asked. Shared with build-and-push.
+/// Builds, prints the summary, cleans when asked. Shared with push-by-digest.
 pub fn run_build(
     image: &flags::ImageFlags,
     build: &flags::BuildFlags,
     runner: &Runner,
 ) -> Result<Outcome> {
+    run_build_alongside(
+        image,
+        build,
+        runner,
+        None::<fn(&Outcome, &str) -> Result<()>>,
+    )
+    .map(|(outcome, _)| outcome)
+}
+
+/// [`run_build`] with `alongside` (see [`execute_alongside`]): build-and-push's push starts
+/// as soon as the list is verified. Cleaning (`--clean`) waits for it.
+pub fn run_build_alongside<T: Send>(
+    image: &flags::ImageFlags,
+    build: &flags::BuildFlags,
+    runner: &Runner,
+    alongside: Option<impl FnOnce(&Outcome, &str) -> Result<T> + Send>,
+) -> Result<(Outcome, Option<Result<T>>)> {
     let prepared = prepare(image, build, runner)?;
-    let outcome = execute(&prepared.plan, runner)?;
+    let (outcome, side) = execute_alongside(&prepared.plan, runner, alongside)?;
     if runner.dry_run {
         for note in &prepared.tags.notes {
             eprintln!("build-image: note: {note}");
@@ -636,7 +726,7 @@ pub fn run_build(
     if build.clean {
         crate::clean::clean(runner)?;
     }
-    Ok(outcome)
+    Ok((outcome, side))
 }
 
 /// The lock that keeps two runs from tagging or pushing one repository at once.
@@ -709,7 +799,7 @@ fn missing_on_machine(runner: &Runner, platforms: &[Platform]) -> Result<Vec<Str
 }
 
 fn check_podman_version(runner: &Runner) -> Result<()> {
-    let version = podman::parse_version(&runner.read(&podman::version())?)?;
+    let version = podman::Info::read(runner)?.podman_version(runner)?;
     if version < podman::MINIMUM_VERSION {
         return Err(crate::BadInput(vec![format!(
             "podman {version} is too old: multi-platform `build --manifest` needs podman >= {}; \
@@ -774,6 +864,7 @@ mod tests {
             ca_bundle: Some("/etc/ssl/certs/ca-certificates.crt".into()),
             source: source(dirty),
             run_id: "42".into(),
+            scratch: PathBuf::from("/work/target/xtask"),
         }
     }
 
@@ -804,7 +895,11 @@ mod tests {
             shown.contains("--build-arg 'RUST_TARGETS=amd64 arm64'"),
             "one compile stage for both: {shown}"
         );
-        assert!(shown.ends_with(" ."), "{shown}");
+        // The list's ID comes back in a file, for the push to start from.
+        assert!(
+            shown.ends_with(" --iidfile /work/target/xtask/build-42.list-id ."),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -832,6 +927,8 @@ mod tests {
                 build.platform.unwrap().arch.oci_name()
             );
             assert!(shown.contains(&targets), "{shown}");
+            // Added to an existing list: its ID is not this build's to tell.
+            assert!(!shown.contains("--iidfile"), "{shown}");
         }
     }
 

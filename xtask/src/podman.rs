@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     exec::Command,
@@ -69,6 +69,9 @@ pub struct Build {
     pub timestamp: Option<i64>,
     /// Build every step again instead of using cached layers.
     pub no_cache: bool,
+    /// Where podman writes the image ID of the list (`--iidfile`; with
+    /// `--manifest` it is the list's ID, for one platform or several).
+    pub iid_file: Option<PathBuf>,
 }
 
 impl Build {
@@ -103,6 +106,9 @@ impl Build {
         }
         if self.no_cache {
             command = command.arg("--no-cache");
+        }
+        if let Some(iid_file) = &self.iid_file {
+            command = command.arg("--iidfile").arg(path_text(iid_file));
         }
         command.arg(path_text(&self.context))
     }
@@ -203,13 +209,16 @@ pub fn import(tarball: &Path, arch: Arch, changes: &[String], name: &str) -> Com
 }
 
 /// What `podman info --format json` says that we use.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 pub struct Info {
     pub host: HostInfo,
     pub store: StoreInfo,
+    /// Absent from old podman's output; then `podman version` is asked.
+    #[serde(default)]
+    pub version: Option<VersionInfo>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoreInfo {
     pub graph_root: PathBuf,
@@ -221,21 +230,52 @@ pub struct StoreInfo {
     pub graph_root_used: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 pub struct HostInfo {
     pub arch: String,
     pub os: String,
 }
 
+#[derive(Debug, Deserialize, Serialize)]
+pub struct VersionInfo {
+    #[serde(rename = "Version")]
+    pub version: String,
+}
+
 impl Info {
-    /// `podman info`, asked once per process (it takes a quarter of a second).
+    /// `podman info`, asked once per process, and on Linux remembered between
+    /// runs while podman and its configuration stay the same (see
+    /// [`InfoCache`]): it takes a quarter of a second, as long as the rest of
+    /// a warm build-and-push of a small image.
     pub fn read(runner: &crate::exec::Runner) -> Result<&'static Info> {
         static INFO: std::sync::OnceLock<Info> = std::sync::OnceLock::new();
         if let Some(info) = INFO.get() {
             return Ok(info);
         }
-        let info = Info::parse(&runner.read(&info())?)?;
+        // macOS and Windows: podman runs in a VM whose disk figures (used by
+        // the disk check) change, so it is asked every time.
+        let cache = (std::env::consts::OS == "linux")
+            .then(|| InfoCache::for_this_machine(crate::project::scratch_dir()))
+            .flatten();
+        let info = match cache.as_ref().and_then(InfoCache::load) {
+            Some(info) => info,
+            None => {
+                let info = Info::parse(&runner.read(&info())?)?;
+                if let Some(cache) = &cache {
+                    cache.store(&info);
+                }
+                info
+            }
+        };
         Ok(INFO.get_or_init(|| info))
+    }
+
+    /// podman's version: from `podman info`, or asked when it does not say.
+    pub fn podman_version(&self, runner: &crate::exec::Runner) -> Result<semver::Version> {
+        match &self.version {
+            Some(version) => parse_version(&version.version),
+            None => parse_version(&runner.read(&version())?),
+        }
     }
 
     pub fn parse(json: &str) -> Result<Info> {
@@ -253,6 +293,159 @@ impl Info {
                 )
             })
     }
+}
+
+/// Remembers `podman info` between runs, the way cargo remembers `rustc -vV`
+/// (`target/.rustc_info.json`): keyed on everything that can change its
+/// answer here. Those are the podman binary (path, size, modification time,
+/// inode), the user, the environment variables podman reads its configuration
+/// and storage from, and the configuration files themselves. Any change, or a
+/// cache older than a day, and podman is asked again.
+pub struct InfoCache {
+    file: PathBuf,
+    key: String,
+}
+
+#[derive(Deserialize, Serialize)]
+struct CachedInfo {
+    key: String,
+    written: u64,
+    info: Info,
+}
+
+const INFO_CACHE_MAX_AGE_SECONDS: u64 = 24 * 60 * 60;
+
+/// Environment variables that change where podman keeps things or how it is
+/// configured.
+const INFO_CACHE_VARIABLES: &[&str] = &[
+    "CONTAINERS_CONF",
+    "CONTAINERS_CONF_OVERRIDE",
+    "CONTAINERS_STORAGE_CONF",
+    "CONTAINER_HOST",
+    "CONTAINER_CONNECTION",
+    "STORAGE_DRIVER",
+    "STORAGE_OPTS",
+    "HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_RUNTIME_DIR",
+];
+
+impl InfoCache {
+    /// `None` when podman is not on PATH (nothing to key on).
+    pub fn for_this_machine(directory: PathBuf) -> Option<InfoCache> {
+        let program = which::which(PROGRAM).ok()?;
+        let variable = |name: &str| std::env::var_os(name).map(PathBuf::from);
+        let home = variable("HOME").unwrap_or_default();
+        let config_home = variable("XDG_CONFIG_HOME").unwrap_or_else(|| home.join(".config"));
+        let mut files = vec![
+            program,
+            PathBuf::from("/etc/containers/storage.conf"),
+            PathBuf::from("/usr/share/containers/storage.conf"),
+            PathBuf::from("/etc/containers/containers.conf"),
+            PathBuf::from("/etc/containers/containers.conf.d"),
+            PathBuf::from("/usr/share/containers/containers.conf"),
+            config_home.join("containers/storage.conf"),
+            config_home.join("containers/containers.conf"),
+            config_home.join("containers/containers.conf.d"),
+        ];
+        for name in [
+            "CONTAINERS_CONF",
+            "CONTAINERS_CONF_OVERRIDE",
+            "CONTAINERS_STORAGE_CONF",
+        ] {
+            files.extend(variable(name));
+        }
+        Some(InfoCache {
+            file: directory.join("podman-info.json"),
+            key: Self::key(
+                // SAFETY: geteuid has no preconditions and cannot fail.
+                unsafe { libc::geteuid() },
+                INFO_CACHE_VARIABLES
+                    .iter()
+                    .map(|name| (*name, std::env::var_os(name))),
+                &files,
+            ),
+        })
+    }
+
+    fn key<'a>(
+        uid: u32,
+        variables: impl Iterator<Item = (&'a str, Option<std::ffi::OsString>)>,
+        files: &[PathBuf],
+    ) -> String {
+        use std::fmt::Write;
+        use std::os::unix::fs::MetadataExt;
+        let mut key = format!("uid={uid}\n");
+        for (name, value) in variables {
+            let _ = writeln!(key, "{name}={value:?}");
+        }
+        for file in files {
+            let _ = match std::fs::metadata(file) {
+                Ok(metadata) => writeln!(
+                    key,
+                    "{}: {} bytes, modified {}.{}, inode {}",
+                    file.display(),
+                    metadata.len(),
+                    metadata.mtime(),
+                    metadata.mtime_nsec(),
+                    metadata.ino()
+                ),
+                Err(_) => writeln!(key, "{}: absent", file.display()),
+            };
+        }
+        key
+    }
+
+    pub fn load(&self) -> Option<Info> {
+        let cached: CachedInfo =
+            serde_json::from_str(&std::fs::read_to_string(&self.file).ok()?).ok()?;
+        let age = now_seconds().checked_sub(cached.written)?;
+        (cached.key == self.key && age < INFO_CACHE_MAX_AGE_SECONDS).then_some(cached.info)
+    }
+
+    /// Best effort: a cache that cannot be written costs the next run a
+    /// quarter of a second, nothing else.
+    pub fn store(&self, info: &Info) {
+        let Some(directory) = self.file.parent() else {
+            return;
+        };
+        let cached = CachedInfo {
+            key: self.key.clone(),
+            written: now_seconds(),
+            info: Info {
+                host: HostInfo {
+                    arch: info.host.arch.clone(),
+                    os: info.host.os.clone(),
+                },
+                store: StoreInfo {
+                    graph_root: info.store.graph_root.clone(),
+                    graph_root_allocated: None,
+                    graph_root_used: None,
+                },
+                version: info.version.as_ref().map(|version| VersionInfo {
+                    version: version.version.clone(),
+                }),
+            },
+        };
+        let Ok(text) = serde_json::to_string(&cached) else {
+            return;
+        };
+        // Written aside and renamed: a concurrent run reads the old or the new.
+        let partial = directory.join(format!("podman-info.json.{}", std::process::id()));
+        if std::fs::create_dir_all(directory).is_ok()
+            && std::fs::write(&partial, text).is_ok()
+            && std::fs::rename(&partial, &self.file).is_err()
+        {
+            let _ = std::fs::remove_file(&partial);
+        }
+    }
+}
+
+fn now_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// An image index / manifest list as `podman manifest inspect` prints it.
@@ -361,6 +554,7 @@ mod tests {
             labels: vec![("org.opencontainers.image.version".into(), "v1.2.3".into())],
             timestamp: Some(1_700_000_000),
             no_cache: true,
+            iid_file: None,
         }
     }
 
@@ -419,6 +613,92 @@ mod tests {
             PathBuf::from("/var/lib/containers/storage")
         );
         assert_eq!(info.store.graph_root_allocated, Some(100));
+    }
+
+    #[test]
+    fn info_gives_podman_version_when_it_has_one() {
+        let json = r#"{"host":{"arch":"arm64","os":"linux"},"store":{"graphRoot":"/s"},
+            "version":{"APIVersion":"4.3.1","Version":"4.3.1","OsArch":"linux/arm64"}}"#;
+        let info = Info::parse(json).unwrap();
+        let runner = crate::exec::Runner::new(false);
+        assert_eq!(
+            info.podman_version(&runner).unwrap(),
+            semver::Version::new(4, 3, 1)
+        );
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let directory =
+            std::env::temp_dir().join(format!("xtask-info-cache-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&directory);
+        std::fs::create_dir_all(&directory).unwrap();
+        directory
+    }
+
+    fn sample_info(graph_root: &str) -> Info {
+        Info::parse(&format!(
+            r#"{{"host":{{"arch":"amd64","os":"linux"}},"store":{{"graphRoot":"{graph_root}","graphRootUsed":5}},"version":{{"Version":"4.3.1"}}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn info_cache_key_follows_files_variables_and_user() {
+        let directory = scratch("key");
+        let config = directory.join("storage.conf");
+        let files = [config.clone()];
+        let variables = |value: &str| {
+            vec![(
+                "CONTAINERS_STORAGE_CONF",
+                Some(std::ffi::OsString::from(value)),
+            )]
+            .into_iter()
+        };
+        let absent = InfoCache::key(0, variables("a"), &files);
+        assert!(absent.contains("storage.conf: absent"), "{absent}");
+        std::fs::write(&config, "[storage]\n").unwrap();
+        let present = InfoCache::key(0, variables("a"), &files);
+        assert_ne!(absent, present);
+        std::fs::write(&config, "[storage]\ngraphroot = \"/elsewhere\"\n").unwrap();
+        let edited = InfoCache::key(0, variables("a"), &files);
+        assert_ne!(present, edited, "a longer file is another key");
+        assert_eq!(edited, InfoCache::key(0, variables("a"), &files));
+        assert_ne!(edited, InfoCache::key(0, variables("b"), &files));
+        assert_ne!(edited, InfoCache::key(1000, variables("a"), &files));
+        std::fs::remove_dir_all(directory).unwrap();
+    }
+
+    #[test]
+    fn info_cache_answers_only_for_its_key_and_keeps_no_disk_figures() {
+        let directory = scratch("store");
+        let cache = InfoCache {
+            file: directory.join("sub/podman-info.json"),
+            key: "one".into(),
+        };
+        assert!(cache.load().is_none(), "nothing stored yet");
+        cache.store(&sample_info("/var/lib/containers/storage"));
+        let loaded = cache.load().expect("stored a moment ago");
+        assert_eq!(
+            loaded.store.graph_root,
+            PathBuf::from("/var/lib/containers/storage")
+        );
+        assert_eq!(loaded.store.graph_root_used, None);
+        assert_eq!(loaded.version.unwrap().version, "4.3.1");
+        let other = InfoCache {
+            file: cache.file.clone(),
+            key: "two".into(),
+        };
+        assert!(other.load().is_none(), "another key is a miss");
+        // Older than a day: a miss.
+        let text = std::fs::read_to_string(&cache.file).unwrap();
+        let mut cached: serde_json::Value = serde_json::from_str(&text).unwrap();
+        cached["written"] = serde_json::json!(now_seconds() - INFO_CACHE_MAX_AGE_SECONDS - 1);
+        std::fs::write(&cache.file, cached.to_string()).unwrap();
+        assert!(cache.load().is_none());
+        // Garbage: a miss, not an error.
+        std::fs::write(&cache.file, "{").unwrap();
+        assert!(cache.load().is_none());
+        std::fs::remove_dir_all(directory).unwrap();
     }
 
     #[test]

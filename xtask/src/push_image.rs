@@ -167,10 +167,42 @@ impl PushSession {
         self.push_tags(outcome, runner)
     }
 
-    fn push_tags(&self, mut outcome: PushOutcome, runner: &Runner) -> Result<PushOutcome> {
+    /// [`push_built`](Self::push_built) from the list's image ID, while the
+    /// build is still moving its local tags (build-and-push).
+    pub fn push_list(
+        &self,
+        built: &build_image::Outcome,
+        list_id: &str,
+        runner: &Runner,
+    ) -> Result<PushOutcome> {
+        let prefix = format!("{}:", self.repository.name());
+        let outcome = PushOutcome {
+            platforms: built.built.clone(),
+            pushed: built
+                .tagged
+                .iter()
+                .filter_map(|reference| reference.strip_prefix(&prefix).map(str::to_owned))
+                .collect(),
+            ..PushOutcome::default()
+        };
+        self.push_tags_from(outcome, Some(list_id), runner)
+    }
+
+    fn push_tags(&self, outcome: PushOutcome, runner: &Runner) -> Result<PushOutcome> {
+        self.push_tags_from(outcome, None, runner)
+    }
+
+    /// Pushes every tag of `outcome.pushed`, from `source` (a list ID) or
+    /// from the local list of the same tag, then reads each back.
+    fn push_tags_from(
+        &self,
+        mut outcome: PushOutcome,
+        source: Option<&str>,
+        runner: &Runner,
+    ) -> Result<PushOutcome> {
         let repository = &self.repository;
         self.push_each_tag(&outcome.pushed, runner, |reference| {
-            push::push_command(&self.destination, reference, reference)
+            push::push_command(&self.destination, source.unwrap_or(reference), reference)
         })?;
         if !runner.dry_run {
             for tag in &outcome.pushed {
@@ -489,9 +521,23 @@ impl flags::BuildAndPush {
         // the build, so a dirty tree, wrong credentials or an unreachable
         // registry cost nothing.
         let session = PushSession::open(&self.image, &self.push, &runner)?;
-        let built = build_image::run_build(&self.image, &self.build, &runner)?;
-        crate::interrupt::check()?;
-        let outcome = session.push_built(&built, &runner)?;
+        // The push starts as soon as the list is verified, from its image
+        // ID, while the local tags move; else once they have moved.
+        let (built, pushed) = build_image::run_build_alongside(
+            &self.image,
+            &self.build,
+            &runner,
+            Some(|built: &build_image::Outcome, list_id: &str| {
+                session.push_list(built, list_id, &runner)
+            }),
+        )?;
+        let outcome = match pushed {
+            Some(pushed) => pushed?,
+            None => {
+                crate::interrupt::check()?;
+                session.push_built(&built, &runner)?
+            }
+        };
         if !runner.dry_run {
             print_summary(&outcome, &session.repository().name());
             report_of_push(&session, &outcome, &built.failed, built.held_back.clone())

@@ -358,7 +358,11 @@ fn an_unready_machine_is_refused_with_the_fix() {
     let shim = old.join("podman");
     std::fs::write(
         &shim,
-        "#!/bin/sh\nif [ \"$1\" = version ]; then echo 4.2.0; exit 0; fi\nexec /usr/bin/podman \"$@\"\n",
+        "#!/bin/sh\ncase \"$1\" in\n\
+         version) echo 4.2.0 ;;\n\
+         info) /usr/bin/podman \"$@\" | sed 's/\"Version\": \"[^\"]*\"/\"Version\": \"4.2.0\"/' ;;\n\
+         *) exec /usr/bin/podman \"$@\" ;;\n\
+         esac\n",
     )
     .unwrap();
     run("chmod", &["+x", shim.to_str().unwrap()]);
