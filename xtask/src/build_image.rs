@@ -230,7 +230,16 @@ pub fn execute_alongside<T: Send>(
                 let side = side
                     .join()
                     .unwrap_or_else(|_| Err(anyhow::anyhow!("the push thread panicked")));
-                published.map(|()| (outcome.clone(), Some(side)))
+                match (published, side) {
+                    (Ok(()), side) => Ok((outcome.clone(), Some(side))),
+                    (Err(error), Ok(_)) => Err(error.context(
+                        "the push finished (the registry has the new list), but the local \
+                         list was not tagged",
+                    )),
+                    (Err(error), Err(push_error)) => {
+                        Err(error.context(format!("the push failed too: {push_error:#}")))
+                    }
+                }
             }),
             _ => publish(plan, runner, &outcome).map(|()| (outcome, None)),
         }
