@@ -257,12 +257,12 @@ impl Info {
         let cache = (std::env::consts::OS == "linux")
             .then(|| InfoCache::for_this_machine(crate::project::scratch_dir()))
             .flatten();
-        let info = match cache.as_ref().and_then(InfoCache::load) {
+        let info = match cache.as_ref().and_then(|cache| cache.load::<Info>()) {
             Some(info) => info,
             None => {
                 let info = Info::parse(&runner.read(&info())?)?;
                 if let Some(cache) = &cache {
-                    cache.store(&info);
+                    cache.store(&InfoCache::keepable(&info));
                 }
                 info
             }
@@ -295,23 +295,13 @@ impl Info {
     }
 }
 
-/// Remembers `podman info` between runs, the way cargo remembers `rustc -vV`
-/// (`target/.rustc_info.json`): keyed on everything that can change its
-/// answer here. Those are the podman binary (path, size, modification time,
-/// inode), the user, the environment variables podman reads its configuration
-/// and storage from, and the configuration files themselves. Any change, or a
-/// cache older than a day, and podman is asked again.
-pub struct InfoCache {
-    file: PathBuf,
-    key: String,
-}
-
-#[derive(Deserialize, Serialize)]
-struct CachedInfo {
-    key: String,
-    written: u64,
-    info: Info,
-}
+/// Remembers `podman info` between runs (a [`Memo`](crate::project::Memo)),
+/// keyed on everything that can change its answer here: the podman binary
+/// (path, size, modification time, inode), the user, the environment
+/// variables podman reads its configuration and storage from, and the
+/// configuration files themselves. Any change, or a day, and podman is
+/// asked again.
+pub struct InfoCache;
 
 const INFO_CACHE_MAX_AGE_SECONDS: u64 = 24 * 60 * 60;
 
@@ -333,7 +323,7 @@ const INFO_CACHE_VARIABLES: &[&str] = &[
 
 impl InfoCache {
     /// `None` when podman is not on PATH (nothing to key on).
-    pub fn for_this_machine(directory: PathBuf) -> Option<InfoCache> {
+    pub fn for_this_machine(directory: PathBuf) -> Option<crate::project::Memo> {
         let program = which::which(PROGRAM).ok()?;
         let variable = |name: &str| std::env::var_os(name).map(PathBuf::from);
         let home = variable("HOME").unwrap_or_default();
@@ -356,9 +346,9 @@ impl InfoCache {
         ] {
             files.extend(variable(name));
         }
-        Some(InfoCache {
-            file: directory.join("podman-info.json"),
-            key: Self::key(
+        Some(crate::project::Memo::new(
+            directory.join("podman-info.json"),
+            Self::key(
                 // SAFETY: geteuid has no preconditions and cannot fail.
                 unsafe { libc::geteuid() },
                 INFO_CACHE_VARIABLES
@@ -366,7 +356,8 @@ impl InfoCache {
                     .map(|name| (*name, std::env::var_os(name))),
                 &files,
             ),
-        })
+            INFO_CACHE_MAX_AGE_SECONDS,
+        ))
     }
 
     fn key<'a>(
@@ -374,78 +365,30 @@ impl InfoCache {
         variables: impl Iterator<Item = (&'a str, Option<std::ffi::OsString>)>,
         files: &[PathBuf],
     ) -> String {
-        use std::fmt::Write;
-        use std::os::unix::fs::MetadataExt;
         let mut key = format!("uid={uid}\n");
         for (name, value) in variables {
-            let _ = writeln!(key, "{name}={value:?}");
+            key.push_str(&format!("{name}={value:?}\n"));
         }
-        for file in files {
-            let _ = match std::fs::metadata(file) {
-                Ok(metadata) => writeln!(
-                    key,
-                    "{}: {} bytes, modified {}.{}, inode {}",
-                    file.display(),
-                    metadata.len(),
-                    metadata.mtime(),
-                    metadata.mtime_nsec(),
-                    metadata.ino()
-                ),
-                Err(_) => writeln!(key, "{}: absent", file.display()),
-            };
-        }
-        key
+        key + &crate::project::describe_files(files)
     }
 
-    pub fn load(&self) -> Option<Info> {
-        let cached: CachedInfo =
-            serde_json::from_str(&std::fs::read_to_string(&self.file).ok()?).ok()?;
-        let age = now_seconds().checked_sub(cached.written)?;
-        (cached.key == self.key && age < INFO_CACHE_MAX_AGE_SECONDS).then_some(cached.info)
-    }
-
-    /// Best effort: a cache that cannot be written costs the next run a
-    /// quarter of a second, nothing else.
-    pub fn store(&self, info: &Info) {
-        let Some(directory) = self.file.parent() else {
-            return;
-        };
-        let cached = CachedInfo {
-            key: self.key.clone(),
-            written: now_seconds(),
-            info: Info {
-                host: HostInfo {
-                    arch: info.host.arch.clone(),
-                    os: info.host.os.clone(),
-                },
-                store: StoreInfo {
-                    graph_root: info.store.graph_root.clone(),
-                    graph_root_allocated: None,
-                    graph_root_used: None,
-                },
-                version: info.version.as_ref().map(|version| VersionInfo {
-                    version: version.version.clone(),
-                }),
+    /// What is kept: no disk figures (they change; Linux measures them).
+    fn keepable(info: &Info) -> Info {
+        Info {
+            host: HostInfo {
+                arch: info.host.arch.clone(),
+                os: info.host.os.clone(),
             },
-        };
-        let Ok(text) = serde_json::to_string(&cached) else {
-            return;
-        };
-        // Written aside and renamed: a concurrent run reads the old or the new.
-        let partial = directory.join(format!("podman-info.json.{}", std::process::id()));
-        if std::fs::create_dir_all(directory).is_ok()
-            && std::fs::write(&partial, text).is_ok()
-            && std::fs::rename(&partial, &self.file).is_err()
-        {
-            let _ = std::fs::remove_file(&partial);
+            store: StoreInfo {
+                graph_root: info.store.graph_root.clone(),
+                graph_root_allocated: None,
+                graph_root_used: None,
+            },
+            version: info.version.as_ref().map(|version| VersionInfo {
+                version: version.version.clone(),
+            }),
         }
     }
-}
-
-fn now_seconds() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// An image index / manifest list as `podman manifest inspect` prints it.
@@ -627,26 +570,9 @@ mod tests {
         );
     }
 
-    fn scratch(name: &str) -> PathBuf {
-        let directory =
-            std::env::temp_dir().join(format!("xtask-info-cache-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&directory);
-        std::fs::create_dir_all(&directory).unwrap();
-        directory
-    }
-
-    fn sample_info(graph_root: &str) -> Info {
-        Info::parse(&format!(
-            r#"{{"host":{{"arch":"amd64","os":"linux"}},"store":{{"graphRoot":"{graph_root}","graphRootUsed":5}},"version":{{"Version":"4.3.1"}}}}"#
-        ))
-        .unwrap()
-    }
-
     #[test]
-    fn info_cache_key_follows_files_variables_and_user() {
-        let directory = scratch("key");
-        let config = directory.join("storage.conf");
-        let files = [config.clone()];
+    fn info_cache_key_follows_variables_user_and_files() {
+        let files = [PathBuf::from("/nonexistent/storage.conf")];
         let variables = |value: &str| {
             vec![(
                 "CONTAINERS_STORAGE_CONF",
@@ -654,51 +580,26 @@ mod tests {
             )]
             .into_iter()
         };
-        let absent = InfoCache::key(0, variables("a"), &files);
-        assert!(absent.contains("storage.conf: absent"), "{absent}");
-        std::fs::write(&config, "[storage]\n").unwrap();
-        let present = InfoCache::key(0, variables("a"), &files);
-        assert_ne!(absent, present);
-        std::fs::write(&config, "[storage]\ngraphroot = \"/elsewhere\"\n").unwrap();
-        let edited = InfoCache::key(0, variables("a"), &files);
-        assert_ne!(present, edited, "a longer file is another key");
-        assert_eq!(edited, InfoCache::key(0, variables("a"), &files));
-        assert_ne!(edited, InfoCache::key(0, variables("b"), &files));
-        assert_ne!(edited, InfoCache::key(1000, variables("a"), &files));
-        std::fs::remove_dir_all(directory).unwrap();
+        let key = InfoCache::key(0, variables("a"), &files);
+        assert!(key.contains("/nonexistent/storage.conf: absent"), "{key}");
+        assert_eq!(key, InfoCache::key(0, variables("a"), &files));
+        assert_ne!(key, InfoCache::key(0, variables("b"), &files));
+        assert_ne!(key, InfoCache::key(1000, variables("a"), &files));
     }
 
     #[test]
-    fn info_cache_answers_only_for_its_key_and_keeps_no_disk_figures() {
-        let directory = scratch("store");
-        let cache = InfoCache {
-            file: directory.join("sub/podman-info.json"),
-            key: "one".into(),
-        };
-        assert!(cache.load().is_none(), "nothing stored yet");
-        cache.store(&sample_info("/var/lib/containers/storage"));
-        let loaded = cache.load().expect("stored a moment ago");
-        assert_eq!(
-            loaded.store.graph_root,
-            PathBuf::from("/var/lib/containers/storage")
-        );
-        assert_eq!(loaded.store.graph_root_used, None);
-        assert_eq!(loaded.version.unwrap().version, "4.3.1");
-        let other = InfoCache {
-            file: cache.file.clone(),
-            key: "two".into(),
-        };
-        assert!(other.load().is_none(), "another key is a miss");
-        // Older than a day: a miss.
-        let text = std::fs::read_to_string(&cache.file).unwrap();
-        let mut cached: serde_json::Value = serde_json::from_str(&text).unwrap();
-        cached["written"] = serde_json::json!(now_seconds() - INFO_CACHE_MAX_AGE_SECONDS - 1);
-        std::fs::write(&cache.file, cached.to_string()).unwrap();
-        assert!(cache.load().is_none());
-        // Garbage: a miss, not an error.
-        std::fs::write(&cache.file, "{").unwrap();
-        assert!(cache.load().is_none());
-        std::fs::remove_dir_all(directory).unwrap();
+    fn info_cache_keeps_no_disk_figures() {
+        let info = Info::parse(
+            r#"{"host":{"arch":"amd64","os":"linux"},"store":{"graphRoot":"/s","graphRootUsed":5},"version":{"Version":"4.3.1"}}"#,
+        )
+        .unwrap();
+        let kept = InfoCache::keepable(&info);
+        let text = serde_json::to_string(&kept).unwrap();
+        let back: Info = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.store.graph_root, PathBuf::from("/s"));
+        assert_eq!(back.store.graph_root_used, None);
+        assert_eq!(back.version.as_ref().unwrap().version, "4.3.1");
+        assert_eq!(back.build_platform().unwrap(), Platform::LINUX_AMD64);
     }
 
     #[test]

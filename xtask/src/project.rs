@@ -43,6 +43,97 @@ pub fn scratch_dir() -> PathBuf {
     root().join("target").join("xtask")
 }
 
+/// A value worked out from things that rarely change (`podman info`, `cargo
+/// metadata`), kept in a file under `target/xtask/` and used while its key
+/// (a description of everything the value depends on) is the same and it is
+/// younger than `max_age_seconds`. The way cargo keeps `rustc -vV` in
+/// `target/.rustc_info.json`.
+pub struct Memo {
+    file: PathBuf,
+    key: String,
+    max_age_seconds: u64,
+}
+
+#[derive(serde::Deserialize, serde::Serialize)]
+struct Stored<T> {
+    key: String,
+    written: u64,
+    value: T,
+}
+
+impl Memo {
+    pub fn new(file: PathBuf, key: String, max_age_seconds: u64) -> Memo {
+        Memo {
+            file,
+            key,
+            max_age_seconds,
+        }
+    }
+
+    /// The kept value; `None` when there is none, it is for another key, too
+    /// old, or unreadable.
+    pub fn load<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        let stored: Stored<T> =
+            serde_json::from_str(&std::fs::read_to_string(&self.file).ok()?).ok()?;
+        let age = now_seconds().checked_sub(stored.written)?;
+        (stored.key == self.key && age < self.max_age_seconds).then_some(stored.value)
+    }
+
+    /// Best effort: a value that cannot be kept is worked out again next
+    /// time, nothing else. Written aside and renamed, so a concurrent run
+    /// reads the old file or the new one.
+    pub fn store<T: serde::Serialize>(&self, value: &T) {
+        let Some(directory) = self.file.parent() else {
+            return;
+        };
+        let stored = Stored {
+            key: self.key.clone(),
+            written: now_seconds(),
+            value,
+        };
+        let Ok(text) = serde_json::to_string(&stored) else {
+            return;
+        };
+        let partial = self
+            .file
+            .with_extension(format!("partial.{}", std::process::id()));
+        if std::fs::create_dir_all(directory).is_ok()
+            && std::fs::write(&partial, text).is_ok()
+            && std::fs::rename(&partial, &self.file).is_err()
+        {
+            let _ = std::fs::remove_file(&partial);
+        }
+    }
+}
+
+/// A line per file: its size, modification time and inode, or `absent`.
+pub fn describe_files(files: &[PathBuf]) -> String {
+    use std::fmt::Write;
+    use std::os::unix::fs::MetadataExt;
+    let mut description = String::new();
+    for file in files {
+        let _ = match std::fs::metadata(file) {
+            Ok(metadata) => writeln!(
+                description,
+                "{}: {} bytes, modified {}.{}, inode {}",
+                file.display(),
+                metadata.len(),
+                metadata.mtime(),
+                metadata.mtime_nsec(),
+                metadata.ino()
+            ),
+            Err(_) => writeln!(description, "{}: absent", file.display()),
+        };
+    }
+    description
+}
+
+fn now_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
 /// A private (0700) directory under the system's temporary directory,
 /// named for this process, removed with everything in it on drop.
 pub struct TemporaryDirectory(PathBuf);
@@ -74,6 +165,52 @@ impl Drop for TemporaryDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let directory =
+            std::env::temp_dir().join(format!("xtask-memo-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&directory);
+        std::fs::create_dir_all(&directory).unwrap();
+        directory
+    }
+
+    #[test]
+    fn file_descriptions_change_with_the_files() {
+        let directory = scratch("describe");
+        let file = directory.join("storage.conf");
+        let absent = describe_files(std::slice::from_ref(&file));
+        assert!(absent.ends_with("storage.conf: absent\n"), "{absent}");
+        std::fs::write(&file, "[storage]\n").unwrap();
+        let present = describe_files(std::slice::from_ref(&file));
+        assert_ne!(absent, present);
+        std::fs::write(&file, "[storage]\ngraphroot = \"/elsewhere\"\n").unwrap();
+        let edited = describe_files(std::slice::from_ref(&file));
+        assert_ne!(present, edited);
+        assert_eq!(edited, describe_files(&[file]));
+        std::fs::remove_dir_all(directory).unwrap();
+    }
+
+    #[test]
+    fn a_memo_answers_only_for_its_key_and_age() {
+        let directory = scratch("memo");
+        let file = directory.join("sub/value.json");
+        let memo = Memo::new(file.clone(), "one".into(), 60);
+        assert_eq!(memo.load::<String>(), None, "nothing kept yet");
+        memo.store(&"kept".to_owned());
+        assert_eq!(memo.load::<String>().as_deref(), Some("kept"));
+        assert_eq!(
+            Memo::new(file.clone(), "two".into(), 60).load::<String>(),
+            None
+        );
+        assert_eq!(
+            Memo::new(file.clone(), "one".into(), 0).load::<String>(),
+            None,
+            "too old"
+        );
+        std::fs::write(&file, "{").unwrap();
+        assert_eq!(memo.load::<String>(), None, "unreadable is a miss");
+        std::fs::remove_dir_all(directory).unwrap();
+    }
 
     /// The Containerfile's defaults and the xtask's names must agree, or a plain
     /// `podman build` would look for base images the xtask never makes.
