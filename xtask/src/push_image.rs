@@ -154,17 +154,7 @@ impl PushSession {
         if runner.dry_run {
             return self.push(Some(&built.built), runner);
         }
-        let prefix = format!("{}:", self.repository.name());
-        let outcome = PushOutcome {
-            platforms: built.built.clone(),
-            pushed: built
-                .tagged
-                .iter()
-                .filter_map(|reference| reference.strip_prefix(&prefix).map(str::to_owned))
-                .collect(),
-            ..PushOutcome::default()
-        };
-        self.push_tags(outcome, runner)
+        self.push_tags(self.outcome_of_build(built), runner)
     }
 
     /// [`push_built`](Self::push_built) from the list's image ID, while the
@@ -175,8 +165,13 @@ impl PushSession {
         list_id: &str,
         runner: &Runner,
     ) -> Result<PushOutcome> {
+        self.push_tags_from(self.outcome_of_build(built), Some(list_id), runner)
+    }
+
+    /// What a push of this build's list will push: its platforms and tags.
+    fn outcome_of_build(&self, built: &build_image::Outcome) -> PushOutcome {
         let prefix = format!("{}:", self.repository.name());
-        let outcome = PushOutcome {
+        PushOutcome {
             platforms: built.built.clone(),
             pushed: built
                 .tagged
@@ -184,8 +179,7 @@ impl PushSession {
                 .filter_map(|reference| reference.strip_prefix(&prefix).map(str::to_owned))
                 .collect(),
             ..PushOutcome::default()
-        };
-        self.push_tags_from(outcome, Some(list_id), runner)
+        }
     }
 
     fn push_tags(&self, outcome: PushOutcome, runner: &Runner) -> Result<PushOutcome> {
