@@ -196,7 +196,8 @@ pub struct Outcome {
     /// True when the all-at-once build failed and platforms were built one by one.
     pub fell_back: bool,
     /// Image ID of the verified list, when this run knows it without asking:
-    /// it made the list before the all-at-once build that filled it.
+    /// the all-at-once build wrote it (`--iidfile`) and nothing changed the
+    /// list after.
     pub list_id: Option<String>,
 }
 
@@ -209,8 +210,9 @@ impl Outcome {
 /// Runs the plan. On failure the temporary list is removed and the tagged
 /// lists are left as they were.
 ///
-/// Once the list is verified, `alongside` (if any) runs with its image ID while the local tags move (build-and-push starts its push there:
-/// the push reads the list by ID, so the renaming cannot disturb it). Without
+/// Once the list is verified, `alongside` (if any) runs with its image ID
+/// while the local tags move (build-and-push starts its push there: the push
+/// reads the list by ID, so the renaming cannot disturb it). Without
 /// a known ID (the fallback paths, a dry run), the tags move first and
 /// `alongside` is not run. Its result comes back apart from the build's: a
 /// failed push does not undo the local tags.
@@ -715,8 +717,9 @@ pub fn run_build(
     .map(|(outcome, _)| outcome)
 }
 
-/// [`run_build`] with `alongside` (see [`execute_alongside`]): build-and-push's push starts
-/// as soon as the list is verified. Cleaning (`--clean`) waits for it.
+/// [`run_build`] with `alongside` (see [`execute_alongside`]):
+/// build-and-push's push starts as soon as the list is verified. Cleaning
+/// (`--clean`) waits for it.
 pub fn run_build_alongside<T: Send>(
     image: &flags::ImageFlags,
     build: &flags::BuildFlags,

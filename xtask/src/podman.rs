@@ -209,7 +209,7 @@ pub fn import(tarball: &Path, arch: Arch, changes: &[String], name: &str) -> Com
 }
 
 /// What `podman info --format json` says that we use.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Info {
     pub host: HostInfo,
     pub store: StoreInfo,
@@ -218,7 +218,7 @@ pub struct Info {
     pub version: Option<VersionInfo>,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoreInfo {
     pub graph_root: PathBuf,
@@ -230,13 +230,13 @@ pub struct StoreInfo {
     pub graph_root_used: Option<u64>,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct HostInfo {
     pub arch: String,
     pub os: String,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct VersionInfo {
     #[serde(rename = "Version")]
     pub version: String,
@@ -245,7 +245,7 @@ pub struct VersionInfo {
 impl Info {
     /// `podman info`, asked once per process, and on Linux remembered between
     /// runs while podman and its configuration stay the same (see
-    /// [`InfoCache`]): it takes a quarter of a second, as long as the rest of
+    /// [`info_memo`]): it takes a quarter of a second, as long as the rest of
     /// a warm build-and-push of a small image.
     pub fn read(runner: &crate::exec::Runner) -> Result<&'static Info> {
         static INFO: std::sync::OnceLock<Info> = std::sync::OnceLock::new();
@@ -254,20 +254,31 @@ impl Info {
         }
         // macOS and Windows: podman runs in a VM whose disk figures (used by
         // the disk check) change, so it is asked every time.
-        let cache = (std::env::consts::OS == "linux")
-            .then(|| InfoCache::for_this_machine(crate::project::scratch_dir()))
-            .flatten();
+        let cache = (std::env::consts::OS == "linux").then(info_memo).flatten();
         let info = match cache.as_ref().and_then(|cache| cache.load::<Info>()) {
             Some(info) => info,
             None => {
                 let info = Info::parse(&runner.read(&info())?)?;
                 if let Some(cache) = &cache {
-                    cache.store(&InfoCache::keepable(&info));
+                    cache.store(&info.without_disk_figures());
                 }
                 info
             }
         };
         Ok(INFO.get_or_init(|| info))
+    }
+
+    /// What is kept between runs: no disk figures (they change; on Linux the
+    /// disk check measures them itself).
+    fn without_disk_figures(&self) -> Info {
+        Info {
+            store: StoreInfo {
+                graph_root_allocated: None,
+                graph_root_used: None,
+                ..self.store.clone()
+            },
+            ..self.clone()
+        }
     }
 
     /// podman's version: from `podman info`, or asked when it does not say.
@@ -295,19 +306,11 @@ impl Info {
     }
 }
 
-/// Remembers `podman info` between runs (a [`Memo`](crate::project::Memo)),
-/// keyed on everything that can change its answer here: the podman binary
-/// (path, size, modification time, inode), the user, the environment
-/// variables podman reads its configuration and storage from, and the
-/// configuration files themselves. Any change, or a day, and podman is
-/// asked again.
-pub struct InfoCache;
-
-const INFO_CACHE_MAX_AGE_SECONDS: u64 = 24 * 60 * 60;
+const INFO_MEMO_MAX_AGE_SECONDS: u64 = 24 * 60 * 60;
 
 /// Environment variables that change where podman keeps things or how it is
 /// configured.
-const INFO_CACHE_VARIABLES: &[&str] = &[
+const INFO_MEMO_VARIABLES: &[&str] = &[
     "CONTAINERS_CONF",
     "CONTAINERS_CONF_OVERRIDE",
     "CONTAINERS_STORAGE_CONF",
@@ -321,74 +324,60 @@ const INFO_CACHE_VARIABLES: &[&str] = &[
     "XDG_RUNTIME_DIR",
 ];
 
-impl InfoCache {
-    /// `None` when podman is not on PATH (nothing to key on).
-    pub fn for_this_machine(directory: PathBuf) -> Option<crate::project::Memo> {
-        let program = which::which(PROGRAM).ok()?;
-        let variable = |name: &str| std::env::var_os(name).map(PathBuf::from);
-        let home = variable("HOME").unwrap_or_default();
-        let config_home = variable("XDG_CONFIG_HOME").unwrap_or_else(|| home.join(".config"));
-        let mut files = vec![
-            program,
-            PathBuf::from("/etc/containers/storage.conf"),
-            PathBuf::from("/usr/share/containers/storage.conf"),
-            PathBuf::from("/etc/containers/containers.conf"),
-            PathBuf::from("/etc/containers/containers.conf.d"),
-            PathBuf::from("/usr/share/containers/containers.conf"),
-            config_home.join("containers/storage.conf"),
-            config_home.join("containers/containers.conf"),
-            config_home.join("containers/containers.conf.d"),
-        ];
-        for name in [
-            "CONTAINERS_CONF",
-            "CONTAINERS_CONF_OVERRIDE",
-            "CONTAINERS_STORAGE_CONF",
-        ] {
-            files.extend(variable(name));
-        }
-        Some(crate::project::Memo::new(
-            directory.join("podman-info.json"),
-            Self::key(
-                // SAFETY: geteuid has no preconditions and cannot fail.
-                unsafe { libc::geteuid() },
-                INFO_CACHE_VARIABLES
-                    .iter()
-                    .map(|name| (*name, std::env::var_os(name))),
-                &files,
-            ),
-            INFO_CACHE_MAX_AGE_SECONDS,
-        ))
+/// Where `podman info` is remembered between runs (a
+/// [`Memo`](crate::project::Memo) under `target/xtask/`), keyed on everything
+/// that can change its answer here: the podman binary (path, size,
+/// modification time, inode), the user, the environment variables podman
+/// reads its configuration and storage from, and the configuration files
+/// themselves. Any change, or a day, and podman is asked again. `None` when
+/// podman is not on PATH (nothing to key on).
+fn info_memo() -> Option<crate::project::Memo> {
+    let program = which::which(PROGRAM).ok()?;
+    let variable = |name: &str| std::env::var_os(name).map(PathBuf::from);
+    let home = variable("HOME").unwrap_or_default();
+    let config_home = variable("XDG_CONFIG_HOME").unwrap_or_else(|| home.join(".config"));
+    let mut files = vec![
+        program,
+        PathBuf::from("/etc/containers/storage.conf"),
+        PathBuf::from("/usr/share/containers/storage.conf"),
+        PathBuf::from("/etc/containers/containers.conf"),
+        PathBuf::from("/etc/containers/containers.conf.d"),
+        PathBuf::from("/usr/share/containers/containers.conf"),
+        config_home.join("containers/storage.conf"),
+        config_home.join("containers/containers.conf"),
+        config_home.join("containers/containers.conf.d"),
+    ];
+    for name in [
+        "CONTAINERS_CONF",
+        "CONTAINERS_CONF_OVERRIDE",
+        "CONTAINERS_STORAGE_CONF",
+    ] {
+        files.extend(variable(name));
     }
+    Some(crate::project::Memo::new(
+        crate::project::scratch_dir().join("podman-info.json"),
+        info_memo_key(
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            unsafe { libc::geteuid() },
+            INFO_MEMO_VARIABLES
+                .iter()
+                .map(|name| (*name, std::env::var_os(name))),
+            &files,
+        ),
+        INFO_MEMO_MAX_AGE_SECONDS,
+    ))
+}
 
-    fn key<'a>(
-        uid: u32,
-        variables: impl Iterator<Item = (&'a str, Option<std::ffi::OsString>)>,
-        files: &[PathBuf],
-    ) -> String {
-        let mut key = format!("uid={uid}\n");
-        for (name, value) in variables {
-            key.push_str(&format!("{name}={value:?}\n"));
-        }
-        key + &crate::project::describe_files(files)
+fn info_memo_key<'a>(
+    uid: u32,
+    variables: impl Iterator<Item = (&'a str, Option<std::ffi::OsString>)>,
+    files: &[PathBuf],
+) -> String {
+    let mut key = format!("uid={uid}\n");
+    for (name, value) in variables {
+        key.push_str(&format!("{name}={value:?}\n"));
     }
-
-    /// What is kept: no disk figures (they change; Linux measures them).
-    fn keepable(info: &Info) -> Info {
-        Info {
-            host: HostInfo {
-                arch: info.host.arch.clone(),
-                os: info.host.os.clone(),
-            },
-            store: StoreInfo {
-                graph_root: info.store.graph_root.clone(),
-                graph_root_allocated: None,
-                graph_root_used: None,
-            },
-            version: info.version.as_ref().map(|version| VersionInfo {
-                version: version.version.clone(),
-            }),
-        }
-    }
+    key + &crate::project::describe_files(files)
 }
 
 /// An image index / manifest list as `podman manifest inspect` prints it.
@@ -580,11 +569,11 @@ mod tests {
             )]
             .into_iter()
         };
-        let key = InfoCache::key(0, variables("a"), &files);
+        let key = info_memo_key(0, variables("a"), &files);
         assert!(key.contains("/nonexistent/storage.conf: absent"), "{key}");
-        assert_eq!(key, InfoCache::key(0, variables("a"), &files));
-        assert_ne!(key, InfoCache::key(0, variables("b"), &files));
-        assert_ne!(key, InfoCache::key(1000, variables("a"), &files));
+        assert_eq!(key, info_memo_key(0, variables("a"), &files));
+        assert_ne!(key, info_memo_key(0, variables("b"), &files));
+        assert_ne!(key, info_memo_key(1000, variables("a"), &files));
     }
 
     #[test]
@@ -593,7 +582,7 @@ mod tests {
             r#"{"host":{"arch":"amd64","os":"linux"},"store":{"graphRoot":"/s","graphRootUsed":5},"version":{"Version":"4.3.1"}}"#,
         )
         .unwrap();
-        let kept = InfoCache::keepable(&info);
+        let kept = info.without_disk_figures();
         let text = serde_json::to_string(&kept).unwrap();
         let back: Info = serde_json::from_str(&text).unwrap();
         assert_eq!(back.store.graph_root, PathBuf::from("/s"));
