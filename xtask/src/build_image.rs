@@ -196,8 +196,8 @@ pub struct Outcome {
     /// True when the all-at-once build failed and platforms were built one by one.
     pub fell_back: bool,
     /// Image ID of the verified list, when this run knows it without asking:
-    /// the all-at-once build wrote it (`--iidfile`) and nothing changed the
-    /// list after.
+    /// the all-at-once build wrote it (`--iidfile`) and no platform was added
+    /// after (putting the entries in order keeps the ID).
     pub list_id: Option<String>,
 }
 
@@ -364,7 +364,109 @@ fn build_and_verify(plan: &Plan, runner: &Runner) -> Result<Outcome> {
         None => read_list(runner, &plan.temporary_list)?,
     };
     check_entries(&plan.temporary_list, &list, &outcome.built)?;
+    put_in_order(runner, &plan.temporary_list, &list, &outcome.built)?;
     Ok(outcome)
+}
+
+/// Puts the entries of a checked list in the order the platforms were asked
+/// for, so that one commit always gives one list digest. podman adds the
+/// entries of a multi-platform build as each platform finishes (buildah
+/// issue 6383), and the fallback appends the platforms it rebuilt, so the
+/// order changes from run to run. Each misplaced entry is removed and added
+/// again from its image, which puts it last; the list keeps its image ID, so
+/// `Outcome.list_id` stays true.
+fn put_in_order(
+    runner: &Runner,
+    list_name: &str,
+    list: &podman::ManifestList,
+    wanted: &[Platform],
+) -> Result<()> {
+    let current: Vec<Platform> = list
+        .manifests
+        .iter()
+        .filter_map(|entry| entry.platform_string()?.parse().ok())
+        .collect();
+    let moving = entries_to_move(&current, wanted);
+    if moving.is_empty() {
+        return Ok(());
+    }
+    // The entries are checked: exactly one per platform.
+    let digest_of = |list: &podman::ManifestList, platform: Platform| {
+        list.entries_for(platform)
+            .first()
+            .map(|entry| entry.digest.clone())
+            .unwrap_or_default()
+    };
+    let references: Vec<String> = moving
+        .iter()
+        .map(|&platform| format!("{list_name}@{}", digest_of(list, platform)))
+        .collect();
+    let references: Vec<&str> = references.iter().map(String::as_str).collect();
+    // Every image ID first: nothing is removed before its way back is known.
+    let images =
+        podman::ImageConfig::parse_all(&runner.read(&podman::image_inspect_all(&references))?)?;
+    if images.len() != moving.len() {
+        bail!(
+            "`podman image inspect` printed {} images for the {} entries of {list_name}",
+            images.len(),
+            moving.len()
+        );
+    }
+    eprintln!(
+        "build-image: putting the entries of {list_name} in the requested order ({})",
+        platform::join(wanted)
+    );
+    let broken = || {
+        format!(
+            "cannot put the entries of {list_name} in order; nothing was tagged, and running the \
+             same command again rebuilds it from cache"
+        )
+    };
+    for (&platform, image) in moving.iter().zip(&images) {
+        runner
+            .run(&podman::manifest_remove_entry(
+                list_name,
+                &digest_of(list, platform),
+            ))
+            .with_context(broken)?;
+        runner
+            .run(&podman::manifest_add(list_name, &image.id))
+            .with_context(broken)?;
+    }
+    let reordered = read_list(runner, list_name)?;
+    let digests = |list: &podman::ManifestList| -> Vec<String> {
+        wanted
+            .iter()
+            .map(|&platform| digest_of(list, platform))
+            .collect()
+    };
+    let in_order: Vec<String> = reordered
+        .manifests
+        .iter()
+        .map(|entry| entry.digest.clone())
+        .collect();
+    if in_order != digests(list) {
+        bail!(
+            "{}: the entries are now {} (wanted {})",
+            broken(),
+            in_order.join(", "),
+            digests(list).join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The platforms whose entries must move to the end of the list, in the order
+/// to move them, to turn the `current` order into `wanted`: every platform
+/// after the longest start of `wanted` that `current` already has in order.
+fn entries_to_move(current: &[Platform], wanted: &[Platform]) -> Vec<Platform> {
+    let mut kept = 0;
+    for platform in current {
+        if wanted.get(kept) == Some(platform) {
+            kept += 1;
+        }
+    }
+    wanted[kept..].to_vec()
 }
 
 /// The list ID the all-at-once build wrote (then the file goes); `None`
@@ -954,6 +1056,16 @@ mod tests {
             .unwrap();
         let theirs = args.iter().position(|arg| arg == "FEATURE=on").unwrap();
         assert!(ours < theirs);
+    }
+
+    #[test]
+    fn only_misplaced_entries_move_to_the_end() {
+        let (amd64, arm64) = (Platform::LINUX_AMD64, Platform::LINUX_ARM64);
+        // podman finished arm64 first: moving arm64 last is enough.
+        assert_eq!(entries_to_move(&[arm64, amd64], &[amd64, arm64]), [arm64]);
+        assert_eq!(entries_to_move(&[amd64, arm64], &[arm64, amd64]), [amd64]);
+        assert!(entries_to_move(&[amd64, arm64], &[amd64, arm64]).is_empty());
+        assert!(entries_to_move(&[arm64], &[arm64]).is_empty());
     }
 
     #[test]

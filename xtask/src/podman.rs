@@ -174,6 +174,11 @@ pub fn manifest_remove(name: &str) -> Command {
     podman().args(["manifest", "rm", name])
 }
 
+/// Removes one entry (by its digest) from a list; its image stays.
+pub fn manifest_remove_entry(list: &str, digest: &str) -> Command {
+    podman().args(["manifest", "remove", list, digest])
+}
+
 /// Removes a container, including buildah's working containers.
 pub fn container_remove(id: &str) -> Command {
     podman().args(["rm", "--force", id])

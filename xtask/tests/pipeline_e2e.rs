@@ -96,6 +96,121 @@ fn a_single_platform_build_is_built_and_pushed() {
     );
 }
 
+/// `linux/amd64`-style platforms of an index, in the index's order.
+fn platforms_in_order(json: &str) -> Vec<String> {
+    let index: serde_json::Value = serde_json::from_str(json).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not an index: {json}"))
+        .iter()
+        .map(|entry| {
+            format!(
+                "{}/{}",
+                entry["platform"]["os"].as_str().unwrap(),
+                entry["platform"]["architecture"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// podman 4.3 orders a multi-platform build's entries differently from one
+/// build to the next (seen: `[arm64, amd64]` about three times in four for
+/// `--platform linux/amd64,linux/arm64`). The registry must still get the
+/// platforms in the order they were asked for, or one commit's list digest
+/// would change from run to run.
+#[test]
+fn the_pushed_list_has_the_platforms_in_the_requested_order() {
+    const REORDERED: &str = "in the requested order";
+    let _serial = serial();
+    let registry = Registry::start("order");
+    let clone = TaggedClone::new("order", "v9.8.6");
+    let directory = scratch_dir("order");
+    std::fs::write(
+        directory.join("Containerfile"),
+        "ARG BUILDPLATFORM\n\
+         FROM --platform=$BUILDPLATFORM localhost/rc-base/debian:bookworm AS work\n\
+         ARG TARGETARCH\n\
+         RUN echo \"$TARGETARCH\" > /arch\n\
+         FROM localhost/rc-base/runtime:bookworm\n\
+         COPY --from=work /arch /arch\n",
+    )
+    .unwrap();
+    let host = registry.host();
+    let run = |command: &str, platforms: &str, tag: &str| {
+        let output = xtask_in(
+            &clone.path,
+            &[
+                command,
+                "--platform",
+                platforms,
+                "--tag",
+                tag,
+                "--registry",
+                &host,
+                "--image",
+                "order",
+                "--file",
+                directory.join("Containerfile").to_str().unwrap(),
+                "--context",
+                directory.to_str().unwrap(),
+            ]
+            .into_iter()
+            .chain(
+                (command == "build-and-push")
+                    .then_some(["--tls-verify", "false"])
+                    .into_iter()
+                    .flatten(),
+            )
+            .collect::<Vec<_>>(),
+            &[],
+        );
+        assert_eq!(output.status.code(), Some(0), "{command} {platforms}");
+        let local = platforms_in_order(&podman(&[
+            "manifest",
+            "inspect",
+            &format!("{host}/order:{tag}"),
+        ]));
+        let _ = std::process::Command::new("podman")
+            .args(["manifest", "rm", &format!("{host}/order:{tag}")])
+            .output();
+        (String::from_utf8_lossy(&output.stderr).into_owned(), local)
+    };
+
+    let (first, local) = run("build-and-push", "linux/amd64,linux/arm64", "amd64-first");
+    assert_eq!(local, ["linux/amd64", "linux/arm64"]);
+    assert_eq!(
+        platforms_in_order(&registry.index("order", "amd64-first")),
+        ["linux/amd64", "linux/arm64"]
+    );
+    let (second, local) = run("build-and-push", "linux/arm64,linux/amd64", "arm64-first");
+    assert_eq!(local, ["linux/arm64", "linux/amd64"]);
+    assert_eq!(
+        platforms_in_order(&registry.index("order", "arm64-first")),
+        ["linux/arm64", "linux/amd64"]
+    );
+
+    // The order above must not be podman's luck: build (from cache) until
+    // podman gets it wrong at least once, and check each result.
+    let mut reordered = first.contains(REORDERED) || second.contains(REORDERED);
+    for round in 0..10 {
+        if reordered {
+            break;
+        }
+        let (stderr, local) = run(
+            "build-image",
+            "linux/amd64,linux/arm64",
+            &format!("round-{round}"),
+        );
+        assert_eq!(local, ["linux/amd64", "linux/arm64"], "{stderr}");
+        reordered = stderr.contains(REORDERED);
+    }
+    assert!(
+        reordered,
+        "podman kept the requested order in 12 builds, so the reordering was never exercised"
+    );
+    let _ = std::fs::remove_dir_all(directory);
+}
+
 /// A Containerfile whose arm64 build fails, without any emulation: the
 /// failing step runs on the build platform.
 fn containerfile_failing_for_arm64() -> std::path::PathBuf {
@@ -131,7 +246,9 @@ fn when_arm64_fails_the_fallback_keeps_amd64_and_leaves_latest_alone() {
         "--context",
         context,
     ];
-    for name in ["latest", "previous", "v9.8.8", "strict-run"] {
+    let commit = clone.short_commit();
+    let names = ["latest", "previous", "v9.8.8", "strict-run", &commit];
+    for name in names {
         let _ = std::process::Command::new("podman")
             .args(["manifest", "rm", &format!("localhost/fallback-e2e:{name}")])
             .output();
@@ -197,7 +314,7 @@ fn when_arm64_fails_the_fallback_keeps_amd64_and_leaves_latest_alone() {
         "--strict tags nothing"
     );
 
-    for name in ["latest", "previous", "v9.8.8"] {
+    for name in ["latest", "previous", "v9.8.8", &commit] {
         podman(&["manifest", "rm", &format!("localhost/fallback-e2e:{name}")]);
     }
     let _ = std::fs::remove_dir_all(directory);
