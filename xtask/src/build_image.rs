@@ -369,11 +369,12 @@ fn build_and_verify(plan: &Plan, runner: &Runner) -> Result<Outcome> {
 }
 
 /// Puts the entries of a checked list in the order the platforms were asked
-/// for, so that one commit always gives one list digest. podman adds the
-/// entries of a multi-platform build as each platform finishes (buildah
-/// issue 6383), and the fallback appends the platforms it rebuilt, so the
-/// order changes from run to run. Each misplaced entry is removed and added
-/// again from its image, which puts it last; the list keeps its image ID, so
+/// for, so that one commit always gives one list digest. podman 4.3 orders
+/// the entries of a multi-platform build differently from one build to the
+/// next (buildah issue 6383), and the fallback appends the platforms it
+/// rebuilt. Adding an entry's image again moves the entry last (podman 4.3);
+/// should a podman keep it in place instead, the entry is removed and added.
+/// Either way the entry keeps its digest and the list its image ID, so
 /// `Outcome.list_id` stays true.
 fn put_in_order(
     runner: &Runner,
@@ -381,35 +382,38 @@ fn put_in_order(
     list: &podman::ManifestList,
     wanted: &[Platform],
 ) -> Result<()> {
-    let current: Vec<Platform> = list
-        .manifests
-        .iter()
-        .filter_map(|entry| entry.platform_string()?.parse().ok())
-        .collect();
-    let moving = entries_to_move(&current, wanted);
-    if moving.is_empty() {
+    let order = |list: &podman::ManifestList| -> Vec<Platform> {
+        list.manifests
+            .iter()
+            .filter_map(|entry| entry.platform_string()?.parse().ok())
+            .collect()
+    };
+    if entries_to_move(&order(list), wanted).is_empty() {
         return Ok(());
     }
-    // The entries are checked: exactly one per platform.
-    let digest_of = |list: &podman::ManifestList, platform: Platform| {
-        list.entries_for(platform)
-            .first()
-            .map(|entry| entry.digest.clone())
-            .unwrap_or_default()
-    };
-    let references: Vec<String> = moving
+    // The entries are checked: exactly one per platform. Every image ID
+    // first, so nothing is touched before its way back is known.
+    let digests: Vec<String> = wanted
         .iter()
-        .map(|&platform| format!("{list_name}@{}", digest_of(list, platform)))
+        .map(|&platform| {
+            list.entries_for(platform)
+                .first()
+                .map(|entry| entry.digest.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    let references: Vec<String> = digests
+        .iter()
+        .map(|digest| format!("{list_name}@{digest}"))
         .collect();
     let references: Vec<&str> = references.iter().map(String::as_str).collect();
-    // Every image ID first: nothing is removed before its way back is known.
     let images =
         podman::ImageConfig::parse_all(&runner.read(&podman::image_inspect_all(&references))?)?;
-    if images.len() != moving.len() {
+    if images.len() != wanted.len() {
         bail!(
             "`podman image inspect` printed {} images for the {} entries of {list_name}",
             images.len(),
-            moving.len()
+            wanted.len()
         );
     }
     eprintln!(
@@ -422,38 +426,51 @@ fn put_in_order(
              same command again rebuilds it from cache"
         )
     };
-    for (&platform, image) in moving.iter().zip(&images) {
-        runner
-            .run(&podman::manifest_remove_entry(
-                list_name,
-                &digest_of(list, platform),
-            ))
-            .with_context(broken)?;
-        runner
-            .run(&podman::manifest_add(list_name, &image.id))
-            .with_context(broken)?;
-    }
-    let reordered = read_list(runner, list_name)?;
-    let digests = |list: &podman::ManifestList| -> Vec<String> {
-        wanted
+    let mut current = list.clone();
+    for remove_first in [false, true] {
+        for platform in entries_to_move(&order(&current), wanted) {
+            let at = wanted
+                .iter()
+                .position(|&wanted| wanted == platform)
+                .expect("moved platforms are wanted ones");
+            if remove_first {
+                runner
+                    .run(&podman::manifest_remove_entry(list_name, &digests[at]))
+                    .with_context(broken)?;
+            }
+            runner
+                .run(&podman::manifest_add(list_name, &images[at].id))
+                .with_context(broken)?;
+        }
+        current = read_list(runner, list_name)?;
+        let now: Vec<&str> = current
+            .manifests
             .iter()
-            .map(|&platform| digest_of(list, platform))
-            .collect()
-    };
-    let in_order: Vec<String> = reordered
-        .manifests
-        .iter()
-        .map(|entry| entry.digest.clone())
-        .collect();
-    if in_order != digests(list) {
-        bail!(
-            "{}: the entries are now {} (wanted {})",
-            broken(),
-            in_order.join(", "),
-            digests(list).join(", ")
-        );
+            .map(|entry| entry.digest.as_str())
+            .collect();
+        if now == digests {
+            return Ok(());
+        }
+        let same_entries = {
+            let (mut now, mut wanted) = (now.clone(), digests.clone());
+            now.sort_unstable();
+            wanted.sort_unstable();
+            now == wanted
+        };
+        if !same_entries {
+            bail!(
+                "{}: the entries are now {} (wanted {})",
+                broken(),
+                now.join(", "),
+                digests.join(", ")
+            );
+        }
     }
-    Ok(())
+    bail!(
+        "{}: podman kept the order {}",
+        broken(),
+        platform::join(&order(&current))
+    )
 }
 
 /// The platforms whose entries must move to the end of the list, in the order

@@ -386,7 +386,7 @@ fn info_memo_key<'a>(
 }
 
 /// An image index / manifest list as `podman manifest inspect` prints it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct ManifestList {
     #[serde(default)]
     pub manifests: Vec<ManifestEntry>,
