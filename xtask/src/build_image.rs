@@ -649,13 +649,12 @@ fn publish(plan: &Plan, runner: &Runner, outcome: &Outcome) -> Result<()> {
     // complete, verified list: never to a half-made one.
     let _deferred = interrupt::Deferred::new();
     // The previous list of each tag goes first (else it would linger
-    // unnamed); a tag that names nothing yet makes `rm` fail, harmlessly.
-    if !runner.dry_run {
-        for final_list in &outcome.tagged {
-            runner.run_quietly(&podman::manifest_remove(final_list))?;
-        }
-    }
+    // unnamed), all in one call; a tag that names nothing yet makes it
+    // fail, harmlessly.
     let finals: Vec<&str> = outcome.tagged.iter().map(String::as_str).collect();
+    if !runner.dry_run {
+        runner.run_quietly(&podman::manifest_remove_all(&finals))?;
+    }
     runner.run(&podman::tag_all(&plan.temporary_list, &finals))?;
     // Drops only the temporary name: the list keeps its tags.
     runner.run(&podman::manifest_remove(&plan.temporary_list))?;

@@ -171,7 +171,15 @@ pub fn manifest_add(list: &str, image: &str) -> Command {
 
 /// Removes the list, or only this name of it when it has others.
 pub fn manifest_remove(name: &str) -> Command {
-    podman().args(["manifest", "rm", name])
+    manifest_remove_all(&[name])
+}
+
+/// [`manifest_remove`] for several names in one call. podman 4.3 goes through
+/// every name, and fails at the end if any named nothing.
+pub fn manifest_remove_all(names: &[&str]) -> Command {
+    podman()
+        .args(["manifest", "rm"])
+        .args(names.iter().copied())
 }
 
 /// Removes one entry (by its digest) from a list; its image stays.

@@ -50,11 +50,27 @@ fn build_and_push_puts_every_tag_in_the_registry_with_both_platforms() {
     }
 
     // A rerun replaces, never accumulates: locally and in the registry.
+    let first_list = podman(&[
+        "images",
+        "--noheading",
+        "--no-trunc",
+        "--format",
+        "{{.ID}}",
+        &format!("{host}/rc-web:v9.8.7"),
+    ])
+    .lines()
+    .next()
+    .unwrap_or_default()
+    .to_owned();
     let output = xtask_in(&clone.path, &args, &[]);
     assert_eq!(
         output.status.code(),
         Some(0),
         "second build-and-push failed"
+    );
+    assert!(
+        !first_list.is_empty() && !podman_succeeds(&["manifest", "exists", &first_list]),
+        "the first run's list {first_list:?} went with its last tag, not left unnamed"
     );
     assert_eq!(local_platforms(&format!("{host}/rc-web:v9.8.7")), BOTH);
     for tag in &expected_tags {
