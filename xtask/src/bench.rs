@@ -785,6 +785,14 @@ pub fn table(figures: &[Figure]) -> String {
 }
 
 /// This machine, for the record.
+/// How many images podman's storage holds (intermediate ones too).
+fn storage_size(runner: &Runner) -> String {
+    runner
+        .read(&Command::new(podman::PROGRAM).args(["images", "--all", "--quiet"]))
+        .map(|ids| format!("{} images in podman's storage", ids.lines().count()))
+        .unwrap_or_else(|_| "podman's storage size unknown".into())
+}
+
 pub fn machine(runner: &Runner) -> String {
     let mut system = sysinfo::System::new();
     system.refresh_cpu_all();
@@ -811,8 +819,11 @@ pub fn machine(runner: &Runner) -> String {
 impl crate::flags::Bench {
     pub fn run(self) -> Result<()> {
         let started = Instant::now();
+        // podman's own calls slow down as its storage grows (figures 4 and 6
+        // most), so the size it started from goes with the results.
+        let storage = storage_size(&Runner::new(false));
         let figures = run(&self)?;
-        let machine = machine(&Runner::new(false));
+        let machine = format!("{}, {storage} at the start", machine(&Runner::new(false)));
         let table = table(&figures);
         println!("\n{table}");
         println!(

@@ -112,23 +112,6 @@ fn a_single_platform_build_is_built_and_pushed() {
     );
 }
 
-/// `linux/amd64`-style platforms of an index, in the index's order.
-fn platforms_in_order(json: &str) -> Vec<String> {
-    let index: serde_json::Value = serde_json::from_str(json).unwrap();
-    index["manifests"]
-        .as_array()
-        .unwrap_or_else(|| panic!("not an index: {json}"))
-        .iter()
-        .map(|entry| {
-            format!(
-                "{}/{}",
-                entry["platform"]["os"].as_str().unwrap(),
-                entry["platform"]["architecture"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
 /// podman 4.3 orders a multi-platform build's entries differently from one
 /// build to the next (seen: `[arm64, amd64]` about three times in four for
 /// `--platform linux/amd64,linux/arm64`). The registry must still get the

@@ -88,10 +88,10 @@ pub fn podman_succeeds(args: &[&str]) -> bool {
         .success()
 }
 
-/// `linux/amd64`-style platforms of an index, sorted.
-pub fn index_platforms(json: &str) -> Vec<String> {
+/// `linux/amd64`-style platforms of an index, in the index's order.
+pub fn platforms_in_order(json: &str) -> Vec<String> {
     let index: serde_json::Value = serde_json::from_str(json).unwrap();
-    let mut platforms: Vec<String> = index["manifests"]
+    index["manifests"]
         .as_array()
         .unwrap_or_else(|| panic!("not an index: {json}"))
         .iter()
@@ -102,7 +102,12 @@ pub fn index_platforms(json: &str) -> Vec<String> {
                 entry["platform"]["architecture"].as_str().unwrap()
             )
         })
-        .collect();
+        .collect()
+}
+
+/// `linux/amd64`-style platforms of an index, sorted.
+pub fn index_platforms(json: &str) -> Vec<String> {
+    let mut platforms = platforms_in_order(json);
     platforms.sort();
     platforms
 }
