@@ -363,8 +363,8 @@ fn build_and_verify(plan: &Plan, runner: &Runner) -> Result<Outcome> {
         Some(list) => list,
         None => read_list(runner, &plan.temporary_list)?,
     };
-    check_entries(&plan.temporary_list, &list, &outcome.built)?;
-    put_in_order(runner, &plan.temporary_list, &list, &outcome.built)?;
+    let entries = check_entries(&plan.temporary_list, &list, &outcome.built)?;
+    put_in_order(runner, &plan.temporary_list, &list, &entries)?;
     Ok(outcome)
 }
 
@@ -375,50 +375,30 @@ fn build_and_verify(plan: &Plan, runner: &Runner) -> Result<Outcome> {
 /// rebuilt. Adding an entry's image again moves the entry last (podman 4.3);
 /// should a podman keep it in place instead, the entry is removed and added.
 /// Either way the entry keeps its digest and the list its image ID, so
-/// `Outcome.list_id` stays true.
+/// `Outcome.list_id` stays true. `entries` are [`check_entries`]' answer,
+/// in the order wanted.
 fn put_in_order(
     runner: &Runner,
     list_name: &str,
     list: &podman::ManifestList,
-    wanted: &[Platform],
+    entries: &[(Platform, String)],
 ) -> Result<()> {
+    let (wanted, digests): (Vec<Platform>, Vec<String>) = entries.iter().cloned().unzip();
     let order = |list: &podman::ManifestList| -> Vec<Platform> {
         list.manifests
             .iter()
             .filter_map(|entry| entry.platform_string()?.parse().ok())
             .collect()
     };
-    if entries_to_move(&order(list), wanted).is_empty() {
+    if entries_to_move(&order(list), &wanted).is_empty() {
         return Ok(());
     }
-    // The entries are checked: exactly one per platform. Every image ID
-    // first, so nothing is touched before its way back is known.
-    let digests: Vec<String> = wanted
-        .iter()
-        .map(|&platform| {
-            list.entries_for(platform)
-                .first()
-                .map(|entry| entry.digest.clone())
-                .unwrap_or_default()
-        })
-        .collect();
-    let references: Vec<String> = digests
-        .iter()
-        .map(|digest| format!("{list_name}@{digest}"))
-        .collect();
-    let references: Vec<&str> = references.iter().map(String::as_str).collect();
-    let images =
-        podman::ImageConfig::parse_all(&runner.read(&podman::image_inspect_all(&references))?)?;
-    if images.len() != wanted.len() {
-        bail!(
-            "`podman image inspect` printed {} images for the {} entries of {list_name}",
-            images.len(),
-            wanted.len()
-        );
-    }
+    // Every image ID first, so nothing is touched before its way back is
+    // known.
+    let images = entry_images(runner, list_name, &digests)?;
     eprintln!(
         "build-image: putting the entries of {list_name} in the requested order ({})",
-        platform::join(wanted)
+        platform::join(&wanted)
     );
     let broken = || {
         format!(
@@ -428,7 +408,7 @@ fn put_in_order(
     };
     let mut current = list.clone();
     for remove_first in [false, true] {
-        for platform in entries_to_move(&order(&current), wanted) {
+        for platform in entries_to_move(&order(&current), &wanted) {
             let at = wanted
                 .iter()
                 .position(|&wanted| wanted == platform)
@@ -484,6 +464,30 @@ fn entries_to_move(current: &[Platform], wanted: &[Platform]) -> Vec<Platform> {
         }
     }
     wanted[kept..].to_vec()
+}
+
+/// The images of a local list's entries, by digest, in one `podman image
+/// inspect`; one per digest, in order.
+fn entry_images(
+    runner: &Runner,
+    list_name: &str,
+    digests: &[String],
+) -> Result<Vec<podman::ImageConfig>> {
+    let references: Vec<String> = digests
+        .iter()
+        .map(|digest| format!("{list_name}@{digest}"))
+        .collect();
+    let references: Vec<&str> = references.iter().map(String::as_str).collect();
+    let images =
+        podman::ImageConfig::parse_all(&runner.read(&podman::image_inspect_all(&references))?)?;
+    if images.len() != digests.len() {
+        bail!(
+            "`podman image inspect` printed {} images for the {} entries of {list_name}",
+            images.len(),
+            digests.len()
+        );
+    }
+    Ok(images)
 }
 
 /// The list ID the all-at-once build wrote (then the file goes); `None`
@@ -548,8 +552,8 @@ pub fn verified_platforms(runner: &Runner, list_name: &str) -> Result<Vec<Platfo
     Ok(platforms)
 }
 
-/// Exactly one entry per expected platform and nothing else; returns the
-/// entries as `list@digest` references, by platform.
+/// Exactly one entry per expected platform and nothing else; returns each
+/// platform's entry digest, in the order expected.
 fn check_entries(
     list_name: &str,
     list: &podman::ManifestList,
@@ -561,7 +565,7 @@ fn check_entries(
         let entries = list.entries_for(platform);
         match entries.as_slice() {
             [] => problems.push(format!("no entry for {platform}")),
-            [entry] => single_entries.push((platform, format!("{list_name}@{}", entry.digest))),
+            [entry] => single_entries.push((platform, entry.digest.clone())),
             several => problems.push(format!("{} entries for {platform}", several.len())),
         }
     }
@@ -596,15 +600,14 @@ fn verify_list(
     expected: &[Platform],
 ) -> Result<()> {
     let single_entries = check_entries(list_name, list, expected)?;
-    let references: Vec<&str> = single_entries
+    let digests: Vec<String> = single_entries
         .iter()
-        .map(|(_, reference)| reference.as_str())
+        .map(|(_, digest)| digest.clone())
         .collect();
-    if references.is_empty() {
+    if digests.is_empty() {
         return Ok(());
     }
-    let configs =
-        podman::ImageConfig::parse_all(&runner.read(&podman::image_inspect_all(&references))?)?;
+    let configs = entry_images(runner, list_name, &digests)?;
     let problems: Vec<String> = single_entries
         .iter()
         .zip(&configs)
