@@ -52,9 +52,9 @@ fn wait_for_health(port: u16) -> (u16, String) {
     }
 }
 
-/// Runs one entry of the list by digest (podman 4.3's `run --platform` on a
-/// local list can pick the wrong entry) and checks what it reports.
-fn run_and_check(list: &str, platform: &str, digest: &str, expected_machine: &str) {
+/// Starts one entry of the list by digest (podman 4.3's `run --platform` on
+/// a local list can pick the wrong entry) and waits until it answers.
+fn start(list: &str, platform: &str, digest: &str) -> (Container, u16) {
     let port = free_loopback_port();
     let name = format!(
         "rc-web-e2e-{}-{}",
@@ -76,10 +76,15 @@ fn run_and_check(list: &str, platform: &str, digest: &str, expected_machine: &st
         &format!("{list}@{digest}"),
     ]);
     let container = Container(name);
-
     let (status, body) = wait_for_health(port);
     assert_eq!(status, 200, "{platform} /healthz: {body}");
     assert!(body.contains("\"ok\""), "{platform} /healthz: {body}");
+    (container, port)
+}
+
+/// Runs one entry of the list and checks what it reports.
+fn run_and_check(list: &str, platform: &str, digest: &str, expected_machine: &str) {
+    let (container, port) = start(list, platform, digest);
 
     let (status, body) = http_get(port, "/version").expect("/version answers");
     assert_eq!(status, 200);
@@ -232,4 +237,116 @@ fn dry_run_prints_the_podman_commands_and_builds_nothing() {
         .status()
         .unwrap();
     assert!(!status.success(), "a dry run must not create the list");
+}
+
+/// The image layer of each platform's entry, bottom first.
+fn layers(list: &str) -> Vec<(String, Vec<String>)> {
+    let mut entries = local_entries(list);
+    entries.sort();
+    entries
+        .into_iter()
+        .map(|(platform, digest)| {
+            let layers = podman(&[
+                "image",
+                "inspect",
+                "--format",
+                "{{json .RootFS.Layers}}",
+                &format!("{list}@{digest}"),
+            ]);
+            (platform, serde_json::from_str(&layers).unwrap())
+        })
+        .collect()
+}
+
+/// The image links rc-web against its dependency library, which sits in a
+/// layer of its own: after a change to rc-web's code, every layer but the
+/// binary's is the one the release before had (so a push uploads, and a pull
+/// fetches, only that one), and the new binary runs with the old library.
+#[test]
+fn a_code_change_replaces_only_the_binary_layer() {
+    let _serial = serial();
+    let before = TaggedClone::new("layers-before", "v0.0.1");
+    let after = TaggedClone::new("layers-after", "v0.0.2");
+    let source = after.path.join("rc-web/src/lib.rs");
+    let text = std::fs::read_to_string(&source).unwrap();
+    assert!(text.contains("Hello, {name}!"), "rc-web's greeting moved");
+    std::fs::write(
+        &source,
+        text.replacen("Hello, {name}!", "Hello again, {name}!", 1),
+    )
+    .unwrap();
+
+    let lists = [
+        format!("{REGISTRY}/{IMAGE}-layers:before"),
+        format!("{REGISTRY}/{IMAGE}-layers:after"),
+    ];
+    let _cleanup = Lists(lists.to_vec());
+    for (clone, list) in [(&before, &lists[0]), (&after, &lists[1])] {
+        let tag = list.rsplit(':').next().unwrap();
+        let output = xtask_in(
+            &clone.path,
+            &[
+                "build-image",
+                "--registry",
+                REGISTRY,
+                "--image",
+                &format!("{IMAGE}-layers"),
+                "--tag",
+                tag,
+            ],
+            &[],
+        );
+        assert!(output.status.success(), "build-image of {list} failed");
+    }
+
+    // The project's runtime base, which the Containerfile builds on.
+    let base = layers("localhost/rc-base/runtime:bookworm");
+    let (before_layers, after_layers) = (layers(&lists[0]), layers(&lists[1]));
+    assert_eq!(before_layers.len(), 2, "{before_layers:?}");
+    for (((platform, base), (_, old)), (_, new)) in
+        base.iter().zip(&before_layers).zip(&after_layers)
+    {
+        let layers = format!("base {base:?}, before {old:?}, after {new:?}");
+        assert_eq!(
+            (old.len(), new.len()),
+            (base.len() + 2, base.len() + 2),
+            "{platform}: the base's layers, the library's, the binary's: {layers}"
+        );
+        assert_eq!(&new[..base.len()], &base[..], "{platform}: {layers}");
+        assert_eq!(
+            old[base.len()],
+            new[base.len()],
+            "{platform}: the dependency library's layer stays: {layers}"
+        );
+        assert_ne!(
+            old[base.len() + 1],
+            new[base.len() + 1],
+            "{platform}: the binary's layer changes: {layers}"
+        );
+    }
+
+    let mut entries = local_entries(&lists[1]);
+    entries.sort();
+    for (platform, digest) in &entries {
+        let (_container, port) = start(&lists[1], platform, digest);
+        let (status, body) = http_get(port, "/hello?name=e2e").expect("/hello answers");
+        assert_eq!(status, 200, "{platform} /hello: {body}");
+        assert!(
+            body.contains("Hello again, e2e!"),
+            "{platform}: the new binary runs on the old library: {body}"
+        );
+    }
+}
+
+/// Local lists removed however the test ends.
+struct Lists(Vec<String>);
+
+impl Drop for Lists {
+    fn drop(&mut self) {
+        for list in &self.0 {
+            let _ = Command::new("podman")
+                .args(["manifest", "rm", list])
+                .output();
+        }
+    }
 }
