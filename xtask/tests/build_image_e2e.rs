@@ -259,9 +259,10 @@ fn layers(list: &str) -> Vec<(String, Vec<String>)> {
 }
 
 /// The image links rc-web against its dependency library, which sits in a
-/// layer of its own: after a change to rc-web's code, every layer but the
-/// binary's is the one the release before had (so a push uploads, and a pull
-/// fetches, only that one), and the new binary runs with the old library.
+/// layer of its own: after a commit that changes rc-web's code, built with the
+/// release before in the cache, every layer but the binary's is the one the
+/// release before had (so a push uploads, and a pull fetches, only that one),
+/// and the new binary runs with the old library.
 #[test]
 fn a_code_change_replaces_only_the_binary_layer() {
     let _serial = serial();
@@ -275,6 +276,35 @@ fn a_code_change_replaces_only_the_binary_layer() {
         text.replacen("Hello, {name}!", "Hello again, {name}!", 1),
     )
     .unwrap();
+    // A commit of its own, an hour later: the next release's layers are dated
+    // by its commit (`--timestamp`), and the library's must stay all the same.
+    let head_time: i64 = run(
+        "git",
+        &[
+            "-C",
+            &after.path.to_string_lossy(),
+            "log",
+            "-1",
+            "--format=%ct",
+        ],
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    let committed = Command::new("git")
+        .arg("-C")
+        .arg(&after.path)
+        .args([
+            "-c",
+            "user.name=e2e",
+            "-c",
+            "user.email=e2e@example.invalid",
+        ])
+        .args(["commit", "--quiet", "--all", "--message", "Greet again"])
+        .env("GIT_COMMITTER_DATE", format!("@{} +0000", head_time + 3600))
+        .status()
+        .unwrap();
+    assert!(committed.success(), "git commit in the clone");
 
     let lists = [
         format!("{REGISTRY}/{IMAGE}-layers:before"),
