@@ -292,6 +292,24 @@ impl Bench<'_> {
         Ok(start.elapsed())
     }
 
+    /// Pushes the release `tag` and sets what the registry's storage grew by
+    /// against every byte of the release (figure 3).
+    fn upload_figure(&self, name: &'static str, tag: &str) -> Result<Figure> {
+        let before = self.registry.stored_bytes();
+        self.push("release", tag)?;
+        let uploaded = self.registry.stored_bytes() - before;
+        let total =
+            self.release_bytes(&format!("{}/rc-bench/release:{tag}", self.registry.host))?;
+        Ok(Figure {
+            name,
+            numerator: format!("new bytes in the registry's storage: {uploaded}"),
+            denominator: format!("index, manifests, configs and layers of the release: {total}"),
+            value: Some(uploaded as f64 / total as f64),
+            target: Target::AtMost(0.05),
+            runs: "1".into(),
+        })
+    }
+
     /// Commits everything changed in the clone, an hour after its HEAD: the
     /// next build is a release of its own, dated anew (`--timestamp`).
     fn commit(&self, message: &str) -> Result<()> {
@@ -444,36 +462,20 @@ pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
     bench.push("release", "r1")?;
     bench.edit()?;
     bench.build("release", "r2", &[])?;
-    let before = bench.registry.stored_bytes();
-    bench.push("release", "r2")?;
-    let uploaded = bench.registry.stored_bytes() - before;
-    let total = bench.release_bytes(&format!("{}/rc-bench/release:r2", bench.registry.host))?;
-    figures.push(Figure {
-        name: "bytes uploaded to the registry for that release / total image bytes",
-        numerator: format!("new bytes in the registry's storage: {uploaded}"),
-        denominator: format!("index, manifests, configs and layers of the release: {total}"),
-        value: Some(uploaded as f64 / total as f64),
-        target: Target::AtMost(0.05),
-        runs: "1".into(),
-    });
+    figures.push(bench.upload_figure(
+        "bytes uploaded to the registry for that release / total image bytes",
+        "r2",
+    )?);
     // The same on a fresh machine (GitHub's hosted runners): no layer cache,
     // and the release a commit of its own, so every layer the build makes is
     // dated anew.
     bench.edit()?;
     bench.commit("bench: the next release")?;
     bench.build("release", "r3", &["--no-cache"])?;
-    let before = bench.registry.stored_bytes();
-    bench.push("release", "r3")?;
-    let uploaded = bench.registry.stored_bytes() - before;
-    let total = bench.release_bytes(&format!("{}/rc-bench/release:r3", bench.registry.host))?;
-    figures.push(Figure {
-        name: "the same, the release a new commit built without a layer cache (a fresh CI runner)",
-        numerator: format!("new bytes in the registry's storage: {uploaded}"),
-        denominator: format!("index, manifests, configs and layers of the release: {total}"),
-        value: Some(uploaded as f64 / total as f64),
-        target: Target::AtMost(0.05),
-        runs: "1".into(),
-    });
+    figures.push(bench.upload_figure(
+        "the same, the release a new commit built without a layer cache (a fresh CI runner)",
+        "r3",
+    )?);
 
     // 4. The xtask's build-and-push / the same podman commands by hand.
     let small = tiny_workload(&scratch.path().join("small"))?;
