@@ -579,14 +579,29 @@ fn emulated_arm64_build(bench: &Bench, build_platform: Platform) -> Result<Durat
         )?;
     }
     let shipped = std::fs::read_to_string(&bench.workload.containerfile)?;
-    let compile_stage = "FROM --platform=$BUILDPLATFORM ${BUILDER_IMAGE} AS build";
-    if !shipped.contains(compile_stage) {
-        bail!("the shipped Containerfile has no `{compile_stage}` line to move onto the target platform");
+    // The compile stage onto the target platform, and the three builds of
+    // the staged Containerfile made one (the stages named, not imported):
+    // one `podman build` compiles everything under qemu.
+    let mut emulated = shipped;
+    for (from, to) in [
+        (
+            "FROM --platform=$BUILDPLATFORM ${BUILDER_IMAGE} AS dependencies",
+            "FROM --platform=$TARGETPLATFORM ${BUILDER_IMAGE} AS dependencies",
+        ),
+        (
+            "FROM --platform=$BUILDPLATFORM ${DEPENDENCIES_IMAGE} AS",
+            "FROM dependencies AS",
+        ),
+        (
+            "FROM --platform=$TARGETPLATFORM ${LIBRARY_IMAGE}",
+            "FROM library",
+        ),
+    ] {
+        if !emulated.contains(from) {
+            bail!("the shipped Containerfile has no `{from}` line to turn into `{to}`");
+        }
+        emulated = emulated.replace(from, to);
     }
-    let emulated = shipped.replace(
-        compile_stage,
-        "FROM --platform=$TARGETPLATFORM ${BUILDER_IMAGE} AS build",
-    );
     let containerfile = bench.clone.parent().unwrap().join("Containerfile.emulated");
     std::fs::write(&containerfile, emulated)?;
     bench.timed(

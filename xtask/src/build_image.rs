@@ -49,6 +49,9 @@ pub struct Request {
     /// The Containerfile compiles every target in one stage (`ARG
     /// RUST_TARGETS`): each build says which targets it makes.
     pub shared_compile_stage: bool,
+    /// The Containerfile is built in three steps (`ARG DEPENDENCIES_IMAGE`
+    /// and `ARG LIBRARY_IMAGE`; see [`Stage`]).
+    pub staged: bool,
     pub no_cache: bool,
 }
 
@@ -66,10 +69,34 @@ pub struct Environment {
     pub scratch: PathBuf,
 }
 
+/// A build that runs before the image's own, into a list of its own that
+/// the later builds name in a build argument; removed when the run ends.
+///
+/// A staged Containerfile (rc-web's) is built in three steps: its
+/// `dependencies` stage for the build platform only (it compiles for every
+/// target), its `library` stage for the target platforms (`DEPENDENCIES_IMAGE`
+/// = the first), both dated [`STAGE_TIMESTAMP`], and then the image itself
+/// (`DEPENDENCIES_IMAGE`, `LIBRARY_IMAGE` = the second), dated by the commit.
+/// podman's `--timestamp` dates every layer one build makes, so only this way
+/// does the library's layer stay the same from one release to the next when
+/// the dependencies do, also where nothing is cached (a fresh CI runner): the
+/// registry already has it, and the release uploads the binary's layer only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    pub list: String,
+    pub command: Command,
+}
+
+/// The date of the layers a [`Stage`] makes: a constant, as ko and Jib date
+/// theirs, so that equal content gives equal layers.
+pub const STAGE_TIMESTAMP: i64 = 0;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlatformBuild {
     /// `Some` for a single-platform build (its output is prefixed), `None` for all at once.
     pub platform: Option<Platform>,
+    /// Built first, in order (a staged Containerfile's first two steps).
+    pub stages: Vec<Stage>,
     pub command: Command,
 }
 
@@ -99,60 +126,118 @@ pub fn plan(request: &Request, environment: &Environment) -> Plan {
     let list_id_file = environment
         .scratch
         .join(format!("build-{}.list-id", environment.run_id));
-    let build_for = |platforms: Vec<Platform>, iid_file: Option<PathBuf>| {
-        let mut build_args = vec![
-            BuildArg {
-                name: "GIT_REVISION".into(),
-                value: revision_label(&environment.source),
-            },
-            BuildArg {
-                name: "BUILD_DATE".into(),
-                value: environment.source.commit_date(),
-            },
-        ];
-        if request.shared_compile_stage {
-            build_args.push(BuildArg {
-                name: "RUST_TARGETS".into(),
-                value: platforms
-                    .iter()
-                    .map(|platform| platform.arch.oci_name())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            });
-        }
-        build_args.extend(request.build_args.iter().cloned());
-        podman::Build {
-            containerfile: request.containerfile.clone(),
-            context: request.context.clone(),
-            platforms,
-            build_platform: environment.build_platform,
-            manifest: temporary_list.clone(),
-            build_args,
-            volumes: environment
-                .ca_bundle
+    let volumes: Vec<String> = environment
+        .ca_bundle
+        .iter()
+        .map(|path| format!("{0}:{0}:ro", path.display()))
+        .collect();
+    // Ours first, the user's after: a user's value for one of ours wins.
+    let with_user_args = |ours: Vec<BuildArg>| -> Vec<BuildArg> {
+        ours.into_iter()
+            .chain(request.build_args.iter().cloned())
+            .collect()
+    };
+    let arg = |name: &str, value: String| BuildArg {
+        name: name.into(),
+        value,
+    };
+    let podman_build = |platforms: Vec<Platform>, manifest: String| podman::Build {
+        containerfile: request.containerfile.clone(),
+        context: request.context.clone(),
+        platforms,
+        build_platform: environment.build_platform,
+        manifest,
+        target: None,
+        build_args: Vec::new(),
+        volumes: volumes.clone(),
+        labels: Vec::new(),
+        timestamp: Some(environment.source.commit_time),
+        no_cache: request.no_cache,
+        iid_file: None,
+    };
+    // The all-at-once build, or one platform alone (`platforms` is one).
+    let build_for = |platforms: Vec<Platform>, all_at_once: bool| {
+        // The stages' lists: one set for the all-at-once build and one per
+        // platform alone, so that a fallback never adds to the first's.
+        let suffix = if all_at_once {
+            String::new()
+        } else {
+            platforms
                 .iter()
-                .map(|path| format!("{0}:{0}:ro", path.display()))
-                .collect(),
-            labels: request.labels.clone(),
-            timestamp: Some(environment.source.commit_time),
-            no_cache: request.no_cache,
-            iid_file,
+                .map(|platform| format!("-{}", platform.arch.oci_name()))
+                .collect()
+        };
+        let rust_targets = arg(
+            "RUST_TARGETS",
+            platforms
+                .iter()
+                .map(|platform| platform.arch.oci_name())
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        let mut ours = vec![
+            arg("GIT_REVISION", revision_label(&environment.source)),
+            arg("BUILD_DATE", environment.source.commit_date()),
+        ];
+        let mut stages = Vec::new();
+        if request.staged {
+            let dependencies = format!("{temporary_list}-dependencies{suffix}");
+            let library = format!("{temporary_list}-library{suffix}");
+            let mut first = podman_build(vec![environment.build_platform], dependencies.clone());
+            first.target = Some("dependencies".into());
+            first.build_args = with_user_args(
+                request
+                    .shared_compile_stage
+                    .then(|| rust_targets.clone())
+                    .into_iter()
+                    .collect(),
+            );
+            first.timestamp = Some(STAGE_TIMESTAMP);
+            let mut second = podman_build(platforms.clone(), library.clone());
+            second.target = Some("library".into());
+            second.build_args =
+                with_user_args(vec![arg("DEPENDENCIES_IMAGE", dependencies.clone())]);
+            second.timestamp = Some(STAGE_TIMESTAMP);
+            ours.splice(
+                0..0,
+                [
+                    arg("DEPENDENCIES_IMAGE", dependencies.clone()),
+                    arg("LIBRARY_IMAGE", library.clone()),
+                ],
+            );
+            stages = vec![
+                Stage {
+                    list: dependencies,
+                    command: first.command(),
+                },
+                Stage {
+                    list: library,
+                    command: second.command(),
+                },
+            ];
+        } else if request.shared_compile_stage {
+            ours.push(rust_targets);
         }
-        .command()
+        let mut build = podman_build(platforms, temporary_list.clone());
+        build.build_args = with_user_args(ours);
+        build.labels = request.labels.clone();
+        build.iid_file = all_at_once.then(|| list_id_file.clone());
+        PlatformBuild {
+            platform: None,
+            stages,
+            command: build.command(),
+        }
     };
     let single_platform_builds: Vec<PlatformBuild> = request
         .platforms
         .iter()
         .map(|&platform| PlatformBuild {
             platform: Some(platform),
-            command: build_for(vec![platform], None),
+            ..build_for(vec![platform], false)
         })
         .collect();
     let builds = match request.mode {
-        Mode::AllAtOnce => vec![PlatformBuild {
-            platform: None,
-            command: build_for(request.platforms.clone(), Some(list_id_file.clone())),
-        }],
+        Mode::AllAtOnce => vec![build_for(request.platforms.clone(), true)],
         Mode::PerPlatform => single_platform_builds.clone(),
     };
     Plan {
@@ -223,7 +308,10 @@ pub fn execute_alongside<T: Send>(
 ) -> Result<(Outcome, Option<Result<T>>)> {
     // A second early: podman's creation times are whole seconds.
     let started = unix_time() - 1;
-    let result = build_and_verify(plan, runner).and_then(|outcome| {
+    let mut stage_lists = Vec::new();
+    let built = build_and_verify(plan, runner, &mut stage_lists);
+    remove_stage_lists(runner, &stage_lists);
+    let result = built.and_then(|outcome| {
         let outcome = with_tags(plan, outcome);
         match (outcome.list_id.clone(), alongside) {
             (Some(list_id), Some(alongside)) if !runner.dry_run => std::thread::scope(|scope| {
@@ -285,14 +373,18 @@ fn remove_new_build_containers(runner: &Runner, started: i64) {
     }
 }
 
-fn build_and_verify(plan: &Plan, runner: &Runner) -> Result<Outcome> {
+fn build_and_verify(
+    plan: &Plan,
+    runner: &Runner,
+    stage_lists: &mut Vec<String>,
+) -> Result<Outcome> {
     let mut outcome = Outcome::default();
     // The list as read after the build, while no later build changed it.
     let mut unchanged_list = None;
     match plan.mode {
         Mode::AllAtOnce => {
             let all = &plan.builds[0];
-            let built = runner.run_prefixed(&all.command, "");
+            let built = run_stages_and_build(all, runner, stage_lists);
             let list_id = read_list_id(&plan.list_id_file);
             // A build podman finished as the signal came is not used either.
             interrupt::check()?;
@@ -308,7 +400,7 @@ fn build_and_verify(plan: &Plan, runner: &Runner) -> Result<Outcome> {
                 );
                 outcome.fell_back = true;
                 remove_list_if_present(runner, &plan.temporary_list);
-                outcome.failed = build_each(plan, runner, &plan.platforms)?;
+                outcome.failed = build_each(plan, runner, &plan.platforms, stage_lists)?;
             } else if !runner.dry_run {
                 let list = read_list(runner, &plan.temporary_list)?;
                 let dropped: Vec<Platform> = plan
@@ -323,14 +415,16 @@ fn build_and_verify(plan: &Plan, runner: &Runner) -> Result<Outcome> {
                          succeeded (a known podman 4.3 issue); building {platform} alone, from cache"
                     );
                 }
-                outcome.failed = build_each(plan, runner, &dropped)?;
+                outcome.failed = build_each(plan, runner, &dropped, stage_lists)?;
                 if dropped.is_empty() {
                     unchanged_list = Some(list);
                     outcome.list_id = list_id;
                 }
             }
         }
-        Mode::PerPlatform => outcome.failed = build_each(plan, runner, &plan.platforms)?,
+        Mode::PerPlatform => {
+            outcome.failed = build_each(plan, runner, &plan.platforms, stage_lists)?
+        }
     }
     outcome.built = plan
         .platforms
@@ -500,7 +594,12 @@ fn read_list_id(file: &Path) -> Option<String> {
 }
 
 /// Builds each platform alone into the temporary list; returns those that failed.
-fn build_each(plan: &Plan, runner: &Runner, platforms: &[Platform]) -> Result<Vec<Platform>> {
+fn build_each(
+    plan: &Plan,
+    runner: &Runner,
+    platforms: &[Platform],
+    stage_lists: &mut Vec<String>,
+) -> Result<Vec<Platform>> {
     let mut failed = Vec::new();
     for build in plan
         .single_platform_builds
@@ -509,7 +608,7 @@ fn build_each(plan: &Plan, runner: &Runner, platforms: &[Platform]) -> Result<Ve
     {
         let platform = build.platform.expect("filtered on platform");
         interrupt::check()?;
-        let built = runner.run_prefixed(&build.command, &prefix(build.platform));
+        let built = run_stages_and_build(build, runner, stage_lists);
         interrupt::check()?;
         if let Err(error) = built {
             eprintln!(
@@ -520,6 +619,46 @@ fn build_each(plan: &Plan, runner: &Runner, platforms: &[Platform]) -> Result<Ve
         }
     }
     Ok(failed)
+}
+
+/// Runs a build's stages, then the build; stops at the first that fails.
+/// Adds each stage's list to `stage_lists` before it runs, for
+/// [`remove_stage_lists`].
+fn run_stages_and_build(
+    build: &PlatformBuild,
+    runner: &Runner,
+    stage_lists: &mut Vec<String>,
+) -> Result<()> {
+    let prefix = prefix(build.platform);
+    for stage in &build.stages {
+        stage_lists.push(stage.list.clone());
+        runner.run_prefixed(&stage.command, &prefix)?;
+        interrupt::check()?;
+    }
+    runner.run_prefixed(&build.command, &prefix)
+}
+
+/// Removes the stages' lists (their images stay, as the layer cache).
+fn remove_stage_lists(runner: &Runner, lists: &[String]) {
+    if lists.is_empty() || runner.dry_run {
+        return;
+    }
+    let names: Vec<&str> = lists.iter().map(String::as_str).collect();
+    // One call for all; a stage that failed may have made no list, which
+    // fails the call after the others are gone.
+    if !runner
+        .run_quietly(&podman::manifest_remove_all(&names))
+        .unwrap_or(false)
+    {
+        for name in names {
+            if runner
+                .succeeds(&podman::manifest_exists(name))
+                .unwrap_or(true)
+            {
+                eprintln!("build-image: warning: cannot remove the build's list {name}");
+            }
+        }
+    }
 }
 
 fn first_line(text: &str) -> &str {
@@ -781,8 +920,9 @@ pub fn prepare(
     if uses_project_base_images(&containerfile, &build.build_args) {
         base_images::ensure(runner, build_platform, false)?;
     }
-    let shared_compile_stage =
-        std::fs::read_to_string(&containerfile).is_ok_and(|text| text.contains("ARG RUST_TARGETS"));
+    let text = std::fs::read_to_string(&containerfile).unwrap_or_default();
+    let shared_compile_stage = declares_arg(&text, "RUST_TARGETS");
+    let staged = declares_arg(&text, "DEPENDENCIES_IMAGE") && declares_arg(&text, "LIBRARY_IMAGE");
     let request = Request {
         platforms,
         mode: if build.per_platform {
@@ -804,6 +944,7 @@ pub fn prepare(
         ),
         no_cache: build.no_cache,
         shared_compile_stage,
+        staged,
     };
     let scratch = project::scratch_dir();
     if !runner.dry_run {
@@ -945,6 +1086,17 @@ fn check_podman_version(runner: &Runner) -> Result<()> {
 }
 
 /// True unless the build uses another Containerfile or overrides both base images.
+/// Whether a Containerfile declares the build argument `name` (`ARG name`
+/// or `ARG name=default`).
+fn declares_arg(containerfile: &str, name: &str) -> bool {
+    containerfile.lines().any(|line| {
+        line.trim_start()
+            .strip_prefix("ARG ")
+            .and_then(|rest| rest.trim_start().strip_prefix(name))
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['=', ' ', '\t']))
+    })
+}
+
 fn uses_project_base_images(containerfile: &Path, build_args: &[BuildArg]) -> bool {
     let overrides = |name: &str| build_args.iter().any(|build_arg| build_arg.name == name);
     containerfile == project::root().join(project::RC_WEB_CONTAINERFILE)
@@ -988,6 +1140,7 @@ mod tests {
             labels: vec![("org.opencontainers.image.version".into(), "v1.2.3".into())],
             no_cache: false,
             shared_compile_stage: true,
+            staged: false,
         }
     }
 
@@ -1075,6 +1228,123 @@ mod tests {
             .unwrap();
         let theirs = args.iter().position(|arg| arg == "FEATURE=on").unwrap();
         assert!(ours < theirs);
+    }
+
+    #[test]
+    fn a_staged_containerfile_builds_dependencies_then_library_then_the_image() {
+        let staged = Request {
+            staged: true,
+            ..request(Mode::AllAtOnce)
+        };
+        let plan = plan(&staged, &environment(false));
+        let all = &plan.builds[0];
+        let lists: Vec<&str> = all.stages.iter().map(|stage| stage.list.as_str()).collect();
+        assert_eq!(
+            lists,
+            [
+                "ghcr.io/daksha-rc/rc-web:build-42-dependencies",
+                "ghcr.io/daksha-rc/rc-web:build-42-library"
+            ]
+        );
+        let [dependencies, library] = [0, 1].map(|i| all.stages[i].command.to_string());
+        let image = all.command.to_string();
+        // The dependencies once, on the build platform, for every target.
+        assert!(
+            dependencies.starts_with(
+                "podman build --platform linux/amd64 --manifest \
+                 ghcr.io/daksha-rc/rc-web:build-42-dependencies --target dependencies "
+            ),
+            "{dependencies}"
+        );
+        assert!(
+            dependencies.contains("--build-arg 'RUST_TARGETS=amd64 arm64'"),
+            "{dependencies}"
+        );
+        // The library for every target platform, from those dependencies.
+        assert!(
+            library.starts_with(
+                "podman build --platform linux/amd64,linux/arm64 --manifest \
+                 ghcr.io/daksha-rc/rc-web:build-42-library --target library "
+            ),
+            "{library}"
+        );
+        assert!(
+            library.contains(
+                "--build-arg DEPENDENCIES_IMAGE=ghcr.io/daksha-rc/rc-web:build-42-dependencies "
+            ),
+            "{library}"
+        );
+        // Both dated by the constant; the image by the commit, with the labels.
+        for stage in [&dependencies, &library] {
+            assert!(stage.contains("--timestamp 0 "), "{stage}");
+            assert!(!stage.contains("--label"), "{stage}");
+            assert!(!stage.contains("--iidfile"), "{stage}");
+            assert!(stage.contains("--build-arg FEATURE=on"), "{stage}");
+        }
+        assert!(image.contains("--timestamp 1700000000 "), "{image}");
+        assert!(
+            image.contains("--label org.opencontainers.image.version=v1.2.3"),
+            "{image}"
+        );
+        assert!(
+            image.contains(
+                "--build-arg DEPENDENCIES_IMAGE=ghcr.io/daksha-rc/rc-web:build-42-dependencies \
+                 --build-arg LIBRARY_IMAGE=ghcr.io/daksha-rc/rc-web:build-42-library "
+            ),
+            "{image}"
+        );
+        assert!(!image.contains("--target"), "{image}");
+        assert!(!image.contains("RUST_TARGETS"), "{image}");
+        assert!(image.contains(" --iidfile "), "{image}");
+        // Alone, a platform has its own stages, named after it: a fallback
+        // never adds to the first attempt's lists.
+        for build in &plan.single_platform_builds {
+            let platform = build.platform.unwrap();
+            let arch = platform.arch.oci_name();
+            let [dependencies, library] = [0, 1].map(|i| build.stages[i].command.to_string());
+            assert!(
+                dependencies.starts_with(&format!(
+                    "podman build --platform linux/amd64 --manifest \
+                     ghcr.io/daksha-rc/rc-web:build-42-dependencies-{arch} "
+                )),
+                "{dependencies}"
+            );
+            assert!(
+                dependencies.contains(&format!("--build-arg RUST_TARGETS={arch} ")),
+                "{dependencies}"
+            );
+            assert!(
+                library.starts_with(&format!(
+                    "podman build --platform {platform} --manifest \
+                     ghcr.io/daksha-rc/rc-web:build-42-library-{arch} "
+                )),
+                "{library}"
+            );
+            assert!(
+                build.command.to_string().contains(&format!(
+                    "--build-arg LIBRARY_IMAGE=ghcr.io/daksha-rc/rc-web:build-42-library-{arch} "
+                )),
+                "{}",
+                build.command
+            );
+        }
+        // An unstaged Containerfile has one build and no stages.
+        let unstaged = super::plan(&request(Mode::AllAtOnce), &environment(false));
+        assert!(unstaged.builds[0].stages.is_empty());
+    }
+
+    #[test]
+    fn containerfiles_say_what_they_declare_in_arg_lines_only() {
+        let text = "ARG LIBRARY_IMAGE=localhost/x\n  ARG RUST_TARGETS\n\
+                    # ARG DEPENDENCIES_IMAGE\nARG DEPENDENCIES_IMAGE_OLD=1\n";
+        assert!(declares_arg(text, "LIBRARY_IMAGE"));
+        assert!(declares_arg(text, "RUST_TARGETS"));
+        assert!(!declares_arg(text, "DEPENDENCIES_IMAGE"));
+        // rc-web's own is staged and compiles every target in one stage.
+        let ours = include_str!("../../containers/rc-web/Containerfile");
+        for name in ["DEPENDENCIES_IMAGE", "LIBRARY_IMAGE", "RUST_TARGETS"] {
+            assert!(declares_arg(ours, name), "{name}");
+        }
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub struct Build {
     /// otherwise silently fall back to the target platform (under emulation).
     pub build_platform: Platform,
     pub manifest: String,
+    /// The stage to stop at (`--target`); `None` builds the last one.
+    pub target: Option<String>,
     pub build_args: Vec<BuildArg>,
     /// `host:container[:options]` mounts for RUN steps (the host CA bundle).
     pub volumes: Vec<String>,
@@ -82,6 +84,11 @@ impl Build {
             .arg(platform::join(&self.platforms))
             .arg("--manifest")
             .arg(&self.manifest)
+            .args(
+                self.target
+                    .iter()
+                    .flat_map(|target| ["--target", target.as_str()]),
+            )
             .arg("--file")
             .arg(path_text(&self.containerfile))
             .arg("--build-arg")
@@ -492,6 +499,7 @@ mod tests {
             platforms: vec![Platform::LINUX_AMD64, Platform::LINUX_ARM64],
             build_platform: Platform::LINUX_AMD64,
             manifest: "localhost/rc-web:build-1".into(),
+            target: None,
             build_args: vec!["GIT_REVISION=abc1234".parse().unwrap()],
             volumes: vec![
                 "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro".into(),
