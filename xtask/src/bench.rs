@@ -578,11 +578,34 @@ fn emulated_arm64_build(bench: &Bench, build_platform: Platform) -> Result<Durat
                 ),
         )?;
     }
-    let shipped = std::fs::read_to_string(&bench.workload.containerfile)?;
-    // The compile stage onto the target platform, and the three builds of
-    // the staged Containerfile made one (the stages named, not imported):
-    // one `podman build` compiles everything under qemu.
-    let mut emulated = shipped;
+    let emulated =
+        emulated_containerfile(&std::fs::read_to_string(&bench.workload.containerfile)?)?;
+    let containerfile = bench.clone.parent().unwrap().join("Containerfile.emulated");
+    std::fs::write(&containerfile, emulated)?;
+    bench.timed(
+        &Command::new(podman::PROGRAM)
+            .args(["build", "--no-cache", "--platform", "linux/arm64"])
+            .args(["--build-arg", &format!("BUILDPLATFORM={build_platform}")])
+            .args(["--build-arg", &format!("BUILDER_IMAGE={toolchain}")])
+            // arm64 alone, as the cross-compiled side builds it.
+            .args(["--build-arg", "RUST_TARGETS=arm64"])
+            // As the xtask's builds do: cargo's downloads need the host's CAs.
+            .args([
+                "--volume",
+                "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro",
+            ])
+            .args(["--tag", &format!("{BENCH_REPOSITORY}/emulated:arm64")])
+            .args(["--file", &containerfile.to_string_lossy()])
+            .arg(bench.clone.to_string_lossy()),
+    )
+}
+
+/// The shipped (staged) Containerfile with its compile stage on the target
+/// platform, and its three builds made one (the later stages name the
+/// earlier ones instead of importing their images): one `podman build`
+/// compiles everything under qemu.
+fn emulated_containerfile(shipped: &str) -> Result<String> {
+    let mut emulated = shipped.to_owned();
     for (from, to) in [
         (
             "FROM --platform=$BUILDPLATFORM ${BUILDER_IMAGE} AS dependencies",
@@ -602,24 +625,7 @@ fn emulated_arm64_build(bench: &Bench, build_platform: Platform) -> Result<Durat
         }
         emulated = emulated.replace(from, to);
     }
-    let containerfile = bench.clone.parent().unwrap().join("Containerfile.emulated");
-    std::fs::write(&containerfile, emulated)?;
-    bench.timed(
-        &Command::new(podman::PROGRAM)
-            .args(["build", "--no-cache", "--platform", "linux/arm64"])
-            .args(["--build-arg", &format!("BUILDPLATFORM={build_platform}")])
-            .args(["--build-arg", &format!("BUILDER_IMAGE={toolchain}")])
-            // arm64 alone, as the cross-compiled side builds it.
-            .args(["--build-arg", "RUST_TARGETS=arm64"])
-            // As the xtask's builds do: cargo's downloads need the host's CAs.
-            .args([
-                "--volume",
-                "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro",
-            ])
-            .args(["--tag", &format!("{BENCH_REPOSITORY}/emulated:arm64")])
-            .args(["--file", &containerfile.to_string_lossy()])
-            .arg(bench.clone.to_string_lossy()),
-    )
+    Ok(emulated)
 }
 
 /// Warm builds and pushes of the workload, through the xtask and by hand,
@@ -914,6 +920,27 @@ impl crate::flags::Bench {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_emulated_variant_is_one_build_with_every_stage_on_the_target() {
+        let shipped = include_str!("../../containers/rc-web/Containerfile");
+        let emulated = emulated_containerfile(shipped).unwrap();
+        let froms: Vec<&str> = emulated
+            .lines()
+            .filter(|line| line.starts_with("FROM "))
+            .collect();
+        assert_eq!(
+            froms,
+            [
+                "FROM --platform=$TARGETPLATFORM ${BUILDER_IMAGE} AS dependencies",
+                "FROM dependencies AS compiled-dependencies",
+                "FROM --platform=$TARGETPLATFORM ${RUNTIME_IMAGE} AS library",
+                "FROM dependencies AS build",
+                "FROM library",
+            ]
+        );
+        assert!(emulated_containerfile("FROM scratch\n").is_err());
+    }
 
     #[test]
     fn results_replace_only_their_section() {
