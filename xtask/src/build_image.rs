@@ -1085,7 +1085,6 @@ fn check_podman_version(runner: &Runner) -> Result<()> {
     Ok(())
 }
 
-/// True unless the build uses another Containerfile or overrides both base images.
 /// Whether a Containerfile declares the build argument `name` (`ARG name`
 /// or `ARG name=default`).
 fn declares_arg(containerfile: &str, name: &str) -> bool {
@@ -1097,6 +1096,7 @@ fn declares_arg(containerfile: &str, name: &str) -> bool {
     })
 }
 
+/// True unless the build uses another Containerfile or overrides both base images.
 fn uses_project_base_images(containerfile: &Path, build_args: &[BuildArg]) -> bool {
     let overrides = |name: &str| build_args.iter().any(|build_arg| build_arg.name == name);
     containerfile == project::root().join(project::RC_WEB_CONTAINERFILE)

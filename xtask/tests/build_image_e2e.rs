@@ -259,10 +259,10 @@ fn layers(list: &str) -> Vec<(String, Vec<String>)> {
 }
 
 /// The image links rc-web against its dependency library, which sits in a
-/// layer of its own: after a commit that changes rc-web's code, built with the
-/// release before in the cache, every layer but the binary's is the one the
-/// release before had (so a push uploads, and a pull fetches, only that one),
-/// and the new binary runs with the old library.
+/// layer of its own: after a commit that changes rc-web's code, built with no
+/// layer cache (as on a fresh CI runner), every layer but the binary's is the
+/// one the release before had (so a push uploads, and a pull fetches, only
+/// that one), and the new binary runs with the old library.
 #[test]
 fn a_code_change_replaces_only_the_binary_layer() {
     let _serial = serial();

@@ -3,12 +3,14 @@
 //! **The shared library.** The image build compiles this crate as a Rust
 //! dylib with every crate rc-web uses and Rust's standard library inside, and
 //! links rc-web against it. The library goes into an image layer of its own
-//! that only a change to the dependencies rebuilds, so a release after a change
-//! to rc-web's code, built with the release before in podman's layer cache,
-//! uploads a binary of about 115 kB (gzipped) per platform instead of one of
-//! 650 kB with everything linked in (figure 3 of docs/benchmarks.md). Everywhere else (cargo build, cargo test) rc-web is one
-//! static binary, as usual. A crate is linked into the dylib when this crate
-//! depends on it, hence the `extern crate`s below for the ones not used here.
+//! that only a change to the dependencies changes (it is built apart from the
+//! release and dated by a constant, so also on a machine with no layer
+//! cache), so a release after a change to rc-web's code uploads a binary of
+//! about 115 kB (gzipped) per platform instead of one of 650 kB with
+//! everything linked in (figure 3 of docs/benchmarks.md). Everywhere else
+//! (cargo build, cargo test) rc-web is one static binary, as usual. A crate
+//! is linked into the dylib when this crate depends on it, hence the `extern
+//! crate`s below for the ones not used here.
 //!
 //! **The server loop.** `axum::serve` is generic, and a generic function is
 //! compiled into the crate that names its concrete types. Called from rc-web,
