@@ -21,10 +21,30 @@ pub struct Command {
     pub args: Vec<String>,
     /// Extra environment for the child (never secrets: these are printed).
     pub env: Vec<(String, String)>,
-    /// Sent on standard input; never printed. Secrets travel this way only.
-    pub stdin: Option<Vec<u8>>,
+    /// Sent on standard input.
+    pub stdin: Option<Stdin>,
     /// Working directory of the child (ours when `None`).
     pub dir: Option<std::path::PathBuf>,
+}
+
+/// What a [`Command`] reads on standard input.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Stdin {
+    /// Never printed. Secrets travel this way only.
+    Secret(Vec<u8>),
+    /// Printed as `printf '%s' '...' | ` before the command, so a pasted
+    /// command gets it too (a Containerfile fragment for `podman build -f -`).
+    Text(String),
+}
+
+/// A secret shows as a marker only.
+impl fmt::Debug for Stdin {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stdin::Secret(_) => formatter.write_str("Secret(..)"),
+            Stdin::Text(text) => formatter.debug_tuple("Text").field(text).finish(),
+        }
+    }
 }
 
 impl Command {
@@ -71,7 +91,8 @@ impl Command {
             expression = expression.dir(dir);
         }
         let expression = match &self.stdin {
-            Some(bytes) => expression.stdin_bytes(bytes.clone()),
+            Some(Stdin::Secret(bytes)) => expression.stdin_bytes(bytes.clone()),
+            Some(Stdin::Text(text)) => expression.stdin_bytes(text.clone().into_bytes()),
             None => expression.stdin_null(),
         };
         // A process group of its own: a Ctrl-C in the terminal reaches only
@@ -85,11 +106,14 @@ impl Command {
     }
 }
 
-/// Shell-quoted, ready to paste; stdin shows only as a marker.
+/// Shell-quoted, ready to paste; a secret on stdin shows only as a marker.
 impl fmt::Display for Command {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(dir) = &self.dir {
             write!(formatter, "cd {} && ", shell_quote(&dir.to_string_lossy()))?;
+        }
+        if let Some(Stdin::Text(text)) = &self.stdin {
+            write!(formatter, "printf '%s' {} | ", shell_quote(text))?;
         }
         for (name, value) in &self.env {
             write!(formatter, "{name}={} ", shell_quote(value))?;
@@ -98,7 +122,7 @@ impl fmt::Display for Command {
         for arg in &self.args {
             write!(formatter, " {}", shell_quote(arg))?;
         }
-        if self.stdin.is_some() {
+        if let Some(Stdin::Secret(_)) = &self.stdin {
             formatter.write_str(" <(stdin)")?;
         }
         Ok(())
@@ -305,12 +329,32 @@ mod tests {
     }
 
     #[test]
-    fn stdin_is_never_displayed() {
+    fn a_secret_on_stdin_is_never_displayed() {
         let mut command = Command::new("podman").args(["login", "--password-stdin"]);
-        command.stdin = Some(b"s3cret".to_vec());
-        let shown = format!("{command} {command:?}");
+        command.stdin = Some(Stdin::Secret(b"s3cret".to_vec()));
+        let shown = format!("{command} {command:?} {:?}", command.stdin);
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("<(stdin)"));
+    }
+
+    #[test]
+    fn text_on_stdin_is_shown_as_a_pipe_that_a_shell_runs_as_is() {
+        let mut command = Command::new("cat").current_dir("/");
+        command.stdin = Some(Stdin::Text("LABEL \"a\"=\"it's \\$HOME\"".into()));
+        let shown = command.to_string();
+        assert_eq!(
+            shown,
+            "cd / && printf '%s' 'LABEL \"a\"=\"it'\\''s \\$HOME\"' | cat"
+        );
+        let through_a_shell = Runner::new(false)
+            .read(&Command::new("sh").args(["-c", &shown]))
+            .unwrap();
+        assert_eq!(through_a_shell, "LABEL \"a\"=\"it's \\$HOME\"");
+        assert_eq!(
+            Runner::new(false).read(&command).unwrap(),
+            through_a_shell,
+            "run directly, the command reads the same text"
+        );
     }
 
     #[test]

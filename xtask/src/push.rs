@@ -14,7 +14,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use crate::{
-    exec::{Command, Runner},
+    exec::{Command, Runner, Stdin},
     platform::Platform,
     podman,
 };
@@ -123,7 +123,7 @@ pub fn login_command(
         .args(["--username", &credentials.username, "--password-stdin"])
         .arg(tls_flag(destination.tls_verify))
         .arg(&destination.registry);
-    command.stdin = Some(credentials.secret.clone());
+    command.stdin = Some(Stdin::Secret(credentials.secret.clone()));
     command
 }
 
@@ -471,7 +471,7 @@ mod tests {
         assert!(!command.args.iter().any(|arg| arg.contains("hunter2")));
         assert!(!command.to_string().contains("hunter2"));
         assert!(!format!("{credentials:?}").contains("hunter2"));
-        assert_eq!(command.stdin.as_deref(), Some(b"hunter2".as_slice()));
+        assert!(command.stdin == Some(Stdin::Secret(b"hunter2".to_vec())));
         assert!(command.args.contains(&"--password-stdin".to_owned()));
     }
 
