@@ -1088,11 +1088,12 @@ fn check_podman_version(runner: &Runner) -> Result<()> {
 /// Whether a Containerfile declares the build argument `name` (`ARG name`
 /// or `ARG name=default`).
 fn declares_arg(containerfile: &str, name: &str) -> bool {
+    // One ARG line may declare several: `ARG A= B=x`.
     containerfile.lines().any(|line| {
-        line.trim_start()
-            .strip_prefix("ARG ")
-            .and_then(|rest| rest.trim_start().strip_prefix(name))
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['=', ' ', '\t']))
+        line.trim_start().strip_prefix("ARG ").is_some_and(|rest| {
+            rest.split_whitespace()
+                .any(|word| word.split('=').next() == Some(name))
+        })
     })
 }
 
@@ -1341,10 +1342,14 @@ mod tests {
     #[test]
     fn containerfiles_say_what_they_declare_in_arg_lines_only() {
         let text = "ARG LIBRARY_IMAGE=localhost/x\n  ARG RUST_TARGETS\n\
-                    # ARG DEPENDENCIES_IMAGE\nARG DEPENDENCIES_IMAGE_OLD=1\n";
+                    # ARG DEPENDENCIES_IMAGE\nARG DEPENDENCIES_IMAGE_OLD=1\n\
+                    ARG GIT_REVISION= BUILD_DATE\nRUN echo ARG OTHER\n";
         assert!(declares_arg(text, "LIBRARY_IMAGE"));
         assert!(declares_arg(text, "RUST_TARGETS"));
+        assert!(declares_arg(text, "GIT_REVISION"));
+        assert!(declares_arg(text, "BUILD_DATE"));
         assert!(!declares_arg(text, "DEPENDENCIES_IMAGE"));
+        assert!(!declares_arg(text, "OTHER"));
         // rc-web's own is staged and compiles every target in one stage.
         let ours = include_str!("../../containers/rc-web/Containerfile");
         for name in ["DEPENDENCIES_IMAGE", "LIBRARY_IMAGE", "RUST_TARGETS"] {
