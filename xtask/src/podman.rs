@@ -581,28 +581,20 @@ mod tests {
                     .into()
             ))
         );
-        let files: Vec<&str> = command
-            .args
-            .windows(2)
-            .filter(|pair| pair[0] == "--file")
-            .map(|pair| pair[1].as_str())
-            .collect();
-        assert_eq!(files, ["containers/rc-web/Containerfile", "-"]);
+        // The values given with `option`, in order.
+        let values = |option: &str| -> Vec<String> {
+            command
+                .args
+                .windows(2)
+                .filter(|pair| pair[0] == option)
+                .map(|pair| pair[1].clone())
+                .collect()
+        };
+        assert_eq!(values("--file"), ["containers/rc-web/Containerfile", "-"]);
         // A line break cannot be written in a Containerfile: that label
         // stays a flag. Every label is an annotation too.
-        let labels: Vec<&str> = command
-            .args
-            .windows(2)
-            .filter(|pair| pair[0] == "--label")
-            .map(|pair| pair[1].as_str())
-            .collect();
-        assert_eq!(labels, ["multi-line=one\ntwo"]);
-        let annotations = command
-            .args
-            .iter()
-            .filter(|arg| *arg == "--annotation")
-            .count();
-        assert_eq!(annotations, 3);
+        assert_eq!(values("--label"), ["multi-line=one\ntwo"]);
+        assert_eq!(values("--annotation").len(), 3);
 
         build.labels.clear();
         let command = build.command();
