@@ -1086,9 +1086,8 @@ fn check_podman_version(runner: &Runner) -> Result<()> {
 }
 
 /// Whether a Containerfile declares the build argument `name` (`ARG name`
-/// or `ARG name=default`).
+/// or `ARG name=default`, alone or with others: `ARG A= B=x`).
 fn declares_arg(containerfile: &str, name: &str) -> bool {
-    // One ARG line may declare several: `ARG A= B=x`.
     containerfile.lines().any(|line| {
         line.trim_start().strip_prefix("ARG ").is_some_and(|rest| {
             rest.split_whitespace()
