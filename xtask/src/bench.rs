@@ -107,6 +107,7 @@ struct LocalRegistry {
     child: Child,
     directory: PathBuf,
     host: String,
+    port: u16,
 }
 
 impl LocalRegistry {
@@ -134,6 +135,7 @@ impl LocalRegistry {
             child,
             directory: directory.to_path_buf(),
             host: format!("127.0.0.1:{port}"),
+            port,
         };
         for _ in 0..200 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -171,6 +173,89 @@ impl Drop for LocalRegistry {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}
+
+/// A TCP relay on 127.0.0.1 to another port there that holds every chunk for
+/// `delay` in each direction: a registry `2 × delay` of round trip away, as
+/// one across the internet is, with no limit on bandwidth. Stopped on drop.
+struct DelayedRelay {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DelayedRelay {
+    fn start(target: u16, delay: Duration) -> Result<DelayedRelay> {
+        use std::{net::TcpStream, sync::atomic::Ordering};
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        let port = listener.local_addr()?.port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let accept = std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                let (Ok(client), Ok(server)) = (client, TcpStream::connect(("127.0.0.1", target)))
+                else {
+                    continue;
+                };
+                for (from, to) in [(&client, &server), (&server, &client)] {
+                    if let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) {
+                        Self::pump(from, to, delay);
+                    }
+                }
+            }
+        });
+        Ok(DelayedRelay {
+            port,
+            stop,
+            accept: Some(accept),
+        })
+    }
+
+    /// Copies `from` to `to`, each chunk `delay` after it arrived; ends (and
+    /// closes `to` for writing) when `from` does.
+    fn pump(mut from: std::net::TcpStream, mut to: std::net::TcpStream, delay: Duration) {
+        use std::io::{Read, Write};
+        let (sender, receiver) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+        std::thread::spawn(move || {
+            let mut buffer = vec![0u8; 64 * 1024];
+            while let Ok(read) = from.read(&mut buffer) {
+                if read == 0
+                    || sender
+                        .send((Instant::now() + delay, buffer[..read].to_vec()))
+                        .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        std::thread::spawn(move || {
+            for (due, chunk) in receiver {
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                if to.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        });
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for DelayedRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accept loop so it sees `stop`.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
     }
 }
 
@@ -479,8 +564,12 @@ pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
 
     // 4. The xtask's build-and-push / the same podman commands by hand.
     let small = tiny_workload(&scratch.path().join("small"))?;
-    figures.push(wrapper_overhead(&bench, &small, true)?);
-    figures.push(wrapper_overhead(&bench, &small, false)?);
+    // A release (its three tags, to a registry some way off), then one tag
+    // to the registry on loopback.
+    for release in [true, false] {
+        figures.push(wrapper_overhead(&bench, &small, release, true)?);
+        figures.push(wrapper_overhead(&bench, &small, release, false)?);
+    }
 
     // 5. Both platforms by one command / each alone, from the same cold cache.
     figures.push(Figure {
@@ -628,10 +717,28 @@ fn emulated_containerfile(shipped: &str) -> Result<String> {
     Ok(emulated)
 }
 
-/// Warm builds and pushes of the workload, through the xtask and by hand,
-/// alternating; the medians compared.
-fn wrapper_overhead(bench: &Bench, small: &Workload, cold: bool) -> Result<Figure> {
-    let host = &bench.registry.host;
+/// The tags of a release (figure 4): its version, its commit, `latest`.
+const RELEASE_TAGS: &[&str] = &["v1.0.0", "0123abc", "latest"];
+
+/// How far off the registry of figure 4's release rows is, each way: 20 ms
+/// of round trip, a registry in the same region. (The one on loopback
+/// answers in microseconds, which no registry a release goes to does.)
+const REGISTRY_DELAY: Duration = Duration::from_millis(10);
+
+/// Builds and pushes of the workload, through the xtask and by hand,
+/// alternating; the medians compared. A `release` has three tags and goes
+/// to the registry through a [`DelayedRelay`]; else one tag, on loopback.
+fn wrapper_overhead(bench: &Bench, small: &Workload, release: bool, cold: bool) -> Result<Figure> {
+    let tags = if release { RELEASE_TAGS } else { &["t"] };
+    let tag_list = tags.join(",");
+    let relay = if release {
+        Some(DelayedRelay::start(bench.registry.port, REGISTRY_DELAY)?)
+    } else {
+        None
+    };
+    let host = &relay
+        .as_ref()
+        .map_or_else(|| bench.registry.host.clone(), DelayedRelay::host);
     let (file, context) = (
         small.containerfile.to_string_lossy().into_owned(),
         small.context.to_string_lossy().into_owned(),
@@ -658,7 +765,7 @@ fn wrapper_overhead(bench: &Bench, small: &Workload, cold: bool) -> Result<Figur
         "--image",
         "rc-bench/raw",
         "--tag",
-        "t",
+        &tag_list,
         "--file",
         &file,
         "--context",
@@ -688,7 +795,7 @@ fn wrapper_overhead(bench: &Bench, small: &Workload, cold: bool) -> Result<Figur
             "--image",
             "rc-bench/wrapped",
             "--tag",
-            "t",
+            &tag_list,
             "--tls-verify",
             "false",
             "--file",
@@ -708,11 +815,14 @@ fn wrapper_overhead(bench: &Bench, small: &Workload, cold: bool) -> Result<Figur
                 .args(["-c", &raw_build])
                 .current_dir(&bench.clone),
         )?;
-        bench.runner.run(
-            &Command::new(podman::PROGRAM)
-                .args(["manifest", "push", "--all", "--tls-verify=false", &list])
-                .arg(format!("docker://{host}/rc-bench/raw:t")),
-        )?;
+        // One push per tag, one after the other, as a script runs them.
+        for tag in tags {
+            bench.runner.run(
+                &Command::new(podman::PROGRAM)
+                    .args(["manifest", "push", "--all", "--tls-verify=false", &list])
+                    .arg(format!("docker://{host}/rc-bench/raw:{tag}")),
+            )?;
+        }
         if round > 0 {
             by_xtask.push(elapsed);
             by_hand.push(start.elapsed());
@@ -720,13 +830,14 @@ fn wrapper_overhead(bench: &Bench, small: &Workload, cold: bool) -> Result<Figur
     }
     let (xtask, hand) = (median(by_xtask), median(by_hand));
     Ok(Figure {
-        name: if cold {
-            "the xtask's build-and-push / the equivalent raw podman commands, on a small image (layers built)"
-        } else {
-            "the xtask's build-and-push / the equivalent raw podman commands, on a small image (warm cache)"
+        name: match (release, cold) {
+            (true, true) => "the xtask's build-and-push / the equivalent raw podman commands, on a small image: a release's three tags, registry 20 ms away (layers built)",
+            (true, false) => "the same, a release's three tags, registry 20 ms away (warm cache)",
+            (false, true) => "the same, one tag, registry on loopback (layers built)",
+            (false, false) => "the same, one tag, registry on loopback (warm cache)",
         },
         numerator: format!(
-            "cargo xtask build-and-push ({}): {} (median)",
+            "cargo xtask build-and-push --tag {tag_list} ({}): {} (median)",
             if cold {
                 "every layer built"
             } else {
@@ -735,7 +846,12 @@ fn wrapper_overhead(bench: &Bench, small: &Workload, cold: bool) -> Result<Figur
             seconds(xtask)
         ),
         denominator: format!(
-            "the same podman build (from the xtask's dry run) + podman manifest push: {} (median)",
+            "the same podman build (from the xtask's dry run) + {}: {} (median)",
+            if release {
+                "a podman manifest push per tag"
+            } else {
+                "podman manifest push"
+            },
             seconds(hand)
         ),
         value: Some(xtask.as_secs_f64() / hand.as_secs_f64()),
@@ -920,6 +1036,38 @@ impl crate::flags::Bench {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_relay_passes_every_byte_both_ways_a_round_trip_later() {
+        use std::io::{Read, Write};
+        let server = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let target = server.local_addr().unwrap().port();
+        // Echoes what it reads until the client stops writing.
+        let echo = std::thread::spawn(move || {
+            let (mut stream, _) = server.accept().unwrap();
+            let mut received = Vec::new();
+            stream.read_to_end(&mut received).unwrap();
+            stream.write_all(&received).unwrap();
+        });
+        let delay = Duration::from_millis(30);
+        let relay = DelayedRelay::start(target, delay).unwrap();
+        // More than one chunk of the relay's buffer.
+        let sent: Vec<u8> = (0..200_000u32).map(|n| (n % 251) as u8).collect();
+        let start = Instant::now();
+        let mut client = std::net::TcpStream::connect(relay.host()).unwrap();
+        client.write_all(&sent).unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut echoed = Vec::new();
+        client.read_to_end(&mut echoed).unwrap();
+        assert!(echoed == sent, "every byte, in order");
+        assert!(
+            start.elapsed() >= 2 * delay,
+            "held {delay:?} each way: {:?}",
+            start.elapsed()
+        );
+        echo.join().unwrap();
+        drop(relay);
+    }
 
     #[test]
     fn the_emulated_variant_is_one_build_with_every_stage_on_the_target() {

@@ -187,28 +187,17 @@ impl PushSession {
     }
 
     /// Pushes every tag of `outcome.pushed`, from `source` (a list ID) or
-    /// from the local list of the same tag, then reads each back.
+    /// from the local list of the same tag, and reads each back.
     fn push_tags_from(
         &self,
         mut outcome: PushOutcome,
         source: Option<&str>,
         runner: &Runner,
     ) -> Result<PushOutcome> {
-        let repository = &self.repository;
-        self.push_each_tag(&outcome.pushed, runner, |reference| {
-            push::push_command(&self.destination, source.unwrap_or(reference), reference)
-        })?;
-        if !runner.dry_run {
-            for tag in &outcome.pushed {
-                let remote = push::verify_remote(
-                    runner,
-                    &self.destination,
-                    &repository.with_tag(tag),
-                    &outcome.platforms,
-                )?;
-                outcome.remote.get_or_insert(remote);
-            }
-        }
+        outcome.remote =
+            self.push_and_verify_tags(&outcome.pushed, &outcome.platforms, runner, |reference| {
+                push::push_command(&self.destination, source.unwrap_or(reference), reference)
+            })?;
         Ok(outcome)
     }
 
@@ -349,17 +338,9 @@ impl PushSession {
                 .into_iter()
                 .filter(|tag| !tags.contains(tag))
                 .collect();
-            self.push_each_tag(&tags, runner, |reference| {
+            let remote = self.push_and_verify_tags(&tags, &built, runner, |reference| {
                 push::push_list_command(&self.destination, &list, reference, false)
             })?;
-            let mut remote = None;
-            for tag in &tags {
-                if !runner.dry_run {
-                    let reference = self.repository.with_tag(tag);
-                    let index = push::verify_remote(runner, &self.destination, &reference, &built)?;
-                    remote.get_or_insert(index);
-                }
-            }
             Ok(MergeOutcome {
                 built,
                 failed,
@@ -378,39 +359,125 @@ impl PushSession {
         &self.tags
     }
 
-    /// Pushes `tags` one by one (with retries); a failure says which tags the
-    /// registry has and which it does not.
-    fn push_each_tag(
+    /// Pushes `tags` (each with retries) and reads each back from the
+    /// registry, which must hold `platforms` under every tag, all as one
+    /// list; returns that list. The first tag's push uploads what the
+    /// registry lacks; the other tags then need only their manifests, so
+    /// they are pushed at the same time (pushed together from the start,
+    /// each would find the blobs missing and upload them). A failure says
+    /// which tags the registry has and which it does not.
+    fn push_and_verify_tags(
         &self,
         tags: &[String],
+        platforms: &[Platform],
         runner: &Runner,
-        command_for: impl Fn(&str) -> crate::exec::Command,
-    ) -> Result<()> {
-        for (index, tag) in tags.iter().enumerate() {
+        command_for: impl Fn(&str) -> crate::exec::Command + Sync,
+    ) -> Result<Option<push::RemoteIndex>> {
+        let push_one = |tag: &String, prefix: &str| -> Result<()> {
+            crate::interrupt::check()?;
             let reference = self.repository.with_tag(tag);
-            let pushed = crate::interrupt::check().and_then(|()| {
-                push::run_with_retries(runner, &command_for(&reference), self.attempts, "")
-            });
-            if let Err(error) = pushed {
-                let (done, not_done) = tags.split_at(index);
-                let done = if done.is_empty() {
-                    "none".to_owned()
-                } else {
-                    done.join(", ")
-                };
-                return Err(error.context(format!(
-                    "push of {reference} failed; updated in the registry: {done}; NOT updated: {}. \
-                     Run the same command again to finish",
-                    not_done.join(", ")
-                )));
+            push::run_with_retries(runner, &command_for(&reference), self.attempts, prefix)
+                .with_context(|| format!("push of {reference} failed"))
+        };
+        let verify_one = |tag: &String| -> Result<push::RemoteIndex> {
+            push::verify_remote(
+                runner,
+                &self.destination,
+                &self.repository.with_tag(tag),
+                platforms,
+            )
+        };
+        let Some((first, rest)) = tags.split_first() else {
+            return Ok(None);
+        };
+        if runner.dry_run {
+            // Printed in order, as a script would run them.
+            for tag in tags {
+                push_one(tag, "")?;
+            }
+            return Ok(None);
+        }
+        let not_updated = |failed: &[&String]| {
+            let done: Vec<&str> = tags
+                .iter()
+                .filter(|tag| !failed.contains(tag))
+                .map(String::as_str)
+                .collect();
+            let failed: Vec<&str> = failed.iter().map(|tag| tag.as_str()).collect();
+            format!(
+                "updated in the registry: {}; NOT updated: {}. Run the same command again to finish",
+                if done.is_empty() { "none".to_owned() } else { done.join(", ") },
+                failed.join(", ")
+            )
+        };
+        if let Err(error) = push_one(first, "") {
+            return Err(error.context(not_updated(&tags.iter().collect::<Vec<_>>())));
+        }
+        let (first_index, others) = std::thread::scope(|scope| {
+            let first_index = scope.spawn(|| verify_one(first));
+            let others: Vec<_> = rest
+                .iter()
+                .map(|tag| {
+                    let prefix = format!("[{tag}] ");
+                    let push_one = &push_one;
+                    let verify_one = &verify_one;
+                    scope.spawn(move || match push_one(tag, &prefix) {
+                        Err(error) => Err(TagFailure::Push(error)),
+                        Ok(()) => verify_one(tag).map_err(TagFailure::ReadBack),
+                    })
+                })
+                .collect();
+            let others: Vec<_> = others
+                .into_iter()
+                .map(|handle| handle.join().expect("a push thread panicked"))
+                .collect();
+            (
+                first_index.join().expect("a read-back thread panicked"),
+                others,
+            )
+        });
+        let mut failed = Vec::new();
+        let mut push_error = None;
+        let mut read_back = Vec::new();
+        for (tag, result) in rest.iter().zip(others) {
+            match result {
+                Err(TagFailure::Push(error)) => {
+                    failed.push(tag);
+                    push_error.get_or_insert(error);
+                }
+                Err(TagFailure::ReadBack(error)) => read_back.push((tag, Err(error))),
+                Ok(index) => read_back.push((tag, Ok(index))),
             }
         }
-        Ok(())
+        if let Some(error) = push_error {
+            return Err(error.context(not_updated(&failed)));
+        }
+        let first_index = first_index?;
+        for (tag, index) in read_back {
+            let index = index?;
+            if index.digest != first_index.digest {
+                bail!(
+                    "the registry holds {} under {tag} but {} under {first}: did another push \
+                     change one of them meanwhile? Run the same command again",
+                    index.digest,
+                    first_index.digest
+                );
+            }
+        }
+        Ok(Some(first_index))
     }
 
     pub fn repository(&self) -> &Repository {
         &self.repository
     }
+}
+
+/// How pushing one of several tags failed.
+enum TagFailure {
+    /// The registry was not updated.
+    Push(anyhow::Error),
+    /// It was, but what it holds is not what was pushed.
+    ReadBack(anyhow::Error),
 }
 
 #[derive(Debug, Clone)]

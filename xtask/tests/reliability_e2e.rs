@@ -582,8 +582,9 @@ fn a_registry_that_goes_away_mid_push_gets_retries_an_exact_report_and_a_rerun_f
     let proxy = FlakyProxy::start(registry.port);
     let directory = small_image("flaky");
     build_small(&proxy.host(), "rc-web", "v2.0.0,abc1234,latest", &directory);
-    // The registry goes away when the second tag's index is being put.
-    proxy.cut_when_seen("/manifests/abc1234 ");
+    // The registry goes away when the first tag is in and the next index is
+    // being put (the tags after the first are pushed at the same time).
+    proxy.cut_when_seen(&["/manifests/abc1234 ", "/manifests/latest "]);
     let push = [
         "push-image",
         "--registry",

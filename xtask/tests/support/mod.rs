@@ -434,7 +434,7 @@ pub struct FlakyProxy {
 
 struct ProxyState {
     target: u16,
-    cut_on: Mutex<Option<Vec<u8>>>,
+    cut_on: Mutex<Vec<Vec<u8>>>,
     cut: std::sync::atomic::AtomicBool,
     stop: std::sync::atomic::AtomicBool,
 }
@@ -445,7 +445,7 @@ impl FlakyProxy {
         let port = listener.local_addr().unwrap().port();
         let state = std::sync::Arc::new(ProxyState {
             target,
-            cut_on: Mutex::new(None),
+            cut_on: Mutex::new(Vec::new()),
             cut: false.into(),
             stop: false.into(),
         });
@@ -475,9 +475,10 @@ impl FlakyProxy {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Go away when a client sends `text` (e.g. `/manifests/TAG `).
-    pub fn cut_when_seen(&self, text: &str) {
-        *self.state.cut_on.lock().unwrap() = Some(text.as_bytes().to_vec());
+    /// Go away when a client sends any of `texts` (e.g. `/manifests/TAG `).
+    pub fn cut_when_seen(&self, texts: &[&str]) {
+        *self.state.cut_on.lock().unwrap() =
+            texts.iter().map(|text| text.as_bytes().to_vec()).collect();
     }
 
     pub fn is_cut(&self) -> bool {
@@ -485,7 +486,7 @@ impl FlakyProxy {
     }
 
     pub fn restore(&self) {
-        *self.state.cut_on.lock().unwrap() = None;
+        self.state.cut_on.lock().unwrap().clear();
         self.state
             .cut
             .store(false, std::sync::atomic::Ordering::SeqCst);
@@ -527,15 +528,16 @@ fn relay(client: TcpStream, state: std::sync::Arc<ProxyState>) {
         };
         let mut window = std::mem::take(&mut carry);
         window.extend_from_slice(&buffer[..read]);
-        if let Some(marker) = state.cut_on.lock().unwrap().clone() {
-            if window
+        let markers = state.cut_on.lock().unwrap().clone();
+        if markers.iter().any(|marker| {
+            window
                 .windows(marker.len())
                 .any(|part| part == marker.as_slice())
-            {
-                state.cut.store(true, Ordering::SeqCst);
-            }
-            carry = window[window.len().saturating_sub(marker.len())..].to_vec();
+        }) {
+            state.cut.store(true, Ordering::SeqCst);
         }
+        let longest = markers.iter().map(Vec::len).max().unwrap_or(0);
+        carry = window[window.len().saturating_sub(longest)..].to_vec();
         if state.cut.load(Ordering::SeqCst) || server_write.write_all(&buffer[..read]).is_err() {
             break;
         }
