@@ -106,7 +106,6 @@ struct Workload {
 struct LocalRegistry {
     child: Child,
     directory: PathBuf,
-    host: String,
     port: u16,
 }
 
@@ -134,7 +133,6 @@ impl LocalRegistry {
         let registry = LocalRegistry {
             child,
             directory: directory.to_path_buf(),
-            host: format!("127.0.0.1:{port}"),
             port,
         };
         for _ in 0..200 {
@@ -144,6 +142,10 @@ impl LocalRegistry {
             std::thread::sleep(Duration::from_millis(50));
         }
         bail!("the benchmark registry did not start on 127.0.0.1:{port}")
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 
     /// Bytes of every blob the registry stores: what was uploaded to it.
@@ -366,7 +368,7 @@ impl Bench<'_> {
     }
 
     fn push(&self, image: &str, tag: &str) -> Result<Duration> {
-        let remote = format!("{}/rc-bench/{image}:{tag}", self.registry.host);
+        let remote = format!("{}/rc-bench/{image}:{tag}", self.registry.host());
         let local = format!("{BENCH_REPOSITORY}/{image}:{tag}");
         let start = Instant::now();
         self.runner.run(
@@ -384,7 +386,7 @@ impl Bench<'_> {
         self.push("release", tag)?;
         let uploaded = self.registry.stored_bytes() - before;
         let total =
-            self.release_bytes(&format!("{}/rc-bench/release:{tag}", self.registry.host))?;
+            self.release_bytes(&format!("{}/rc-bench/release:{tag}", self.registry.host()))?;
         Ok(Figure {
             name,
             numerator: format!("new bytes in the registry's storage: {uploaded}"),
@@ -738,7 +740,7 @@ fn wrapper_overhead(bench: &Bench, small: &Workload, release: bool, cold: bool) 
     };
     let host = &relay
         .as_ref()
-        .map_or_else(|| bench.registry.host.clone(), DelayedRelay::host);
+        .map_or_else(|| bench.registry.host(), DelayedRelay::host);
     let (file, context) = (
         small.containerfile.to_string_lossy().into_owned(),
         small.context.to_string_lossy().into_owned(),

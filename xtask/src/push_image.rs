@@ -421,10 +421,8 @@ impl PushSession {
                     let prefix = format!("[{tag}] ");
                     let push_one = &push_one;
                     let verify_one = &verify_one;
-                    scope.spawn(move || match push_one(tag, &prefix) {
-                        Err(error) => Err(TagFailure::Push(error)),
-                        Ok(()) => verify_one(tag).map_err(TagFailure::ReadBack),
-                    })
+                    // Err: not pushed; Ok(Err): pushed, but the read-back failed.
+                    scope.spawn(move || push_one(tag, &prefix).map(|()| verify_one(tag)))
                 })
                 .collect();
             let others: Vec<_> = others
@@ -441,12 +439,11 @@ impl PushSession {
         let mut read_back = Vec::new();
         for (tag, result) in rest.iter().zip(others) {
             match result {
-                Err(TagFailure::Push(error)) => {
+                Ok(index) => read_back.push((tag, index)),
+                Err(error) => {
                     failed.push(tag);
                     push_error.get_or_insert(error);
                 }
-                Err(TagFailure::ReadBack(error)) => read_back.push((tag, Err(error))),
-                Ok(index) => read_back.push((tag, Ok(index))),
             }
         }
         if let Some(error) = push_error {
@@ -470,14 +467,6 @@ impl PushSession {
     pub fn repository(&self) -> &Repository {
         &self.repository
     }
-}
-
-/// How pushing one of several tags failed.
-enum TagFailure {
-    /// The registry was not updated.
-    Push(anyhow::Error),
-    /// It was, but what it holds is not what was pushed.
-    ReadBack(anyhow::Error),
 }
 
 #[derive(Debug, Clone)]
