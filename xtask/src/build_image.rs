@@ -855,13 +855,20 @@ pub struct Release {
 impl Release {
     pub fn read(image: &flags::ImageFlags, mut problems: Vec<String>) -> Result<Release> {
         let repository = Repository::new(&image.registry, &image.image);
-        let source = SourceState::read(&project::root());
+        let date_override = source_date_epoch(std::env::var_os(podman::SOURCE_DATE_EPOCH));
+        let source = SourceState::read(&project::root()).map(|mut source| {
+            if let Ok(Some(epoch)) = date_override {
+                source.commit_time = epoch;
+            }
+            source
+        });
         let tags = source
             .as_ref()
             .ok()
             .map(|source| tags::compute(source, &tags::Choices::from_flags(image)));
         let errors = [
             repository.as_ref().err(),
+            date_override.as_ref().err(),
             source.as_ref().err(),
             tags.as_ref().and_then(|tags| tags.as_ref().err()),
         ];
@@ -879,6 +886,24 @@ impl Release {
             source: source?,
             tags: tags.expect("source was read")?,
         })
+    }
+}
+
+/// An exported `SOURCE_DATE_EPOCH` dates the image instead of the commit
+/// (the reproducible-builds convention; podman 5.6 reads it too). `None`
+/// when unset or empty.
+fn source_date_epoch(value: Option<std::ffi::OsString>) -> Result<Option<i64>> {
+    let Some(value) = value.filter(|value| !value.is_empty()) else {
+        return Ok(None);
+    };
+    let text = value.to_string_lossy();
+    match text.parse::<i64>() {
+        Ok(seconds) if seconds >= 0 => Ok(Some(seconds)),
+        _ => bail!(
+            "{} is {text:?}, not a number of seconds since 1970; unset it to date the image by \
+             its commit, or set it to e.g. $(git log -1 --format=%ct)",
+            podman::SOURCE_DATE_EPOCH
+        ),
     }
 }
 
@@ -1161,7 +1186,7 @@ mod tests {
         assert_eq!(plan.temporary_list, "ghcr.io/daksha-rc/rc-web:build-42");
         let shown = plan.builds[0].command.to_string();
         assert!(
-            shown.contains("| podman build --platform linux/amd64,linux/arm64 --manifest ghcr.io/daksha-rc/rc-web:build-42"),
+            shown.contains("| env -u SOURCE_DATE_EPOCH podman build --platform linux/amd64,linux/arm64 --manifest ghcr.io/daksha-rc/rc-web:build-42"),
             "{shown}"
         );
         assert!(
@@ -1251,7 +1276,7 @@ mod tests {
         // The dependencies once, on the build platform, for every target.
         assert!(
             dependencies.starts_with(
-                "podman build --platform linux/amd64 --manifest \
+                "env -u SOURCE_DATE_EPOCH podman build --platform linux/amd64 --manifest \
                  ghcr.io/daksha-rc/rc-web:build-42-dependencies --target dependencies "
             ),
             "{dependencies}"
@@ -1263,7 +1288,7 @@ mod tests {
         // The library for every target platform, from those dependencies.
         assert!(
             library.starts_with(
-                "podman build --platform linux/amd64,linux/arm64 --manifest \
+                "env -u SOURCE_DATE_EPOCH podman build --platform linux/amd64,linux/arm64 --manifest \
                  ghcr.io/daksha-rc/rc-web:build-42-library --target library "
             ),
             "{library}"
@@ -1287,7 +1312,7 @@ mod tests {
         assert!(image.contains("--timestamp 1700000000 "), "{image}");
         assert!(
             image.starts_with(
-                r#"printf '%s' 'LABEL "org.opencontainers.image.version"="v1.2.3"' | podman build "#
+                r#"printf '%s' 'LABEL "org.opencontainers.image.version"="v1.2.3"' | env -u SOURCE_DATE_EPOCH podman build "#
             ),
             "{image}"
         );
@@ -1309,7 +1334,7 @@ mod tests {
             let [dependencies, library] = [0, 1].map(|i| build.stages[i].command.to_string());
             assert!(
                 dependencies.starts_with(&format!(
-                    "podman build --platform linux/amd64 --manifest \
+                    "env -u SOURCE_DATE_EPOCH podman build --platform linux/amd64 --manifest \
                      ghcr.io/daksha-rc/rc-web:build-42-dependencies-{arch} "
                 )),
                 "{dependencies}"
@@ -1320,7 +1345,7 @@ mod tests {
             );
             assert!(
                 library.starts_with(&format!(
-                    "podman build --platform {platform} --manifest \
+                    "env -u SOURCE_DATE_EPOCH podman build --platform {platform} --manifest \
                      ghcr.io/daksha-rc/rc-web:build-42-library-{arch} "
                 )),
                 "{library}"
@@ -1364,6 +1389,26 @@ mod tests {
         assert_eq!(entries_to_move(&[amd64, arm64], &[arm64, amd64]), [amd64]);
         assert!(entries_to_move(&[amd64, arm64], &[amd64, arm64]).is_empty());
         assert!(entries_to_move(&[arm64], &[arm64]).is_empty());
+    }
+
+    #[test]
+    fn source_date_epoch_dates_the_image_when_exported() {
+        let read = |value: &str| source_date_epoch(Some(value.into()));
+        assert_eq!(source_date_epoch(None).unwrap(), None);
+        assert_eq!(read("").unwrap(), None);
+        assert_eq!(read("1700000000").unwrap(), Some(1_700_000_000));
+        for bad in ["yesterday", "-5", "1.5"] {
+            let error = read(bad).unwrap_err().to_string();
+            assert!(
+                error.contains("SOURCE_DATE_EPOCH") && error.contains("unset it"),
+                "{error}"
+            );
+        }
+        // podman never sees the variable: the date travels as --timestamp.
+        let plan = plan(&request(Mode::AllAtOnce), &environment(false));
+        let build = &plan.builds[0].command;
+        assert_eq!(build.env_remove, ["SOURCE_DATE_EPOCH"]);
+        assert!(build.to_string().contains("| env -u SOURCE_DATE_EPOCH podman build "));
     }
 
     #[test]

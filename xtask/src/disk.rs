@@ -185,13 +185,29 @@ pub fn storage_space(info: &podman::Info) -> Result<StorageSpace> {
     })
 }
 
+/// A line of `podman system df --format '{{json .}}'`. podman 4.3 prints
+/// `Size` and `Reclaimable` as numbers; from 4.4 on they are text for people
+/// (`"556.2MB"`, `"1.2GB (50%)"`) and the numbers are in `RawSize` and
+/// `RawReclaimable`. The raw fields win when present.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct DfRow {
     #[serde(rename = "Type")]
     kind: String,
-    size: u64,
-    reclaimable: u64,
+    size: serde_json::Value,
+    reclaimable: serde_json::Value,
+    #[serde(default)]
+    raw_size: Option<u64>,
+    #[serde(default)]
+    raw_reclaimable: Option<u64>,
+}
+
+impl DfRow {
+    fn bytes(raw: Option<u64>, shown: &serde_json::Value, field: &str) -> Result<u64> {
+        raw.or_else(|| shown.as_u64()).with_context(|| {
+            format!("`podman system df` gives {field} as {shown} with no Raw{field} beside it")
+        })
+    }
 }
 
 pub fn system_df() -> Command {
@@ -204,13 +220,17 @@ pub fn parse_podman_usage(text: &str) -> Result<PodmanUsage> {
     for line in text.lines().filter(|line| !line.trim().is_empty()) {
         let row: DfRow = serde_json::from_str(line)
             .with_context(|| format!("cannot parse podman system df line {line:?}"))?;
+        let size = DfRow::bytes(row.raw_size, &row.size, "Size")
+            .with_context(|| format!("in podman system df line {line:?}"))?;
+        let reclaimable = DfRow::bytes(row.raw_reclaimable, &row.reclaimable, "Reclaimable")
+            .with_context(|| format!("in podman system df line {line:?}"))?;
         match row.kind.as_str() {
-            "Images" => usage.images_bytes = row.size,
-            "Containers" => usage.containers_bytes = row.size,
-            "Local Volumes" => usage.volumes_bytes = row.size,
+            "Images" => usage.images_bytes = size,
+            "Containers" => usage.containers_bytes = size,
+            "Local Volumes" => usage.volumes_bytes = size,
             _ => {}
         }
-        usage.reclaimable_bytes += row.reclaimable;
+        usage.reclaimable_bytes += reclaimable;
     }
     Ok(usage)
 }
@@ -452,6 +472,22 @@ mod tests {
         assert_eq!(usage.images_bytes, 3_000_000_000);
         assert_eq!(usage.containers_bytes, 5000);
         assert_eq!(usage.reclaimable_bytes, 1_000_005_000);
+    }
+
+    #[test]
+    fn podman_usage_reads_the_raw_figures_of_newer_podman() {
+        // podman 5.4.2's lines: sizes for people, numbers in Raw*.
+        let text = r#"{"Type":"Images","Total":4,"Active":0,"RawSize":556200000,"RawReclaimable":556200000,"TotalCount":4,"Size":"556.2MB","Reclaimable":"556.2MB (100%)"}
+{"Type":"Containers","Total":0,"Active":0,"RawSize":0,"RawReclaimable":0,"TotalCount":0,"Size":"0B","Reclaimable":"0B (0%)"}
+{"Type":"Local Volumes","Total":0,"Active":0,"RawSize":0,"RawReclaimable":0,"TotalCount":0,"Size":"0B","Reclaimable":"0B (0%)"}
+"#;
+        let usage = parse_podman_usage(text).unwrap();
+        assert_eq!(usage.images_bytes, 556_200_000);
+        assert_eq!(usage.reclaimable_bytes, 556_200_000);
+        // Text without the raw number beside it is an error that says so.
+        let error = parse_podman_usage(r#"{"Type":"Images","Size":"1GB","Reclaimable":0}"#)
+            .unwrap_err();
+        assert!(format!("{error:#}").contains("no RawSize"), "{error:#}");
     }
 
     #[test]

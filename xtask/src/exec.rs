@@ -21,6 +21,8 @@ pub struct Command {
     pub args: Vec<String>,
     /// Extra environment for the child (never secrets: these are printed).
     pub env: Vec<(String, String)>,
+    /// Variables of ours the child must not see (shown as `env -u NAME`).
+    pub env_remove: Vec<String>,
     /// Sent on standard input.
     pub stdin: Option<Stdin>,
     /// Working directory of the child (ours when `None`).
@@ -53,6 +55,7 @@ impl Command {
             program: program.into(),
             args: Vec::new(),
             env: Vec::new(),
+            env_remove: Vec::new(),
             stdin: None,
             dir: None,
         }
@@ -82,8 +85,18 @@ impl Command {
         self
     }
 
+    /// Keeps our `name` from the child (podman 5.6 turns an exported
+    /// `SOURCE_DATE_EPOCH` into a build flag of its own, for example).
+    pub fn env_remove(mut self, name: impl Into<String>) -> Command {
+        self.env_remove.push(name.into());
+        self
+    }
+
     fn expression(&self) -> duct::Expression {
         let mut expression = duct::cmd(&self.program, &self.args);
+        for name in &self.env_remove {
+            expression = expression.env_remove(name);
+        }
         for (name, value) in &self.env {
             expression = expression.env(name, value);
         }
@@ -114,6 +127,13 @@ impl fmt::Display for Command {
         }
         if let Some(Stdin::Text(text)) = &self.stdin {
             write!(formatter, "printf '%s' {} | ", shell_quote(text))?;
+        }
+        if !self.env_remove.is_empty() {
+            formatter.write_str("env")?;
+            for name in &self.env_remove {
+                write!(formatter, " -u {}", shell_quote(name))?;
+            }
+            formatter.write_str(" ")?;
         }
         for (name, value) in &self.env {
             write!(formatter, "{name}={} ", shell_quote(value))?;
@@ -326,6 +346,22 @@ mod tests {
             command.to_string(),
             "SOURCE_DATE_EPOCH=1700000000 mmdebstrap bookworm"
         );
+    }
+
+    #[test]
+    fn removed_variables_reach_neither_the_child_nor_the_printed_command() {
+        // `printenv NAME` fails when NAME is not set. The name is this
+        // test's alone, so setting it in our environment races no one.
+        let name = "RC_EXEC_TEST_REMOVED_VARIABLE";
+        std::env::set_var(name, "set");
+        let runner = Runner::new(false);
+        let printenv = Command::new("printenv").arg(name);
+        assert!(runner.succeeds(&printenv).unwrap(), "children inherit it");
+        let command = printenv.env_remove(name);
+        assert_eq!(command.to_string(), format!("env -u {name} printenv {name}"));
+        assert!(!runner.succeeds(&command).unwrap(), "run directly");
+        let pasted = Command::new("sh").arg("-c").arg(command.to_string());
+        assert!(!runner.succeeds(&pasted).unwrap(), "run as printed");
     }
 
     #[test]

@@ -26,17 +26,39 @@ pub fn lock_path(repository: &str) -> PathBuf {
             }
         })
         .collect();
-    std::env::temp_dir()
-        .join("rc-xtask-locks")
-        .join(format!("{name}.lock"))
+    locks_directory().join(format!("{name}.lock"))
+}
+
+/// One directory per user: each user has a podman storage of their own (so
+/// two users never contend for one list), and a directory made by one user
+/// must not stop another (root's `/tmp/rc-xtask-locks` refused a rootless
+/// user's lock). `XDG_RUNTIME_DIR` when the session has one (private to the
+/// user), else a per-uid directory in the temporary directory.
+fn locks_directory() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    locks_directory_for(uid, std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from))
+}
+
+fn locks_directory_for(uid: u32, runtime_dir: Option<PathBuf>) -> PathBuf {
+    match runtime_dir.filter(|directory| directory.is_absolute() && directory.is_dir()) {
+        Some(directory) => directory.join("rc-xtask-locks"),
+        None => std::env::temp_dir().join(format!("rc-xtask-locks-{uid}")),
+    }
 }
 
 impl RepositoryLock {
     pub fn acquire(repository: &str, what: &str) -> Result<RepositoryLock> {
         let path = lock_path(repository);
         let directory = path.parent().expect("lock files live in a directory");
-        std::fs::create_dir_all(directory)
-            .with_context(|| format!("cannot create {}", directory.display()))?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(directory)
+                .with_context(|| format!("cannot create {}", directory.display()))?;
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -95,5 +117,25 @@ mod tests {
         assert!(again.is_ok(), "released on drop");
         drop(again);
         let _ = std::fs::remove_file(lock_path(&repository));
+    }
+
+    #[test]
+    fn each_user_has_a_lock_directory_of_their_own() {
+        let temporary = std::env::temp_dir();
+        assert_eq!(
+            locks_directory_for(1000, None),
+            temporary.join("rc-xtask-locks-1000")
+        );
+        assert_ne!(locks_directory_for(0, None), locks_directory_for(1000, None));
+        // A session's runtime directory is private to its user: used when it exists.
+        assert_eq!(
+            locks_directory_for(1000, Some(temporary.clone())),
+            temporary.join("rc-xtask-locks")
+        );
+        let missing = temporary.join(format!("rc-no-runtime-dir-{}", std::process::id()));
+        assert_eq!(
+            locks_directory_for(1000, Some(missing)),
+            temporary.join("rc-xtask-locks-1000")
+        );
     }
 }

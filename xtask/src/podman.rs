@@ -13,6 +13,9 @@ use crate::{
 
 pub const PROGRAM: &str = "podman";
 
+/// The reproducible-builds variable for "the date of every timestamp".
+pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+
 /// The oldest podman whose multi-platform `build --manifest` we rely on.
 pub const MINIMUM_VERSION: semver::Version = semver::Version::new(4, 3, 0);
 
@@ -117,7 +120,15 @@ impl Build {
             command = command.arg("--annotation").arg(format!("{key}={value}"));
         }
         if let Some(timestamp) = self.timestamp {
-            command = command.arg("--timestamp").arg(timestamp.to_string());
+            // podman 5.6 and later turn an exported SOURCE_DATE_EPOCH into
+            // `--source-date-epoch`, and refuse it beside `--timestamp`
+            // ("would be ambiguous"). The date is ours to give (the commit's,
+            // or SOURCE_DATE_EPOCH's own value: see `Release::read`), so
+            // podman never sees the variable, on any version.
+            command = command
+                .arg("--timestamp")
+                .arg(timestamp.to_string())
+                .env_remove(SOURCE_DATE_EPOCH);
         }
         if self.no_cache {
             command = command.arg("--no-cache");
@@ -556,7 +567,7 @@ mod tests {
         assert_eq!(
             build().command().to_string(),
             "printf '%s' 'LABEL \"org.opencontainers.image.version\"=\"v1.2.3\"' | \
-             podman build --platform linux/amd64,linux/arm64 --manifest localhost/rc-web:build-1 \
+             env -u SOURCE_DATE_EPOCH podman build --platform linux/amd64,linux/arm64 --manifest localhost/rc-web:build-1 \
              --file containers/rc-web/Containerfile --file - --build-arg BUILDPLATFORM=linux/amd64 \
              --build-arg GIT_REVISION=abc1234 \
              --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
