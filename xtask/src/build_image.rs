@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::{
     base_images, disk,
+    engine::Engine,
     exec::{Command, Runner},
     flags,
     git::SourceState,
@@ -934,9 +935,9 @@ pub fn prepare(
         tags,
     } = Release::read(image, problems)?;
     let platforms = build.platforms.0.clone();
-    prepare_machine(runner, &platforms, !build.no_setup)?;
-    let info = podman::Info::read(runner)?;
-    let build_platform = info.build_platform()?;
+    prepare_machine(runner, &platforms, !build.no_setup, build.force)?;
+    let engine = Engine::read(runner)?;
+    let build_platform = engine.build_platform;
     disk::check_before_build(
         runner,
         disk::BuildKind::for_build(&platforms, build.clean),
@@ -978,7 +979,7 @@ pub fn prepare(
     }
     let environment = Environment {
         build_platform,
-        ca_bundle: host_ca_bundle(),
+        ca_bundle: host_ca_bundle(engine),
         source,
         run_id: std::process::id().to_string(),
         scratch,
@@ -1055,7 +1056,12 @@ impl flags::BuildImage {
 
 /// Runs setup when something the build needs is missing from this machine,
 /// or (with `--no-setup`) refuses, naming what is missing and the fix.
-fn prepare_machine(runner: &Runner, platforms: &[Platform], may_run_setup: bool) -> Result<()> {
+fn prepare_machine(
+    runner: &Runner,
+    platforms: &[Platform],
+    may_run_setup: bool,
+    force: bool,
+) -> Result<()> {
     let missing = missing_on_machine(runner, platforms)?;
     if !missing.is_empty() {
         if !may_run_setup {
@@ -1067,7 +1073,7 @@ fn prepare_machine(runner: &Runner, platforms: &[Platform], may_run_setup: bool)
         );
         setup::run(runner, false).context("setup failed, so the build cannot start")?;
     }
-    check_podman_version(runner)
+    check_engine(runner, force)
 }
 
 fn missing_on_machine(runner: &Runner, platforms: &[Platform]) -> Result<Vec<String>> {
@@ -1078,9 +1084,12 @@ fn missing_on_machine(runner: &Runner, platforms: &[Platform]) -> Result<Vec<Str
             format!("{tool} is not installed (or not on PATH); run `sudo cargo xtask setup`")
         })
         .collect();
-    if std::env::consts::OS == "linux" && which::which("podman").is_ok() {
-        let info = podman::Info::read(runner)?;
-        let build_platform = info.build_platform()?;
+    if which::which("podman").is_err() {
+        return Ok(missing);
+    }
+    let engine = Engine::read(runner)?;
+    if engine.shares_this_host() {
+        let build_platform = engine.build_platform;
         for arch in setup::emulated_architectures(build_platform) {
             if platforms.iter().any(|platform| platform.arch == arch)
                 && !setup::binfmt_registered(arch)
@@ -1097,15 +1106,51 @@ fn missing_on_machine(runner: &Runner, platforms: &[Platform]) -> Result<Vec<Str
     Ok(missing)
 }
 
-fn check_podman_version(runner: &Runner) -> Result<()> {
-    let version = podman::Info::read(runner)?.podman_version(runner)?;
-    if version < podman::MINIMUM_VERSION {
-        return Err(crate::BadInput(vec![format!(
-            "podman {version} is too old: multi-platform `build --manifest` needs podman >= {}; \
+/// What rootless podman needs from root, checked before anything is built;
+/// each problem names the command root runs once (`setup` runs them all).
+/// Not offered to setup: only root can change these.
+fn rootless_problems(engine: &Engine, force: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    if engine.needs_tun_device() && !setup::tun_device_usable() {
+        problems.push(format!(
+            "rootless podman's RUN steps need {0} (their network), which this user cannot \
+             open; run once as root: `chmod 0666 {0}` (or `sudo cargo xtask setup`)",
+            setup::TUN_DEVICE
+        ));
+    }
+    if engine.copies_every_layer() && !force {
+        problems.push(
+            "podman stores images here with the vfs driver, which copies every layer in full \
+             (about 100 times the disk of overlay; podman#18197). Use overlay: \
+             `sudo cargo xtask setup` installs fuse-overlayfs, then run `podman system reset` \
+             (it deletes this user's images) so podman picks overlay; or pass --force to build \
+             on vfs anyway"
+                .to_owned(),
+        );
+    }
+    problems
+}
+
+fn check_engine(runner: &Runner, force: bool) -> Result<()> {
+    let engine = Engine::read(runner)?;
+    let mut problems = Vec::new();
+    if !engine.builds_manifest_lists() {
+        problems.push(format!(
+            "podman {} is too old: multi-platform `build --manifest` needs podman >= {}; \
              upgrade podman (Debian 12 ships 4.3, Ubuntu 24.04 4.9)",
-            podman::MINIMUM_VERSION
-        )])
-        .into());
+            engine.version,
+            crate::engine::MINIMUM_VERSION
+        ));
+    }
+    problems.extend(rootless_problems(engine, force));
+    if !problems.is_empty() {
+        return Err(crate::BadInput(problems).into());
+    }
+    if engine.copies_every_layer() {
+        eprintln!(
+            "build-image: warning: building on podman's vfs storage driver (--force): every \
+             layer is a full copy"
+        );
     }
     Ok(())
 }
@@ -1129,9 +1174,9 @@ fn uses_project_base_images(containerfile: &Path, build_args: &[BuildArg]) -> bo
 }
 
 /// The host CA bundle, when podman runs on this host (not in a VM).
-fn host_ca_bundle() -> Option<PathBuf> {
+fn host_ca_bundle(engine: &Engine) -> Option<PathBuf> {
     let bundle = PathBuf::from("/etc/ssl/certs/ca-certificates.crt");
-    (std::env::consts::OS == "linux" && bundle.is_file()).then_some(bundle)
+    (engine.shares_this_host() && bundle.is_file()).then_some(bundle)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    engine::Engine,
     exec::{Command, Runner},
     platform::{Arch, Platform},
     podman,
@@ -145,9 +146,9 @@ pub fn containing_mount<'a>(
 /// Free space where podman keeps images. On Linux with local podman, sysinfo
 /// measures the filesystem; where podman runs in a VM (macOS), podman reports
 /// the VM's figures itself.
-pub fn storage_space(info: &podman::Info) -> Result<StorageSpace> {
+pub fn storage_space(info: &podman::Info, engine: &Engine) -> Result<StorageSpace> {
     let graph_root = info.store.graph_root.clone();
-    if std::env::consts::OS == "linux" {
+    if engine.shares_this_host() {
         let disks = sysinfo::Disks::new_with_refreshed_list();
         let existing = graph_root
             .ancestors()
@@ -235,8 +236,8 @@ pub fn parse_podman_usage(text: &str) -> Result<PodmanUsage> {
     Ok(usage)
 }
 
-fn podman_machine(runner: &Runner) -> Option<MachineDisk> {
-    if std::env::consts::OS == "linux" {
+fn podman_machine(runner: &Runner, engine: &Engine) -> Option<MachineDisk> {
+    if engine.shares_this_host() {
         return None;
     }
     let json = runner
@@ -259,7 +260,8 @@ pub fn report(runner: &Runner) -> Result<Report> {
         (info, usage.join())
     });
     let info = info?;
-    let storage = storage_space(info)?;
+    let engine = Engine::read(runner)?;
+    let storage = storage_space(info, engine)?;
     let usage = usage.map_err(|_| anyhow::anyhow!("`podman system df` panicked"))??;
     let podman_usage = parse_podman_usage(&usage)?;
     let recommendations = REQUIREMENTS
@@ -269,7 +271,7 @@ pub fn report(runner: &Runner) -> Result<Report> {
     Ok(Report {
         storage,
         podman_usage,
-        podman_machine: podman_machine(runner),
+        podman_machine: podman_machine(runner, engine),
         recommendations,
     })
 }
@@ -339,7 +341,7 @@ pub fn print_report(report: &Report) {
 /// The check `build-image` runs first: stops below the minimum unless forced.
 pub fn check_before_build(runner: &Runner, kind: BuildKind, force: bool) -> Result<()> {
     let info = podman::Info::read(runner)?;
-    let storage = storage_space(info)?;
+    let storage = storage_space(info, Engine::read(runner)?)?;
     let requirement = kind.requirement();
     let free = format_bytes(storage.available_bytes);
     match verdict(storage.available_bytes, &requirement) {

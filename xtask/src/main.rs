@@ -6,6 +6,7 @@ mod bench;
 mod build_image;
 mod clean;
 mod disk;
+mod engine;
 mod exec;
 mod flags;
 mod git;

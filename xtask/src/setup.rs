@@ -4,7 +4,7 @@
 
 use std::{
     fs,
-    os::unix::fs::MetadataExt,
+    os::unix::fs::{MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
@@ -13,7 +13,6 @@ use anyhow::{bail, Context, Result};
 use crate::{
     exec::{Command, Runner},
     platform::{Arch, Platform, SUPPORTED},
-    podman,
 };
 
 /// Debian packages the pipeline and its tests use.
@@ -30,7 +29,15 @@ pub const PACKAGES: &[&str] = &[
     "git",
     // mmdebstrap verifies the Debian archive with it (not preinstalled on Ubuntu).
     "debian-archive-keyring",
+    // Rootless podman: subordinate ID mapping (newuidmap), the network of
+    // RUN steps, and overlay storage where the kernel's own is refused.
+    "uidmap",
+    "slirp4netns",
+    "fuse-overlayfs",
 ];
+
+/// The device rootless podman makes its containers' network with.
+pub const TUN_DEVICE: &str = "/dev/net/tun";
 
 const CONTAINERS_CONF: &str = "/etc/containers/containers.conf";
 const MANAGED_MARKER: &str = "# Managed by `cargo xtask setup`";
@@ -56,7 +63,7 @@ pub fn run(runner: &Runner, with_cargo_make: bool) -> Result<()> {
         bail!(
             "setup installs with apt on Debian/Ubuntu; on this Linux install podman (>= {}), runc, \
              qemu-user-static (with binfmt registered), mmdebstrap and skopeo with your package manager",
-            podman::MINIMUM_VERSION
+            crate::engine::MINIMUM_VERSION
         );
     }
     let is_root = fs::metadata("/proc/self")
@@ -65,6 +72,7 @@ pub fn run(runner: &Runner, with_cargo_make: bool) -> Result<()> {
     install_packages(runner, is_root)?;
     configure_podman(runner, is_root)?;
     register_binfmt(runner, is_root)?;
+    open_tun_device(runner, is_root)?;
     if with_cargo_make {
         install_cargo_make(runner)?;
     }
@@ -207,6 +215,47 @@ fn configure_podman(runner: &Runner, is_root: bool) -> Result<()> {
     fs::write(&path, wanted).with_context(|| format!("cannot write {CONTAINERS_CONF}"))
 }
 
+/// True when this user can open the tun device read-write (rootless
+/// podman's slirp4netns and pasta need to).
+pub fn tun_device_usable() -> bool {
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(TUN_DEVICE)
+        .is_ok()
+}
+
+/// Whether a device's mode lets every user read and write it.
+fn open_to_everyone(mode: u32) -> bool {
+    mode & 0o006 == 0o006
+}
+
+/// Debian and Ubuntu make the tun device 0666; some machines have it 0600,
+/// where every RUN step of a rootless build fails (slirp4netns: "open
+/// /dev/net/tun: permission denied"). Giving every user the device is what
+/// the distributions do: a user can only make tap devices in a network
+/// namespace of their own with it.
+fn open_tun_device(runner: &Runner, is_root: bool) -> Result<()> {
+    let Ok(metadata) = fs::metadata(TUN_DEVICE) else {
+        eprintln!("setup: {TUN_DEVICE}: absent; rootless podman will have no network in RUN steps");
+        return Ok(());
+    };
+    let mode = metadata.permissions().mode() & 0o777;
+    if open_to_everyone(mode) {
+        eprintln!("setup: {TUN_DEVICE}: usable by rootless podman (mode {mode:o})");
+        return Ok(());
+    }
+    if !is_root {
+        eprintln!(
+            "setup: {TUN_DEVICE} is mode {mode:o}: rootless podman's RUN steps need it; as root, \
+             run once: chmod 0666 {TUN_DEVICE}"
+        );
+        return Ok(());
+    }
+    eprintln!("setup: {TUN_DEVICE}: mode {mode:o} -> 0666 (Debian's default), for rootless podman");
+    runner.run(&Command::new("chmod").args(["0666", TUN_DEVICE]))
+}
+
 /// The architectures podman on this host can only run through qemu.
 pub fn emulated_architectures(build_platform: Platform) -> Vec<Arch> {
     SUPPORTED
@@ -305,17 +354,21 @@ fn check_podman(runner: &Runner) -> Result<()> {
     if runner.dry_run {
         return Ok(());
     }
-    let version = podman::parse_version(&runner.read(&podman::version())?)?;
-    if version < podman::MINIMUM_VERSION {
+    let engine = crate::engine::Engine::read(runner)
+        .context("podman is installed but `podman info` fails")?;
+    if !engine.builds_manifest_lists() {
         bail!(
-            "podman {version} is too old; the pipeline needs podman >= {}",
-            podman::MINIMUM_VERSION
+            "podman {} is too old; the pipeline needs podman >= {}",
+            engine.version,
+            crate::engine::MINIMUM_VERSION
         );
     }
-    runner
-        .read(&podman::info())
-        .context("podman is installed but `podman info` fails")?;
-    eprintln!("setup: podman {version} works");
+    eprintln!(
+        "setup: podman {} works ({}, {} storage)",
+        engine.version,
+        if engine.rootless { "rootless" } else { "as root" },
+        engine.storage_driver
+    );
     Ok(())
 }
 
@@ -365,6 +418,14 @@ mod tests {
         fs::write(unified.join("cgroup.controllers"), "cpu memory").unwrap();
         assert_eq!(wanted_containers_conf(&unified, HIGH_LIMITS), None);
         fs::remove_dir_all(unified).unwrap();
+    }
+
+    #[test]
+    fn the_tun_device_must_be_open_to_every_user() {
+        assert!(open_to_everyone(0o666));
+        assert!(open_to_everyone(0o777));
+        assert!(!open_to_everyone(0o600));
+        assert!(!open_to_everyone(0o660));
     }
 
     #[test]

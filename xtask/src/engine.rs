@@ -1,0 +1,148 @@
+//! The podman this run talks to, read once (`podman info`), and the ways
+//! podman versions and setups differ, as named capabilities. Code that must
+//! behave differently asks one of these predicates; no other module compares
+//! podman versions.
+//!
+//! Differences the pipeline handles the same way on every version, so that
+//! no predicate is needed (each has a unit test where it is handled):
+//! - `podman system df --format json`: numbers in `Size`/`Reclaimable` up to
+//!   4.3, text for people from 4.4 with the numbers in `RawSize`/
+//!   `RawReclaimable` (`disk::parse_podman_usage` reads either).
+//! - `LIST@DIGEST` names a list entry's image up to 4.6 only; from 4.7
+//!   (containers/common 0.56) the repository must be one of the image's own
+//!   names, and an entry's image has none. Entries are addressed by image ID,
+//!   found through `podman images` (`entries::image_ids`).
+//! - From 5.6 an exported `SOURCE_DATE_EPOCH` becomes `--source-date-epoch`
+//!   and clashes with `--timestamp`: builds run with it removed from
+//!   podman's environment, its value given as `--timestamp` instead.
+//! - From 5.1 a push no longer keeps Docker v2s2 manifests unless asked:
+//!   every push names its `--format`.
+//! - 5.6 dropped the `io.buildah.version` label: the same commit built by two
+//!   podman versions gives different digests (by one version, the same).
+
+use anyhow::Result;
+
+use crate::{exec::Runner, platform::Platform, podman};
+
+/// The oldest podman whose multi-platform `build --manifest` we rely on.
+pub const MINIMUM_VERSION: semver::Version = semver::Version::new(4, 3, 0);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Engine {
+    pub version: semver::Version,
+    /// The platform podman builds on: the VM's for a remote client.
+    pub build_platform: Platform,
+    pub rootless: bool,
+    /// A remote client: podman runs elsewhere (podman machine's VM).
+    pub remote: bool,
+    /// The storage driver: `overlay`, or `vfs` (a full copy per layer).
+    pub storage_driver: String,
+    pub cgroups_v1: bool,
+}
+
+impl Engine {
+    /// The engine, asked once per process (see [`podman::Info::read`]).
+    pub fn read(runner: &Runner) -> Result<&'static Engine> {
+        static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+        if let Some(engine) = ENGINE.get() {
+            return Ok(engine);
+        }
+        let info = podman::Info::read(runner)?;
+        let engine = Engine::from_info(info, info.podman_version(runner)?)?;
+        Ok(ENGINE.get_or_init(|| engine))
+    }
+
+    pub fn from_info(info: &podman::Info, version: semver::Version) -> Result<Engine> {
+        Ok(Engine {
+            version,
+            build_platform: info.build_platform()?,
+            rootless: info.host.security.rootless,
+            remote: info.host.service_is_remote,
+            storage_driver: info.store.graph_driver_name.clone(),
+            cgroups_v1: info.host.cgroup_version == "v1",
+        })
+    }
+
+    /// Multi-platform `build --manifest` that the pipeline relies on (4.3).
+    pub fn builds_manifest_lists(&self) -> bool {
+        self.version >= MINIMUM_VERSION
+    }
+
+    /// podman runs on this machine, so this machine's paths are podman's: the
+    /// CA bundle can be mounted into builds, qemu's registration here is
+    /// podman's, and the filesystem of its storage can be measured here.
+    /// False for a remote client (podman machine's VM on macOS).
+    pub fn shares_this_host(&self) -> bool {
+        !self.remote && std::env::consts::OS == "linux"
+    }
+
+    /// Storage that copies every layer in full (the `vfs` driver, where
+    /// rootless podman falls back when overlay is not available): about a
+    /// hundred times the disk of overlay (podman#18197).
+    pub fn copies_every_layer(&self) -> bool {
+        self.storage_driver == "vfs"
+    }
+
+    /// RUN steps reach the network through a tap device that rootless podman
+    /// makes (slirp4netns up to 4.x, pasta from 5.0): they need to open
+    /// `/dev/net/tun`.
+    pub fn needs_tun_device(&self) -> bool {
+        self.rootless && self.shares_this_host()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(json: &str) -> podman::Info {
+        podman::Info::parse(json).unwrap()
+    }
+
+    #[test]
+    fn the_engine_is_read_from_podman_info() {
+        // Trimmed from podman 5.4.2's `podman info --format json`, rootless.
+        let rootless = info(
+            r#"{"host":{"arch":"amd64","os":"linux","cgroupVersion":"v1",
+                "security":{"rootless":true},"serviceIsRemote":false},
+               "store":{"graphRoot":"/home/u/.local/share/containers/storage","graphDriverName":"vfs"},
+               "version":{"Version":"5.4.2"}}"#,
+        );
+        let engine = Engine::from_info(&rootless, semver::Version::new(5, 4, 2)).unwrap();
+        assert!(engine.rootless && engine.cgroups_v1 && !engine.remote);
+        assert_eq!(engine.build_platform, Platform::LINUX_AMD64);
+        assert!(engine.copies_every_layer());
+        assert!(engine.builds_manifest_lists());
+        if std::env::consts::OS == "linux" {
+            assert!(engine.needs_tun_device());
+        }
+        // podman 4.3 as root on overlay: none of the rootless concerns.
+        let rootful = info(
+            r#"{"host":{"arch":"arm64","os":"linux","cgroupVersion":"v2","security":{"rootless":false}},
+               "store":{"graphRoot":"/var/lib/containers/storage","graphDriverName":"overlay"}}"#,
+        );
+        let engine = Engine::from_info(&rootful, semver::Version::new(4, 3, 1)).unwrap();
+        assert!(!engine.rootless && !engine.cgroups_v1);
+        assert!(!engine.copies_every_layer() && !engine.needs_tun_device());
+        assert_eq!(engine.build_platform, Platform::LINUX_ARM64);
+    }
+
+    #[test]
+    fn a_remote_client_does_not_share_this_host() {
+        // podman machine on macOS: a remote client of a rootless VM.
+        let remote = info(
+            r#"{"host":{"arch":"arm64","os":"linux","security":{"rootless":true},"serviceIsRemote":true},
+               "store":{"graphRoot":"/var/home/core/.local/share/containers/storage","graphDriverName":"overlay"}}"#,
+        );
+        let engine = Engine::from_info(&remote, semver::Version::new(5, 2, 0)).unwrap();
+        assert!(!engine.shares_this_host());
+        assert!(!engine.needs_tun_device(), "the VM's /dev/net/tun is not ours to check");
+    }
+
+    #[test]
+    fn podman_older_than_4_3_cannot_build_the_lists() {
+        let old = info(r#"{"host":{"arch":"amd64","os":"linux"},"store":{"graphRoot":"/s"}}"#);
+        let engine = Engine::from_info(&old, semver::Version::new(4, 2, 0)).unwrap();
+        assert!(!engine.builds_manifest_lists());
+    }
+}
