@@ -17,7 +17,7 @@ use crate::{
     exec::{Command, Runner},
     flags,
     git::SourceState,
-    interrupt,
+    interrupt, local_list,
     platform::{self, Platform},
     podman::{self, BuildArg},
     project,
@@ -403,7 +403,7 @@ fn build_and_verify(
                 remove_list_if_present(runner, &plan.temporary_list);
                 outcome.failed = build_each(plan, runner, &plan.platforms, stage_lists)?;
             } else if !runner.dry_run {
-                let list = read_list(runner, &plan.temporary_list)?;
+                let list = local_list::read(runner, &plan.temporary_list)?;
                 let dropped: Vec<Platform> = plan
                     .platforms
                     .iter()
@@ -456,9 +456,9 @@ fn build_and_verify(
     // reads the image's config): checking the entries checks the images.
     let list = match unchanged_list {
         Some(list) => list,
-        None => read_list(runner, &plan.temporary_list)?,
+        None => local_list::read(runner, &plan.temporary_list)?,
     };
-    let entries = check_entries(&plan.temporary_list, &list, &outcome.built)?;
+    let entries = local_list::check_entries(&plan.temporary_list, &list, &outcome.built)?;
     put_in_order(runner, &plan.temporary_list, &list, &entries)?;
     Ok(outcome)
 }
@@ -470,7 +470,7 @@ fn build_and_verify(
 /// rebuilt. Adding an entry's image again moves the entry last (podman 4.3);
 /// should a podman keep it in place instead, the entry is removed and added.
 /// Either way the entry keeps its digest and the list its image ID, so
-/// `Outcome.list_id` stays true. `entries` are [`check_entries`]' answer,
+/// `Outcome.list_id` stays true. `entries` are [`local_list::check_entries`]' answer,
 /// in the order wanted.
 fn put_in_order(
     runner: &Runner,
@@ -490,7 +490,7 @@ fn put_in_order(
     }
     // Every image ID first, so nothing is touched before its way back is
     // known.
-    let images = entry_images(runner, list_name, &digests)?;
+    let image_ids = local_list::entry_image_ids(runner, list_name, &digests)?;
     eprintln!(
         "build-image: putting the entries of {list_name} in the requested order ({})",
         platform::join(&wanted)
@@ -514,10 +514,10 @@ fn put_in_order(
                     .with_context(broken)?;
             }
             runner
-                .run(&podman::manifest_add(list_name, &images[at].id))
+                .run(&podman::manifest_add(list_name, &image_ids[at]))
                 .with_context(broken)?;
         }
-        current = read_list(runner, list_name)?;
+        current = local_list::read(runner, list_name)?;
         let now: Vec<&str> = current
             .manifests
             .iter()
@@ -559,30 +559,6 @@ fn entries_to_move(current: &[Platform], wanted: &[Platform]) -> Vec<Platform> {
         }
     }
     wanted[kept..].to_vec()
-}
-
-/// The images of a local list's entries, by digest, in one `podman image
-/// inspect`; one per digest, in order.
-fn entry_images(
-    runner: &Runner,
-    list_name: &str,
-    digests: &[String],
-) -> Result<Vec<podman::ImageConfig>> {
-    let references: Vec<String> = digests
-        .iter()
-        .map(|digest| format!("{list_name}@{digest}"))
-        .collect();
-    let references: Vec<&str> = references.iter().map(String::as_str).collect();
-    let images =
-        podman::ImageConfig::parse_all(&runner.read(&podman::image_inspect_all(&references))?)?;
-    if images.len() != digests.len() {
-        bail!(
-            "`podman image inspect` printed {} images for the {} entries of {list_name}",
-            images.len(),
-            digests.len()
-        );
-    }
-    Ok(images)
 }
 
 /// The list ID the all-at-once build wrote (then the file goes); `None`
@@ -664,106 +640,6 @@ fn remove_stage_lists(runner: &Runner, lists: &[String]) {
 
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or(text)
-}
-
-fn read_list(runner: &Runner, name: &str) -> Result<podman::ManifestList> {
-    let json = runner.read(&podman::manifest_inspect(name))?;
-    podman::ManifestList::parse(&json)
-}
-
-/// Platforms of a local list, after checking each entry's image really is
-/// built for its platform.
-pub fn verified_platforms(runner: &Runner, list_name: &str) -> Result<Vec<Platform>> {
-    let list = read_list(runner, list_name)?;
-    let mut platforms = Vec::new();
-    for entry in &list.manifests {
-        let claimed = entry
-            .platform_string()
-            .unwrap_or_else(|| "no platform".into());
-        let platform: Platform = claimed
-            .parse()
-            .with_context(|| format!("{list_name} has an entry for an unsupported platform"))?;
-        if platforms.contains(&platform) {
-            bail!("{list_name} has more than one entry for {platform}; rebuild it with `cargo xtask build-image`");
-        }
-        platforms.push(platform);
-    }
-    verify_list(runner, list_name, &list, &platforms)?;
-    Ok(platforms)
-}
-
-/// Exactly one entry per expected platform and nothing else; returns each
-/// platform's entry digest, in the order expected.
-fn check_entries(
-    list_name: &str,
-    list: &podman::ManifestList,
-    expected: &[Platform],
-) -> Result<Vec<(Platform, String)>> {
-    let mut problems = Vec::new();
-    let mut single_entries = Vec::new();
-    for &platform in expected {
-        let entries = list.entries_for(platform);
-        match entries.as_slice() {
-            [] => problems.push(format!("no entry for {platform}")),
-            [entry] => single_entries.push((platform, entry.digest.clone())),
-            several => problems.push(format!("{} entries for {platform}", several.len())),
-        }
-    }
-    for entry in &list.manifests {
-        let platform = entry
-            .platform_string()
-            .unwrap_or_else(|| "no platform".into());
-        if !expected
-            .iter()
-            .any(|expected| expected.to_string() == platform)
-        {
-            problems.push(format!("unexpected entry {} ({platform})", entry.digest));
-        }
-    }
-    if !problems.is_empty() {
-        bail!(
-            "manifest list {list_name} is wrong: {}",
-            problems.join("; ")
-        );
-    }
-    Ok(single_entries)
-}
-
-/// [`check_entries`], and each entry's image (one `podman image inspect` for
-/// all) must be present and built for the platform its entry claims: for a
-/// list this run did not build, which `podman manifest annotate` may have
-/// changed since.
-fn verify_list(
-    runner: &Runner,
-    list_name: &str,
-    list: &podman::ManifestList,
-    expected: &[Platform],
-) -> Result<()> {
-    let single_entries = check_entries(list_name, list, expected)?;
-    let digests: Vec<String> = single_entries
-        .iter()
-        .map(|(_, digest)| digest.clone())
-        .collect();
-    if digests.is_empty() {
-        return Ok(());
-    }
-    let configs = entry_images(runner, list_name, &digests)?;
-    let problems: Vec<String> = single_entries
-        .iter()
-        .zip(&configs)
-        .filter_map(|((platform, _), config)| {
-            let actual = format!("{}/{}", config.os, config.architecture);
-            (actual != platform.to_string())
-                .then(|| format!("the {platform} entry is an image built for {actual}"))
-        })
-        .collect();
-    if !problems.is_empty() {
-        bail!(
-            "manifest list {list_name} is wrong: {}",
-            problems.join("; ")
-        );
-    }
-    Ok(())
 }
 
 /// The tags the verified list gets (all of them, or a partial result's),
@@ -1453,7 +1329,9 @@ mod tests {
         let plan = plan(&request(Mode::AllAtOnce), &environment(false));
         let build = &plan.builds[0].command;
         assert_eq!(build.env_remove, ["SOURCE_DATE_EPOCH"]);
-        assert!(build.to_string().contains("| env -u SOURCE_DATE_EPOCH podman build "));
+        assert!(build
+            .to_string()
+            .contains("| env -u SOURCE_DATE_EPOCH podman build "));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::{
     disk,
     exec::{Command, Runner},
-    podman,
+    podman::{self, ImageRow},
 };
 
 #[derive(Debug, Deserialize)]
@@ -26,18 +26,6 @@ pub struct ContainerRow {
     state: String,
     #[serde(default)]
     names: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ImageRow {
-    pub id: String,
-    #[serde(default)]
-    pub names: Option<Vec<String>>,
-    #[serde(default)]
-    pub parent_id: String,
-    #[serde(default)]
-    pub containers: u64,
 }
 
 fn podman() -> Command {
@@ -75,13 +63,85 @@ pub fn build_containers(runner: &Runner) -> Result<Vec<ContainerRow>> {
 }
 
 fn images(runner: &Runner) -> Result<Vec<ImageRow>> {
-    let json = runner.read(&podman().args(["images", "--all", "--format", "json"]))?;
-    Ok(serde_json::from_str(&json)?)
+    ImageRow::parse_all(&runner.read(&podman::images_all())?)
+}
+
+/// What `clean-build-cache` would do, found by queries alone: computed
+/// whole before anything is removed, and what `check-disk-space` reports as
+/// the space a clean would free.
+#[derive(Debug, Default)]
+pub struct Survey {
+    /// buildah's working containers left by interrupted builds.
+    pub containers: Vec<ContainerRow>,
+    /// Temporary lists of runs that are gone.
+    pub stale_lists: Vec<String>,
+    /// Lists whose images are missing: `(name, the missing platforms)`.
+    pub broken_lists: Vec<(String, Vec<String>)>,
+    /// Images a list that stays refers to.
+    pub protected: std::collections::HashSet<String>,
+    /// The build cache, children first (each can go once those before it have).
+    pub cache_images: Vec<String>,
+    /// Bytes the cache images hold that nothing kept shares.
+    pub cache_bytes: u64,
+}
+
+impl Survey {
+    /// The bytes a clean frees: the cache's own layers (a leftover build
+    /// container's files are not counted; lists are a few kilobytes).
+    pub fn frees_bytes(&self) -> u64 {
+        self.cache_bytes
+    }
+}
+
+pub fn survey(runner: &Runner) -> Result<Survey> {
+    let images = images(runner)?;
+    let mut survey = Survey {
+        containers: build_containers(runner)?,
+        ..Survey::default()
+    };
+    for name in images.iter().flat_map(|image| image.names.iter().flatten()) {
+        if !runner.succeeds(&podman::manifest_exists(name))? {
+            continue;
+        }
+        if stale_temporary_list(name, process_exists) {
+            survey.stale_lists.push(name.clone());
+            continue;
+        }
+        let list = crate::local_list::read(runner, name)?;
+        let missing: Vec<String> = list
+            .manifests
+            .iter()
+            .filter(|entry| !images.iter().any(|image| image.has_digest(&entry.digest)))
+            .map(|entry| {
+                entry
+                    .platform_string()
+                    .unwrap_or_else(|| entry.digest.clone())
+            })
+            .collect();
+        if !missing.is_empty() || list.manifests.is_empty() {
+            survey.broken_lists.push((name.clone(), missing));
+            continue;
+        }
+        survey.protected.extend(
+            images
+                .iter()
+                .filter(|image| {
+                    list.manifests
+                        .iter()
+                        .any(|entry| image.has_digest(&entry.digest))
+                })
+                .map(|image| image.id.clone()),
+        );
+    }
+    survey.cache_images = cache_images_children_first(&images, &survey.protected);
+    survey.cache_bytes = bytes_freed(&images, &survey.cache_images);
+    Ok(survey)
 }
 
 pub fn clean(runner: &Runner) -> Result<()> {
     let before = disk::report(runner)?;
-    for container in build_containers(runner)? {
+    let survey = survey(runner)?;
+    for container in &survey.containers {
         eprintln!(
             "clean: leftover build container {} {:?}",
             &container.id[..12.min(container.id.len())],
@@ -89,58 +149,30 @@ pub fn clean(runner: &Runner) -> Result<()> {
         );
         runner.run(&podman::container_remove(&container.id))?;
     }
-    let mut protected = std::collections::HashSet::new();
-    for image in images(runner)? {
-        for name in image.names.iter().flatten() {
-            if !runner.succeeds(&podman::manifest_exists(name))? {
-                continue;
-            }
-            if stale_temporary_list(name, process_exists) {
-                eprintln!("clean: temporary list of a finished run: {name}");
-                runner.run(&podman::manifest_remove(name))?;
-                continue;
-            }
-            let list = podman::ManifestList::parse(&runner.read(&podman::manifest_inspect(name))?)?;
-            let mut missing = Vec::new();
-            for entry in &list.manifests {
-                if !runner.succeeds(&podman::image_exists(&format!("{name}@{}", entry.digest)))? {
-                    missing.push(
-                        entry
-                            .platform_string()
-                            .unwrap_or_else(|| entry.digest.clone()),
-                    );
-                }
-            }
-            if !missing.is_empty() || list.manifests.is_empty() {
-                eprintln!(
-                    "clean: broken manifest list {name} (missing images: {})",
-                    missing.join(", ")
-                );
-                runner.run(&podman::manifest_remove(name))?;
-                continue;
-            }
-            for entry in &list.manifests {
-                let config = podman::ImageConfig::parse(
-                    &runner.read(&podman::image_inspect(&format!("{name}@{}", entry.digest)))?,
-                )?;
-                protected.insert(config.id);
-            }
-        }
+    for name in &survey.stale_lists {
+        eprintln!("clean: temporary list of a finished run: {name}");
+        runner.run(&podman::manifest_remove(name))?;
+    }
+    for (name, missing) in &survey.broken_lists {
+        eprintln!(
+            "clean: broken manifest list {name} (missing images: {})",
+            missing.join(", ")
+        );
+        runner.run(&podman::manifest_remove(name))?;
     }
     // Build cache: unnamed images no container uses and no list refers to.
     // Not `podman image prune`: podman 4.3's prune deletes the images that
     // manifest lists refer to, which would break every list.
-    let all_images = images(runner)?;
     let mut removed = 0;
-    for id in cache_images_children_first(&all_images, &protected) {
+    for id in &survey.cache_images {
         // A parent whose child is kept cannot go; that is expected.
-        if runner.run_quietly(&podman().args(["rmi", &id]))? {
+        if runner.run_quietly(&podman().args(["rmi", id]))? {
             removed += 1;
         }
     }
     eprintln!(
         "clean: removed {removed} cached or dangling images; kept {} images that lists refer to",
-        protected.len()
+        survey.protected.len()
     );
     if runner.dry_run {
         return Ok(());
@@ -158,6 +190,46 @@ pub fn clean(runner: &Runner) -> Result<()> {
         disk::format_bytes(after.storage.available_bytes)
     );
     Ok(())
+}
+
+/// What removing `removed` frees, from `podman images`' sizes: an image's
+/// own layers are what it has beyond its parent (podman's parent is the image
+/// whose layers are this one's minus the top). An image that is a parent of
+/// one kept cannot go, and frees nothing.
+pub fn bytes_freed(images: &[ImageRow], removed: &[String]) -> u64 {
+    let by_id: std::collections::HashMap<&str, &ImageRow> = images
+        .iter()
+        .map(|image| (image.id.as_str(), image))
+        .collect();
+    let removed: std::collections::HashSet<&str> = removed.iter().map(String::as_str).collect();
+    // Every ancestor of a kept image stays (bounded: each step climbs one parent).
+    let mut stays: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for kept in images
+        .iter()
+        .filter(|image| !removed.contains(image.id.as_str()))
+    {
+        let mut parent = kept.parent_id.as_str();
+        for _ in 0..images.len() {
+            if !stays.insert(parent) {
+                break;
+            }
+            match by_id.get(parent) {
+                Some(image) => parent = image.parent_id.as_str(),
+                None => break,
+            }
+        }
+    }
+    removed
+        .iter()
+        .filter(|id| !stays.contains(*id))
+        .filter_map(|id| by_id.get(id))
+        .map(|image| {
+            let parent_size = by_id
+                .get(image.parent_id.as_str())
+                .map_or(0, |parent| parent.size);
+            image.size.saturating_sub(parent_size)
+        })
+        .sum()
 }
 
 impl crate::flags::CleanBuildCache {
@@ -190,7 +262,7 @@ pub fn cache_images_children_first(
     };
     let mut candidates: Vec<&ImageRow> = images
         .iter()
-        .filter(|image| image.names.as_ref().is_none_or(Vec::is_empty))
+        .filter(|image| !image.is_named())
         .filter(|image| image.containers == 0 && !protected.contains(&image.id))
         .collect();
     candidates.sort_by_key(|image| std::cmp::Reverse(depth(image)));
@@ -205,11 +277,18 @@ mod tests {
     use super::*;
 
     fn row(id: &str, parent: &str, named: bool, containers: u64) -> ImageRow {
+        sized(id, parent, named, containers, 0)
+    }
+
+    fn sized(id: &str, parent: &str, named: bool, containers: u64, size: u64) -> ImageRow {
         ImageRow {
             id: id.into(),
             names: named.then(|| vec![format!("localhost/{id}:latest")]),
             parent_id: parent.into(),
             containers,
+            digest: format!("sha256:{id}"),
+            digests: None,
+            size,
         }
     }
 
@@ -227,6 +306,26 @@ mod tests {
             cache_images_children_first(&images, &protected),
             ["step2", "step1"]
         );
+    }
+
+    #[test]
+    fn a_clean_frees_the_layers_of_the_cache_that_nothing_kept_is_built_on() {
+        // base (100) <- step1 (+10) <- step2 (+20) <- instance (+5, a list's);
+        // base <- other (+40), a cache branch of its own.
+        let images = [
+            sized("base", "", true, 0, 100),
+            sized("step1", "base", false, 0, 110),
+            sized("step2", "step1", false, 0, 130),
+            sized("instance", "step2", false, 0, 135),
+            sized("other", "base", false, 0, 140),
+        ];
+        let protected = ["instance".to_owned()].into_iter().collect();
+        let cache = cache_images_children_first(&images, &protected);
+        // step1 and step2 stay (instance is built on them): only other's 40.
+        assert_eq!(bytes_freed(&images, &cache), 40);
+        // Without the list, the whole chain above base goes: 10 + 20 + 5 + 40.
+        let cache = cache_images_children_first(&images, &Default::default());
+        assert_eq!(bytes_freed(&images, &cache), 75);
     }
 
     #[test]

@@ -128,6 +128,10 @@ pub struct MachineDisk {
 pub struct Report {
     pub storage: StorageSpace,
     pub podman_usage: PodmanUsage,
+    /// What `clean-build-cache` would free: the build cache and leftovers,
+    /// not the images lists refer to (which podman's own "reclaimable"
+    /// counts). `None` where it was not worked out.
+    pub clean_frees_bytes: Option<u64>,
     pub podman_machine: Option<MachineDisk>,
     pub recommendations: Vec<(Requirement, Verdict)>,
 }
@@ -271,6 +275,7 @@ pub fn report(runner: &Runner) -> Result<Report> {
     Ok(Report {
         storage,
         podman_usage,
+        clean_frees_bytes: None,
         podman_machine: podman_machine(runner, engine),
         recommendations,
     })
@@ -309,12 +314,19 @@ pub fn print_report(report: &Report) {
     );
     let usage = &report.podman_usage;
     println!(
-        "podman uses:    images {}, containers {}, volumes {} ({} reclaimable: cargo xtask clean-build-cache)",
+        "podman uses:    images {}, containers {}, volumes {}",
         format_bytes(usage.images_bytes),
         format_bytes(usage.containers_bytes),
         format_bytes(usage.volumes_bytes),
-        format_bytes(usage.reclaimable_bytes)
     );
+    if let Some(frees) = report.clean_frees_bytes {
+        println!(
+            "build cache:    {} (what `cargo xtask clean-build-cache` frees; podman counts {} \
+             reclaimable, with the images manifest lists use, which the clean keeps)",
+            format_bytes(frees),
+            format_bytes(usage.reclaimable_bytes)
+        );
+    }
     if let Some(machine) = &report.podman_machine {
         println!(
             "podman machine: {} with a {} GiB disk",
@@ -371,7 +383,9 @@ pub fn check_before_build(runner: &Runner, kind: BuildKind, force: bool) -> Resu
 
 impl crate::flags::CheckDiskSpace {
     pub fn run(self) -> Result<()> {
-        let report = report(&Runner::new(false))?;
+        let runner = Runner::new(false);
+        let mut report = report(&runner)?;
+        report.clean_frees_bytes = Some(crate::clean::survey(&runner)?.frees_bytes());
         if self.json {
             let recommendations: Vec<serde_json::Value> = report
                 .recommendations
@@ -389,6 +403,7 @@ impl crate::flags::CheckDiskSpace {
             let json = serde_json::json!({
                 "storage": report.storage,
                 "podman_usage": report.podman_usage,
+                "clean_frees_bytes": report.clean_frees_bytes,
                 "podman_machine": report.podman_machine,
                 "recommendations": recommendations,
             });
@@ -487,8 +502,8 @@ mod tests {
         assert_eq!(usage.images_bytes, 556_200_000);
         assert_eq!(usage.reclaimable_bytes, 556_200_000);
         // Text without the raw number beside it is an error that says so.
-        let error = parse_podman_usage(r#"{"Type":"Images","Size":"1GB","Reclaimable":0}"#)
-            .unwrap_err();
+        let error =
+            parse_podman_usage(r#"{"Type":"Images","Size":"1GB","Reclaimable":0}"#).unwrap_err();
         assert!(format!("{error:#}").contains("no RawSize"), "{error:#}");
     }
 

@@ -136,7 +136,10 @@ mod tests {
         );
         let engine = Engine::from_info(&remote, semver::Version::new(5, 2, 0)).unwrap();
         assert!(!engine.shares_this_host());
-        assert!(!engine.needs_tun_device(), "the VM's /dev/net/tun is not ours to check");
+        assert!(
+            !engine.needs_tun_device(),
+            "the VM's /dev/net/tun is not ours to check"
+        );
     }
 
     #[test]

@@ -358,7 +358,10 @@ mod tests {
         let printenv = Command::new("printenv").arg(name);
         assert!(runner.succeeds(&printenv).unwrap(), "children inherit it");
         let command = printenv.env_remove(name);
-        assert_eq!(command.to_string(), format!("env -u {name} printenv {name}"));
+        assert_eq!(
+            command.to_string(),
+            format!("env -u {name} printenv {name}")
+        );
         assert!(!runner.succeeds(&command).unwrap(), "run directly");
         let pasted = Command::new("sh").arg("-c").arg(command.to_string());
         assert!(!runner.succeeds(&pasted).unwrap(), "run as printed");

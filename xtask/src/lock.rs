@@ -126,7 +126,10 @@ mod tests {
             locks_directory_for(1000, None),
             temporary.join("rc-xtask-locks-1000")
         );
-        assert_ne!(locks_directory_for(0, None), locks_directory_for(1000, None));
+        assert_ne!(
+            locks_directory_for(0, None),
+            locks_directory_for(1000, None)
+        );
         // A session's runtime directory is private to its user: used when it exists.
         assert_eq!(
             locks_directory_for(1000, Some(temporary.clone())),

@@ -518,11 +518,52 @@ impl ManifestEntry {
     }
 }
 
+/// `podman images --all --format json`: every image, with its ID and the
+/// digests of its manifests (what a list's entries name).
+pub fn images_all() -> Command {
+    podman().args(["images", "--all", "--format", "json"])
+}
+
+/// One image of [`images_all`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageRow {
+    pub id: String,
+    #[serde(default)]
+    pub names: Option<Vec<String>>,
+    #[serde(default)]
+    pub parent_id: String,
+    #[serde(default)]
+    pub containers: u64,
+    /// The digest of the image's manifest.
+    #[serde(default)]
+    pub digest: String,
+    /// Every digest the image has (not printed by podman 4.3).
+    #[serde(default)]
+    pub digests: Option<Vec<String>>,
+    /// Bytes of every layer of the image, shared ones included.
+    #[serde(default)]
+    pub size: u64,
+}
+
+impl ImageRow {
+    pub fn parse_all(json: &str) -> Result<Vec<ImageRow>> {
+        serde_json::from_str(json).context("cannot parse `podman images --format json`")
+    }
+
+    pub fn has_digest(&self, digest: &str) -> bool {
+        self.digest == digest || self.digests.iter().flatten().any(|known| known == digest)
+    }
+
+    pub fn is_named(&self) -> bool {
+        self.names.as_ref().is_some_and(|names| !names.is_empty())
+    }
+}
+
 /// The parts of `podman image inspect` that say what an image is built for.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ImageConfig {
-    pub id: String,
     pub os: String,
     pub architecture: String,
     #[serde(default)]

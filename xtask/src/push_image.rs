@@ -121,7 +121,7 @@ impl PushSession {
                      `cargo xtask build-image` (same --registry, --image and --tag)"
                 );
             };
-            outcome.platforms = build_image::verified_platforms(runner, &primary)?;
+            outcome.platforms = crate::local_list::verified_platforms(runner, &primary)?;
             if let Some(expected) = expected {
                 let mut wanted = expected.to_vec();
                 wanted.sort();
@@ -225,10 +225,18 @@ impl PushSession {
         let [entry] = entries.as_slice() else {
             bail!("{primary} has no single {platform} entry; build it with `cargo xtask build-image --platform {platform}`");
         };
+        // By image ID: `LIST@DIGEST` finds no image on podman 4.7 and later.
+        let [image_id] = crate::local_list::entry_image_ids(
+            runner,
+            &primary,
+            std::slice::from_ref(&entry.digest),
+        )?
+        .try_into()
+        .expect("one ID per digest");
         let directory = crate::project::TemporaryDirectory::create("rc-xtask-digest-push")?;
         runner.run(&push::save_for_digest_push(
             &self.destination,
-            &format!("{primary}@{}", entry.digest),
+            &image_id,
             directory.path(),
         ))?;
         let manifest = std::fs::read(directory.path().join("manifest.json"))

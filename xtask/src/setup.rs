@@ -366,7 +366,11 @@ fn check_podman(runner: &Runner) -> Result<()> {
     eprintln!(
         "setup: podman {} works ({}, {} storage)",
         engine.version,
-        if engine.rootless { "rootless" } else { "as root" },
+        if engine.rootless {
+            "rootless"
+        } else {
+            "as root"
+        },
         engine.storage_driver
     );
     Ok(())

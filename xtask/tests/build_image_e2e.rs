@@ -52,8 +52,8 @@ fn wait_for_health(port: u16) -> (u16, String) {
     }
 }
 
-/// Starts one entry of the list by digest (podman 4.3's `run --platform` on
-/// a local list can pick the wrong entry) and waits until it answers.
+/// Starts one entry of the list by its image (podman 4.3's `run --platform`
+/// on a local list can pick the wrong entry) and waits until it answers.
 fn start(list: &str, platform: &str, digest: &str) -> (Container, u16) {
     let port = free_loopback_port();
     let name = format!(
@@ -73,7 +73,7 @@ fn start(list: &str, platform: &str, digest: &str) -> (Container, u16) {
         platform,
         "--publish",
         &format!("127.0.0.1:{port}:8000"),
-        &format!("{list}@{digest}"),
+        &entry_image(list, digest),
     ]);
     let container = Container(name);
     let (status, body) = wait_for_health(port);
@@ -149,7 +149,7 @@ fn rc_web_builds_for_both_platforms_and_each_image_runs_as_its_architecture() {
             "inspect",
             "--format",
             "json",
-            &format!("{list}@{digest}"),
+            &entry_image(&list, digest),
         ]))
         .unwrap();
         let config = &config[0];
@@ -251,7 +251,7 @@ fn layers(list: &str) -> Vec<(String, Vec<String>)> {
                 "inspect",
                 "--format",
                 "{{json .RootFS.Layers}}",
-                &format!("{list}@{digest}"),
+                &entry_image(list, &digest),
             ]);
             (platform, serde_json::from_str(&layers).unwrap())
         })

@@ -134,6 +134,27 @@ pub fn local_entries(list: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The ID of the local image whose manifest has `digest` (a list entry's
+/// image), if there is one. Found through `podman images`: `LIST@DIGEST`
+/// names no image on podman 4.7 and later (an entry's image has no name).
+pub fn image_with_digest(digest: &str) -> Option<String> {
+    let images: serde_json::Value =
+        serde_json::from_str(&podman(&["images", "--all", "--format", "json"])).unwrap();
+    images.as_array().unwrap().iter().find_map(|image| {
+        let digests = image["Digests"].as_array().into_iter().flatten();
+        let matches = image["Digest"].as_str() == Some(digest)
+            || digests
+                .into_iter()
+                .any(|known| known.as_str() == Some(digest));
+        matches.then(|| image["Id"].as_str().unwrap().to_owned())
+    })
+}
+
+/// [`image_with_digest`], which must exist.
+pub fn entry_image(list: &str, digest: &str) -> String {
+    image_with_digest(digest).unwrap_or_else(|| panic!("no local image is {list}'s entry {digest}"))
+}
+
 pub fn local_platforms(list: &str) -> Vec<String> {
     index_platforms(&podman(&["manifest", "inspect", list]))
 }
