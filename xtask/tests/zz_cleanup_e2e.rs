@@ -64,6 +64,21 @@ fn leave_a_build_container_behind() -> String {
     leftover
 }
 
+/// `check-disk-space --json`'s figure of what `clean-build-cache` frees
+/// (podman's sizes read on every version: numbers up to 4.3, `RawSize` after).
+fn clean_frees_bytes() -> u64 {
+    let output = xtask_in(&repository_root(), &["check-disk-space", "--json"], &[]);
+    assert!(output.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        report["podman_usage"]["images_bytes"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    report["clean_frees_bytes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no clean_frees_bytes: {report}"))
+}
+
 /// A list whose only image has been deleted.
 fn make_a_broken_list() {
     let directory = scratch_dir("broken-list");
@@ -120,10 +135,20 @@ fn clean_build_cache_removes_leftovers_and_keeps_what_lists_refer_to() {
         "localhost/clean-e2e:build-4194304",
     ]);
 
+    // What a clean would free: the build cache (rc-web's dependency and
+    // library stages, which no list refers to), not the lists' images.
+    let frees_before = clean_frees_bytes();
+    assert!(frees_before > 0, "the builds left a cache to free");
+
     let output = xtask_in(&repository_root(), &["clean-build-cache"], &[]);
     assert!(output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("clean: reclaimed"), "{stderr}");
+    assert_eq!(
+        clean_frees_bytes(),
+        0,
+        "after a clean, check-disk-space finds nothing more a clean would free"
+    );
 
     assert!(
         !external_containers().contains(&leftover),

@@ -1,0 +1,458 @@
+//! The test suite's lanes: the end-to-end tests that matter, run against
+//! another podman than the host's, as its users run it.
+//!
+//! - `host`: this machine's podman (Debian 12's 4.3) as root: the whole suite.
+//! - `podman5`: Debian 13's podman 5.4 in a privileged container of the
+//!   host's podman ([`NestedPodman`]), made from the Debian archive like the
+//!   base images (`containers/lanes/podman5.json`), its storage in a host
+//!   directory. Inside, the xtask runs `setup` as on a new Debian 13 machine.
+//! - `rootless`: this machine's podman as an unprivileged user with
+//!   subordinate IDs, in its own storage.
+//!
+//! The test binaries are compiled once on the host and run in each lane as
+//! they are (Debian 13's libc is newer, so they load there too). Base
+//! images travel as a `podman save` archive (`base-images --export`), so no
+//! lane builds them again.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{
+    base_images,
+    engine::Engine,
+    exec::{Command, Runner},
+    project,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lane {
+    /// This machine's podman as root: the whole suite
+    Host,
+    /// Debian 13's podman 5.4, nested in a privileged container
+    Podman5,
+    /// This machine's podman as the unprivileged user rc-rootless
+    Rootless,
+}
+
+pub const ALL: [Lane; 3] = [Lane::Host, Lane::Podman5, Lane::Rootless];
+
+/// One test of an integration-test target: `(target, test name)`.
+pub type LaneTest = (&'static str, &'static str);
+
+/// What the podman 5 lane runs: both platforms built and run, the fallback,
+/// build-and-push read back, push-by-digest and merge, a rerun that adds
+/// nothing, SIGINT mid-build, check-disk-space and clean-build-cache.
+pub const PODMAN5_TESTS: &[LaneTest] = &[
+    (
+        "build_image_e2e",
+        "rc_web_builds_for_both_platforms_and_each_image_runs_as_its_architecture",
+    ),
+    (
+        "pipeline_e2e",
+        "when_arm64_fails_the_fallback_keeps_amd64_and_leaves_latest_alone",
+    ),
+    (
+        "pipeline_e2e",
+        "build_and_push_puts_every_tag_in_the_registry_with_both_platforms",
+    ),
+    (
+        "release_e2e",
+        "per_architecture_jobs_and_merge_release_what_build_and_push_releases",
+    ),
+    (
+        "reliability_e2e",
+        "a_signal_stops_podman_removes_what_the_run_made_and_moves_no_tag",
+    ),
+    (
+        "zz_cleanup_e2e",
+        "clean_build_cache_removes_leftovers_and_keeps_what_lists_refer_to",
+    ),
+];
+
+/// What the rootless lane runs: the main job and the push paths.
+pub const ROOTLESS_TESTS: &[LaneTest] = &[
+    (
+        "build_image_e2e",
+        "rc_web_builds_for_both_platforms_and_each_image_runs_as_its_architecture",
+    ),
+    (
+        "pipeline_e2e",
+        "build_and_push_puts_every_tag_in_the_registry_with_both_platforms",
+    ),
+    (
+        "release_e2e",
+        "per_architecture_jobs_and_merge_release_what_build_and_push_releases",
+    ),
+];
+
+/// The recipe of the podman 5 lane's environment.
+pub const PODMAN5_RECIPE: &str = "containers/lanes/podman5.json";
+/// Where the podman 5 lane keeps its storage between runs (a host
+/// directory: overlay on the container's own overlay fails).
+pub const PODMAN5_STORAGE: &str = "/var/tmp/rc-lanes/podman5-storage";
+/// The user of the rootless lane.
+pub const ROOTLESS_USER: &str = "rc-rootless";
+
+/// The test binaries of the workspace, by target name, compiled now.
+pub fn compile_tests(runner: &Runner) -> Result<HashMap<String, PathBuf>> {
+    eprintln!("test: compiling the test binaries for the lanes");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let json = runner
+        .read(
+            &Command::new(cargo)
+                .args(["test", "--workspace", "--locked", "--no-run"])
+                .args(["--message-format", "json", "--manifest-path"])
+                .arg(project::root().join("Cargo.toml").to_string_lossy()),
+        )
+        .context("cannot compile the tests")?;
+    Ok(test_executables(&json))
+}
+
+/// `target name -> executable` from cargo's JSON messages (pure).
+fn test_executables(messages: &str) -> HashMap<String, PathBuf> {
+    messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| {
+            message["reason"] == "compiler-artifact" && message["profile"]["test"] == true
+        })
+        .filter_map(|message| {
+            let name = message["target"]["name"].as_str()?.to_owned();
+            let executable = message["executable"].as_str()?;
+            Some((name, PathBuf::from(executable)))
+        })
+        .collect()
+}
+
+/// How each test of a lane is run: `(executable, arguments)`.
+fn test_commands(
+    tests: &[LaneTest],
+    executables: &HashMap<String, PathBuf>,
+) -> Result<Vec<(String, Vec<String>)>> {
+    tests
+        .iter()
+        .map(|(target, name)| {
+            let executable = executables
+                .get(*target)
+                .with_context(|| format!("cargo built no test target {target}"))?;
+            Ok((
+                executable.to_string_lossy().into_owned(),
+                vec![(*name).to_owned(), "--exact".to_owned()],
+            ))
+        })
+        .collect()
+}
+
+/// Runs each test with `wrap` (the lane's way to run a command); every test
+/// runs, and the failures are reported together.
+fn run_tests(
+    runner: &Runner,
+    lane: &str,
+    tests: &[LaneTest],
+    executables: &HashMap<String, PathBuf>,
+    wrap: impl Fn(&str, &[String]) -> Command,
+) -> Result<()> {
+    let mut failed = Vec::new();
+    for ((target, name), (executable, args)) in tests.iter().zip(test_commands(tests, executables)?)
+    {
+        crate::interrupt::check()?;
+        if let Err(error) = runner.run_prefixed(&wrap(&executable, &args), &format!("[{lane}] ")) {
+            eprintln!("[{lane}] FAILED: {target}::{name}: {error:#}");
+            failed.push(format!("{target}::{name}"));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("the {lane} lane failed: {}", failed.join(", "));
+    }
+    eprintln!("test: the {lane} lane passed ({} tests)", tests.len());
+    Ok(())
+}
+
+/// The base images as an archive for the other lanes, written when there is
+/// none for their current definitions (older ones are removed).
+fn base_images_archive(runner: &Runner, engine: &Engine) -> Result<PathBuf> {
+    let (_, fingerprint) = base_images::images_and_fingerprint(engine.build_platform)?;
+    let directory = project::scratch_dir().join("lanes");
+    let archive = directory.join(format!("base-images-{fingerprint}.tar"));
+    if archive.is_file() {
+        return Ok(archive);
+    }
+    if let Ok(entries) = std::fs::read_dir(&directory) {
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("base-images-")
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    let partial = directory.join(format!("base-images-{fingerprint}.partial.tar"));
+    let _ = std::fs::remove_file(&partial);
+    base_images::export(runner, engine.build_platform, &partial)?;
+    std::fs::rename(&partial, &archive).with_context(|| {
+        format!(
+            "cannot rename {} to {}",
+            partial.display(),
+            archive.display()
+        )
+    })?;
+    Ok(archive)
+}
+
+/// The Rust toolchain's directory (the xtask runs `cargo metadata`).
+fn rust_sysroot(runner: &Runner) -> Result<PathBuf> {
+    let text = runner
+        .read(&Command::new("rustc").args(["--print", "sysroot"]))
+        .context("cannot find the Rust toolchain (rustc --print sysroot)")?;
+    Ok(PathBuf::from(text.trim()))
+}
+
+/// The xtask binary the lanes run, and the test binaries' (cargo builds one).
+fn xtask_binary(executables: &HashMap<String, PathBuf>) -> Result<PathBuf> {
+    let some_test = executables
+        .values()
+        .next()
+        .context("cargo built no test binary")?;
+    // target/debug/deps/NAME-HASH -> target/debug/xtask
+    let profile = some_test
+        .parent()
+        .and_then(Path::parent)
+        .context("a test binary outside target/PROFILE/deps")?;
+    Ok(profile.join("xtask"))
+}
+
+/// A container of the host's podman with another podman inside, kept running
+/// while the lane's commands run in it (`podman exec`), removed on drop.
+pub struct NestedPodman<'a> {
+    runner: &'a Runner,
+    name: String,
+    environment: Vec<(String, String)>,
+    workdir: PathBuf,
+}
+
+impl<'a> NestedPodman<'a> {
+    /// Starts `image` privileged on the host network (servers the tests
+    /// start stay on 127.0.0.1), with `/var/lib/containers` on `storage`
+    /// and each of `mounts` at the same path.
+    pub fn start(
+        runner: &'a Runner,
+        image: &str,
+        storage: &Path,
+        mounts: &[(PathBuf, bool)],
+        environment: Vec<(String, String)>,
+        workdir: PathBuf,
+    ) -> Result<NestedPodman<'a>> {
+        std::fs::create_dir_all(storage)
+            .with_context(|| format!("cannot create {}", storage.display()))?;
+        let name = format!("rc-lane-{}", std::process::id());
+        let mut command = Command::new(crate::podman::PROGRAM).args([
+            "run",
+            "--detach",
+            "--rm",
+            "--name",
+            &name,
+            "--privileged",
+            "--network",
+            "host",
+            "--volume",
+        ]);
+        command = command.arg(format!("{}:/var/lib/containers", storage.display()));
+        for (path, writable) in mounts {
+            let mode = if *writable { "rw" } else { "ro" };
+            command = command
+                .arg("--volume")
+                .arg(format!("{0}:{0}:{mode}", path.display()));
+        }
+        runner
+            .run(&command.arg(image))
+            .context("cannot start the lane's podman container")?;
+        Ok(NestedPodman {
+            runner,
+            name,
+            environment,
+            workdir,
+        })
+    }
+
+    /// `program args` inside, with the lane's environment.
+    pub fn exec(&self, program: &str, args: &[String]) -> Command {
+        let mut command = Command::new(crate::podman::PROGRAM).args(["exec", "--workdir"]);
+        command = command.arg(self.workdir.to_string_lossy());
+        for (name, value) in &self.environment {
+            command = command.arg("--env").arg(format!("{name}={value}"));
+        }
+        command
+            .arg(&self.name)
+            .arg(program)
+            .args(args.iter().cloned())
+    }
+}
+
+impl Drop for NestedPodman<'_> {
+    fn drop(&mut self) {
+        let remove =
+            Command::new(crate::podman::PROGRAM).args(["rm", "--force", "--time", "0", &self.name]);
+        if !self.runner.run_quietly(&remove).unwrap_or(false) {
+            eprintln!(
+                "test: warning: cannot remove the lane container {}",
+                self.name
+            );
+        }
+    }
+}
+
+/// The podman 5 lane.
+pub fn podman5(runner: &Runner, executables: &HashMap<String, PathBuf>) -> Result<()> {
+    let engine = Engine::read(runner)?;
+    let root = project::root();
+    let recipe =
+        base_images::ensure_recipe(runner, &root.join(PODMAN5_RECIPE), engine.build_platform)?;
+    let archive = base_images_archive(runner, engine)?;
+    let sysroot = rust_sysroot(runner)?;
+    let xtask = xtask_binary(executables)?;
+    let mut mounts = vec![(root.clone(), true), (sysroot.clone(), false)];
+    let ca_bundle = PathBuf::from("/etc/ssl/certs/ca-certificates.crt");
+    if ca_bundle.is_file() {
+        // The host's trust (a TLS-inspecting proxy's CA, for cargo in builds).
+        mounts.push((ca_bundle, false));
+    }
+    for executable in executables.values().chain([&xtask]) {
+        if let Some(directory) = executable.parent() {
+            if !directory.starts_with(&root)
+                && !mounts.iter().any(|(path, _)| directory.starts_with(path))
+            {
+                mounts.push((directory.to_path_buf(), false));
+            }
+        }
+    }
+    let path = format!(
+        "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        sysroot.join("bin").display()
+    );
+    let environment = vec![
+        ("PATH".to_owned(), path),
+        ("HOME".to_owned(), "/root".to_owned()),
+        ("CARGO_HOME".to_owned(), "/tmp/cargo-home".to_owned()),
+        ("PODMAN_IGNORE_CGROUPSV1_WARNING".to_owned(), "1".to_owned()),
+    ];
+    let nested = NestedPodman::start(
+        runner,
+        &recipe.image_for(engine.build_platform.arch),
+        Path::new(PODMAN5_STORAGE),
+        &mounts,
+        environment,
+        root.clone(),
+    )?;
+    let xtask = xtask.to_string_lossy().into_owned();
+    let lane = "podman 5";
+    // What a user on a new Debian 13 machine runs first.
+    runner.run_prefixed(
+        &nested.exec(&xtask, &["setup".into(), "--no-cargo-make".into()]),
+        &format!("[{lane}] "),
+    )?;
+    runner.run_prefixed(
+        &nested.exec(
+            &xtask,
+            &[
+                "base-images".into(),
+                "--import".into(),
+                archive.to_string_lossy().into_owned(),
+            ],
+        ),
+        &format!("[{lane}] "),
+    )?;
+    run_tests(runner, lane, PODMAN5_TESTS, executables, |program, args| {
+        nested.exec(program, args)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_binaries_are_found_in_cargos_messages() {
+        let messages = r#"{"reason":"compiler-artifact","target":{"name":"xtask","kind":["bin"]},"profile":{"test":false},"executable":"/t/debug/xtask"}
+{"reason":"compiler-artifact","target":{"name":"pipeline_e2e","kind":["test"]},"profile":{"test":true},"executable":"/t/debug/deps/pipeline_e2e-0a1b"}
+{"reason":"compiler-artifact","target":{"name":"serde","kind":["lib"]},"profile":{"test":false},"executable":null}
+{"reason":"build-finished","success":true}"#;
+        let executables = test_executables(messages);
+        assert_eq!(executables.len(), 1);
+        assert_eq!(
+            executables["pipeline_e2e"],
+            PathBuf::from("/t/debug/deps/pipeline_e2e-0a1b")
+        );
+        assert_eq!(
+            xtask_binary(&executables).unwrap(),
+            PathBuf::from("/t/debug/xtask")
+        );
+        let commands = test_commands(
+            &[(
+                "pipeline_e2e",
+                "build_and_push_puts_every_tag_in_the_registry_with_both_platforms",
+            )],
+            &executables,
+        )
+        .unwrap();
+        assert_eq!(
+            commands[0].1,
+            [
+                "build_and_push_puts_every_tag_in_the_registry_with_both_platforms",
+                "--exact"
+            ]
+        );
+        let missing = test_commands(&[("release_e2e", "x")], &executables).unwrap_err();
+        assert!(missing.to_string().contains("release_e2e"), "{missing}");
+    }
+
+    #[test]
+    fn every_lane_test_exists_in_its_target() {
+        // A renamed test would otherwise run nothing in a lane ("0 passed").
+        let tests_directory = project::root().join("xtask/tests");
+        for (target, name) in PODMAN5_TESTS.iter().chain(ROOTLESS_TESTS) {
+            let source = std::fs::read_to_string(tests_directory.join(format!("{target}.rs")))
+                .unwrap_or_else(|error| panic!("{target}.rs: {error}"));
+            assert!(
+                source.contains(&format!("fn {name}()")),
+                "{target}.rs has no test {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_podman5_environment_has_every_package_setup_wants() {
+        // Else setup, run in the lane as on a new Debian 13 machine, would
+        // install them in every run.
+        let recipe = base_images::Recipe::load(&project::root().join(PODMAN5_RECIPE)).unwrap();
+        let include = recipe
+            .mmdebstrap_options
+            .iter()
+            .find_map(|option| option.strip_prefix("--include="))
+            .unwrap();
+        let included: Vec<&str> = include.split(',').collect();
+        for package in crate::setup::PACKAGES
+            .iter()
+            .filter(|package| **package != "podman")
+        {
+            assert!(
+                included.contains(package),
+                "{package} is missing from {PODMAN5_RECIPE}"
+            );
+        }
+        for package in ["podman", "buildah", "crun", "runc", "nftables"] {
+            assert!(included.contains(&package), "{package}");
+        }
+        assert_eq!(recipe.suite, "trixie");
+    }
+}
+
+/// The rootless lane (written next).
+pub fn rootless(_runner: &Runner, _executables: &HashMap<String, PathBuf>) -> Result<()> {
+    bail!("the rootless lane is not written yet")
+}
