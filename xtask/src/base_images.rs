@@ -280,6 +280,16 @@ fn ensure_rootfs_image(
     }
     if runner.succeeds(&podman::manifest_exists(&recipe.name))? {
         runner.run(&podman::manifest_remove(&recipe.name))?;
+    } else if runner.succeeds(&podman::image_exists(&recipe.name))? {
+        // A plain image under the list's name (loaded or tagged by hand)
+        // makes `manifest create` fail ("that name is already in use"). It
+        // loses the name, not its data.
+        eprintln!(
+            "base-images: {0} names a plain image, not a list; taking the name from it (the \
+             image stays, under its ID and any other names)",
+            recipe.name
+        );
+        runner.run(&podman::untag(&recipe.name))?;
     }
     runner.run(&podman::manifest_create(&recipe.name))?;
     for &arch in &architectures {

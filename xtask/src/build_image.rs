@@ -985,9 +985,9 @@ fn missing_on_machine(runner: &Runner, platforms: &[Platform]) -> Result<Vec<Str
 /// What rootless podman needs from root, checked before anything is built;
 /// each problem names the command root runs once (`setup` runs them all).
 /// Not offered to setup: only root can change these.
-fn rootless_problems(engine: &Engine, force: bool) -> Vec<String> {
+fn rootless_problems(engine: &Engine, tun_usable: bool, force: bool) -> Vec<String> {
     let mut problems = Vec::new();
-    if engine.needs_tun_device() && !setup::tun_device_usable() {
+    if engine.needs_tun_device() && !tun_usable {
         problems.push(format!(
             "rootless podman's RUN steps need {0} (their network), which this user cannot \
              open; run once as root: `chmod 0666 {0}` (or `sudo cargo xtask setup`)",
@@ -1018,7 +1018,7 @@ fn check_engine(runner: &Runner, force: bool) -> Result<()> {
             crate::engine::MINIMUM_VERSION
         ));
     }
-    problems.extend(rootless_problems(engine, force));
+    problems.extend(rootless_problems(engine, setup::tun_device_usable(), force));
     if !problems.is_empty() {
         return Err(crate::BadInput(problems).into());
     }
@@ -1310,6 +1310,38 @@ mod tests {
         assert_eq!(entries_to_move(&[amd64, arm64], &[arm64, amd64]), [amd64]);
         assert!(entries_to_move(&[amd64, arm64], &[amd64, arm64]).is_empty());
         assert!(entries_to_move(&[arm64], &[arm64]).is_empty());
+    }
+
+    #[test]
+    fn a_rootless_user_is_told_the_root_command_for_what_is_missing() {
+        let engine = |rootless: bool, driver: &str| Engine {
+            version: semver::Version::new(4, 3, 1),
+            build_platform: Platform::LINUX_AMD64,
+            rootless,
+            remote: false,
+            storage_driver: driver.into(),
+            cgroups_v1: true,
+        };
+        let problems = rootless_problems(&engine(true, "vfs"), false, false);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        if std::env::consts::OS == "linux" {
+            assert!(
+                problems[0].contains("chmod 0666 /dev/net/tun"),
+                "{problems:?}"
+            );
+        }
+        assert!(
+            problems[1].contains("vfs") && problems[1].contains("podman system reset"),
+            "{problems:?}"
+        );
+        // --force builds on vfs anyway; a usable tun device and overlay are fine.
+        assert_eq!(
+            rootless_problems(&engine(true, "vfs"), true, true),
+            Vec::<String>::new()
+        );
+        assert!(rootless_problems(&engine(true, "overlay"), true, false).is_empty());
+        // Root needs no tun device.
+        assert!(rootless_problems(&engine(false, "overlay"), false, false).is_empty());
     }
 
     #[test]

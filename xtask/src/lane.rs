@@ -44,8 +44,9 @@ pub const ALL: [Lane; 3] = [Lane::Host, Lane::Podman5, Lane::Rootless];
 pub type LaneTest = (&'static str, &'static str);
 
 /// What the podman 5 lane runs: both platforms built and run, the fallback,
-/// build-and-push read back, push-by-digest and merge, a rerun that adds
-/// nothing, SIGINT mid-build, check-disk-space and clean-build-cache.
+/// build-and-push read back (OCI and, alone, `--format v2s2`), push-by-digest
+/// and merge, reproducible digests, a rerun that adds nothing, SIGINT
+/// mid-build, check-disk-space and clean-build-cache.
 pub const PODMAN5_TESTS: &[LaneTest] = &[
     (
         "build_image_e2e",
@@ -60,8 +61,16 @@ pub const PODMAN5_TESTS: &[LaneTest] = &[
         "build_and_push_puts_every_tag_in_the_registry_with_both_platforms",
     ),
     (
+        "pipeline_e2e",
+        "a_single_platform_build_is_built_and_pushed",
+    ),
+    (
         "release_e2e",
         "per_architecture_jobs_and_merge_release_what_build_and_push_releases",
+    ),
+    (
+        "release_e2e",
+        "two_clean_builds_of_one_commit_have_identical_digests",
     ),
     (
         "reliability_e2e",
@@ -452,7 +461,137 @@ mod tests {
     }
 }
 
-/// The rootless lane (written next).
-pub fn rootless(_runner: &Runner, _executables: &HashMap<String, PathBuf>) -> Result<()> {
-    bail!("the rootless lane is not written yet")
+/// The rootless lane: the tests as [`ROOTLESS_USER`], made here when
+/// missing (`useradd` gives it subordinate IDs), in its own storage.
+pub fn rootless(runner: &Runner, executables: &HashMap<String, PathBuf>) -> Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the rootless lane runs its tests as the user {ROOTLESS_USER}: run it as root");
+    }
+    let engine = Engine::read(runner)?;
+    let archive = base_images_archive(runner, engine)?;
+    let home = ensure_user(runner)?;
+    let toolchain = toolchain_for(runner, &rust_sysroot(runner)?, &home)?;
+    let xtask = xtask_binary(executables)?.to_string_lossy().into_owned();
+    let root = project::root();
+    let as_user = |program: &str, args: &[String]| -> Command {
+        Command::new("runuser")
+            .args(["-u", ROOTLESS_USER, "--", "env", "-i"])
+            .arg(format!("HOME={}", home.display()))
+            .arg(format!("USER={ROOTLESS_USER}"))
+            .arg(format!("LOGNAME={ROOTLESS_USER}"))
+            .arg(format!(
+                "PATH={}:/usr/local/bin:/usr/bin:/bin",
+                toolchain.join("bin").display()
+            ))
+            .arg("LANG=C.UTF-8")
+            // The tests clone this checkout, which root owns (git refuses
+            // another user's repository otherwise).
+            .args(["GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=safe.directory"])
+            .arg(format!("GIT_CONFIG_VALUE_0={}", root.display()))
+            .arg(program)
+            .args(args.iter().cloned())
+            .current_dir(&home)
+    };
+    let lane = "rootless";
+    let prefix = format!("[{lane}] ");
+    reset_storage_on_vfs(runner, &as_user)?;
+    // Everything root had to do is done: setup changes nothing for the user.
+    runner.run_prefixed(
+        &as_user(&xtask, &["setup".into(), "--no-cargo-make".into()]),
+        &prefix,
+    )?;
+    runner.run_prefixed(
+        &as_user(
+            &xtask,
+            &[
+                "base-images".into(),
+                "--import".into(),
+                archive.to_string_lossy().into_owned(),
+            ],
+        ),
+        &prefix,
+    )?;
+    run_tests(runner, lane, ROOTLESS_TESTS, executables, as_user)
+}
+
+/// The lane's user, made when missing; returns its home directory.
+fn ensure_user(runner: &Runner) -> Result<PathBuf> {
+    let entry =
+        |runner: &Runner| runner.read(&Command::new("getent").args(["passwd", ROOTLESS_USER]));
+    if entry(runner).is_err() {
+        eprintln!("test: making the user {ROOTLESS_USER} for the rootless lane");
+        runner.run(&Command::new("useradd").args([
+            "--create-home",
+            "--shell",
+            "/bin/bash",
+            ROOTLESS_USER,
+        ]))?;
+    }
+    let home = entry(runner)?
+        .trim()
+        .split(':')
+        .nth(5)
+        .map(PathBuf::from)
+        .context("getent passwd printed no home directory")?;
+    let subordinate = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+    if !subordinate
+        .lines()
+        .any(|line| line.starts_with(&format!("{ROOTLESS_USER}:")))
+    {
+        bail!(
+            "{ROOTLESS_USER} has no subordinate IDs in /etc/subuid; run once: usermod \
+             --add-subuids 200000-265535 --add-subgids 200000-265535 {ROOTLESS_USER}"
+        );
+    }
+    Ok(home)
+}
+
+/// The Rust toolchain where the user can run it (the xtask runs `cargo
+/// metadata`): root's is under /root, which other users cannot enter. Hard
+/// links (no copy of the data) where the two share a filesystem.
+fn toolchain_for(runner: &Runner, sysroot: &Path, home: &Path) -> Result<PathBuf> {
+    let name = sysroot.file_name().context("the toolchain has no name")?;
+    let target = home.join(".cache/rc-lane-toolchains").join(name);
+    if target.join("bin/cargo").is_file() {
+        return Ok(target);
+    }
+    let parent = target.parent().expect("joined above");
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let copy = |flags: &str| {
+        Command::new("cp")
+            .arg(flags)
+            .arg(sysroot.to_string_lossy())
+            .arg(target.to_string_lossy())
+    };
+    if !runner.run_quietly(&copy("-al"))? {
+        let _ = std::fs::remove_dir_all(&target);
+        runner.run(&copy("-a"))?;
+    }
+    Ok(target)
+}
+
+/// The lane's user is the lane's own: storage that podman started on vfs
+/// (before containers-storage configured overlay) is reset, not refused.
+fn reset_storage_on_vfs(
+    runner: &Runner,
+    as_user: &impl Fn(&str, &[String]) -> Command,
+) -> Result<()> {
+    let driver = runner.read(&as_user(
+        crate::podman::PROGRAM,
+        &[
+            "info".into(),
+            "--format".into(),
+            "{{.Store.GraphDriverName}}".into(),
+        ],
+    ))?;
+    if driver.trim() == "vfs" {
+        eprintln!("test: {ROOTLESS_USER}'s podman storage is on vfs; resetting it (overlay next)");
+        runner.run(&as_user(
+            crate::podman::PROGRAM,
+            &["system".into(), "reset".into(), "--force".into()],
+        ))?;
+    }
+    Ok(())
 }

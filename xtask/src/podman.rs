@@ -262,6 +262,11 @@ pub fn image_inspect_all(references: &[&str]) -> Command {
         .args(references.iter().copied())
 }
 
+/// Takes the name `name` from the image that has it; the image stays.
+pub fn untag(name: &str) -> Command {
+    podman().args(["untag", name, name])
+}
+
 /// Gives `source` every name in `targets`, in one command.
 pub fn tag_all(source: &str, targets: &[&str]) -> Command {
     podman().args(["tag", source]).args(targets.iter().copied())
