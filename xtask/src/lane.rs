@@ -204,6 +204,10 @@ fn base_images_archive(runner: &Runner, engine: &Engine) -> Result<PathBuf> {
     let partial = directory.join(format!("base-images-{fingerprint}.partial.tar"));
     let _ = std::fs::remove_file(&partial);
     base_images::export(runner, engine.build_platform, &partial)?;
+    // The rootless lane's user reads it too.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("cannot make {} readable", partial.display()))?;
     std::fs::rename(&partial, &archive).with_context(|| {
         format!(
             "cannot rename {} to {}",

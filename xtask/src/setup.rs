@@ -305,6 +305,13 @@ fn register_binfmt(runner: &Runner, is_root: bool) -> Result<()> {
                 "binfmt_misc",
                 BINFMT_DIR,
             ]))?;
+            // Registered already, where the mount was only missing (in a
+            // container: the registration is the kernel's, not the
+            // container's): writing it again fails with "File exists".
+            if binfmt_registered(arch) {
+                eprintln!("setup: binfmt: {name} is registered");
+                continue;
+            }
         }
         if runner.dry_run {
             println!("cat {} > {}", rule_file.display(), register.display());
