@@ -489,16 +489,23 @@ pub fn rootless(runner: &Runner, executables: &HashMap<String, PathBuf>) -> Resu
                 toolchain.join("bin").display()
             ))
             .arg("LANG=C.UTF-8")
-            // The tests clone this checkout, which root owns (git refuses
-            // another user's repository otherwise).
-            .args(["GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=safe.directory"])
-            .arg(format!("GIT_CONFIG_VALUE_0={}", root.display()))
             .arg(program)
             .args(args.iter().cloned())
             .current_dir(&home)
     };
     let lane = "rootless";
     let prefix = format!("[{lane}] ");
+    // The tests build and clone this checkout, which root owns: git (and
+    // libgit2) refuse another user's repository unless it is named safe.
+    runner.run(&as_user(
+        "git",
+        &[
+            "config".into(),
+            "--global".into(),
+            "safe.directory".into(),
+            root.to_string_lossy().into_owned(),
+        ],
+    ))?;
     reset_storage_on_vfs(runner, &as_user)?;
     // Everything root had to do is done: setup changes nothing for the user.
     runner.run_prefixed(

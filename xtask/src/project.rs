@@ -38,9 +38,49 @@ pub fn root() -> PathBuf {
         })
 }
 
-/// Scratch space for generated files (root filesystem tarballs), under `target/`.
+/// Scratch space for generated files (root filesystem tarballs, the list ID
+/// a build writes, memos): `target/xtask` of the checkout, or, where this
+/// user cannot write there (another user's checkout, a read-only source
+/// tree), a directory of this user's under the temporary directory, one per
+/// checkout.
 pub fn scratch_dir() -> PathBuf {
-    root().join("target").join("xtask")
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let directory = scratch_dir_for(&root(), uid, writable);
+    if let Some(mine) = directory
+        .parent()
+        .filter(|_| !directory.starts_with(root()))
+    {
+        // Private: what is kept there (podman's facts) steers later runs.
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(mine);
+    }
+    directory
+}
+
+fn scratch_dir_for(root: &Path, uid: u32, writable: impl Fn(&Path) -> bool) -> PathBuf {
+    let preferred = root.join("target").join("xtask");
+    let nearest_existing = preferred
+        .ancestors()
+        .find(|ancestor| ancestor.exists())
+        .unwrap_or(Path::new("/"));
+    if writable(nearest_existing) {
+        return preferred;
+    }
+    let checkout = crate::base_images::fingerprint(&[root.as_os_str().as_encoded_bytes()]);
+    std::env::temp_dir()
+        .join(format!("rc-xtask-{uid}"))
+        .join(checkout)
+}
+
+/// Whether this process may create files in `directory` (access(2), W_OK).
+fn writable(directory: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(directory.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `path` is a valid NUL-terminated string for the call's duration.
+    unsafe { libc::access(path.as_ptr(), libc::W_OK) == 0 }
 }
 
 /// A value worked out from things that rarely change (`podman info`, `cargo
@@ -165,6 +205,23 @@ impl Drop for TemporaryDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scratch_space_is_the_checkouts_target_unless_this_user_cannot_write_there() {
+        let root = Path::new("/srv/checkout");
+        let everywhere = |_: &Path| true;
+        assert_eq!(
+            scratch_dir_for(root, 1000, everywhere),
+            Path::new("/srv/checkout/target/xtask")
+        );
+        let nowhere = |_: &Path| false;
+        let fallback = scratch_dir_for(root, 1000, nowhere);
+        assert!(fallback.starts_with(std::env::temp_dir().join("rc-xtask-1000")));
+        assert_ne!(
+            fallback,
+            scratch_dir_for(Path::new("/srv/other"), 1000, nowhere)
+        );
+    }
 
     fn scratch(name: &str) -> PathBuf {
         let directory =

@@ -384,6 +384,14 @@ fn check_podman(runner: &Runner) -> Result<()> {
         },
         engine.storage_driver
     );
+    if engine.copies_every_layer() {
+        eprintln!(
+            "setup: WARNING: podman's storage uses the vfs driver, a full copy of every layer \
+             (about 100 times the disk of overlay). With containers-storage installed (setup \
+             installs it), `podman system reset` switches it to overlay; it deletes this \
+             user's images. Builds refuse vfs unless --force."
+        );
+    }
     Ok(())
 }
 
