@@ -62,8 +62,21 @@ pub fn build_containers(runner: &Runner) -> Result<Vec<ContainerRow>> {
         .collect())
 }
 
+/// Every image once: podman 5 prints a manifest list with several names on
+/// a row per name (same ID, same names), and the survey would otherwise
+/// remove a stale list twice.
 fn images(runner: &Runner) -> Result<Vec<ImageRow>> {
-    ImageRow::parse_all(&runner.read(&podman::images_all())?)
+    Ok(each_image_once(ImageRow::parse_all(
+        &runner.read(&podman::images_all())?,
+    )?))
+}
+
+fn each_image_once(images: Vec<ImageRow>) -> Vec<ImageRow> {
+    let mut seen = std::collections::HashSet::new();
+    images
+        .into_iter()
+        .filter(|image| seen.insert(image.id.clone()))
+        .collect()
 }
 
 /// What `clean-build-cache` would do, found by queries alone: computed
@@ -326,6 +339,21 @@ mod tests {
         // Without the list, the whole chain above base goes: 10 + 20 + 5 + 40.
         let cache = cache_images_children_first(&images, &Default::default());
         assert_eq!(bytes_freed(&images, &cache), 75);
+    }
+
+    #[test]
+    fn a_list_podman_5_prints_once_per_name_is_surveyed_once() {
+        let rows = ImageRow::parse_all(
+            r#"[{"Id":"list","Names":["localhost/x:dup","localhost/x:kept"],"Size":608},
+                {"Id":"list","Names":["localhost/x:dup","localhost/x:kept"],"Size":608},
+                {"Id":"image","Size":5}]"#,
+        )
+        .unwrap();
+        let ids: Vec<String> = each_image_once(rows)
+            .into_iter()
+            .map(|image| image.id)
+            .collect();
+        assert_eq!(ids, ["list", "image"]);
     }
 
     #[test]

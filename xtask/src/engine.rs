@@ -17,6 +17,8 @@
 //!   podman's environment, its value given as `--timestamp` instead.
 //! - From 5.1 a push no longer keeps Docker v2s2 manifests unless asked:
 //!   every push names its `--format`.
+//! - podman 5 prints a manifest list with several names once per name in
+//!   `podman images --format json` (`clean::images` keeps each ID once).
 //! - 5.6 dropped the `io.buildah.version` label: the same commit built by two
 //!   podman versions gives different digests (by one version, the same).
 
