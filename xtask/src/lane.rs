@@ -497,15 +497,22 @@ pub fn rootless(runner: &Runner, executables: &HashMap<String, PathBuf>) -> Resu
     let prefix = format!("[{lane}] ");
     // The tests build and clone this checkout, which root owns: git (and
     // libgit2) refuse another user's repository unless it is named safe.
-    runner.run(&as_user(
-        "git",
-        &[
-            "config".into(),
-            "--global".into(),
-            "safe.directory".into(),
-            root.to_string_lossy().into_owned(),
-        ],
-    ))?;
+    // (`git clone` checks the `.git` directory itself.)
+    for (how, directory) in [
+        ("--replace-all", root.clone()),
+        ("--add", root.join(".git")),
+    ] {
+        runner.run(&as_user(
+            "git",
+            &[
+                "config".into(),
+                "--global".into(),
+                how.into(),
+                "safe.directory".into(),
+                directory.to_string_lossy().into_owned(),
+            ],
+        ))?;
+    }
     reset_storage_on_vfs(runner, &as_user)?;
     // Everything root had to do is done: setup changes nothing for the user.
     runner.run_prefixed(

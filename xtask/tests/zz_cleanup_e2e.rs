@@ -81,6 +81,10 @@ fn clean_frees_bytes() -> u64 {
 
 /// A list whose only image has been deleted.
 fn make_a_broken_list() {
+    // One left by an earlier run that failed before its clean.
+    let _ = Command::new("podman")
+        .args(["manifest", "rm", "localhost/clean-e2e:broken"])
+        .output();
     let directory = scratch_dir("broken-list");
     let tarball = directory.join("empty.tar");
     run(
