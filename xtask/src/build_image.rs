@@ -1321,6 +1321,7 @@ mod tests {
             remote: false,
             storage_driver: driver.into(),
             cgroups_v1: true,
+            run_root: "/tmp/podman-run-1001/containers".into(),
         };
         let problems = rootless_problems(&engine(true, "vfs"), false, false);
         assert_eq!(problems.len(), 2, "{problems:?}");

@@ -40,6 +40,8 @@ pub struct Engine {
     /// The storage driver: `overlay`, or `vfs` (a full copy per layer).
     pub storage_driver: String,
     pub cgroups_v1: bool,
+    /// podman's run root (`podman info`'s `store.runRoot`).
+    pub run_root: std::path::PathBuf,
 }
 
 impl Engine {
@@ -62,6 +64,7 @@ impl Engine {
             remote: info.host.service_is_remote,
             storage_driver: info.store.graph_driver_name.clone(),
             cgroups_v1: info.host.cgroup_version == "v1",
+            run_root: info.store.run_root.clone(),
         })
     }
 
@@ -83,6 +86,19 @@ impl Engine {
     /// hundred times the disk of overlay (podman#18197).
     pub fn copies_every_layer(&self) -> bool {
         self.storage_driver == "vfs"
+    }
+
+    /// The runtime directory other containers tools (skopeo) must be given
+    /// when the session has none (`XDG_RUNTIME_DIR` unset: `su`, `runuser`,
+    /// cron, no logind). Rootless podman then makes its own (the parent of
+    /// its run root, `/tmp/podman-run-UID`) and keeps `containers/auth.json`
+    /// there; skopeo would look in root's `/run/containers/UID` and stop at
+    /// "permission denied". `None` where nothing needs setting.
+    pub fn runtime_dir_for_tools(&self, session_has_one: bool) -> Option<std::path::PathBuf> {
+        if !self.rootless || !self.shares_this_host() || session_has_one {
+            return None;
+        }
+        self.run_root.parent().map(std::path::Path::to_path_buf)
     }
 
     /// RUN steps reach the network through a tap device that rootless podman
@@ -107,7 +123,8 @@ mod tests {
         let rootless = info(
             r#"{"host":{"arch":"amd64","os":"linux","cgroupVersion":"v1",
                 "security":{"rootless":true},"serviceIsRemote":false},
-               "store":{"graphRoot":"/home/u/.local/share/containers/storage","graphDriverName":"vfs"},
+               "store":{"graphRoot":"/home/u/.local/share/containers/storage","graphDriverName":"vfs",
+                        "runRoot":"/tmp/podman-run-1001/containers"},
                "version":{"Version":"5.4.2"}}"#,
         );
         let engine = Engine::from_info(&rootless, semver::Version::new(5, 4, 2)).unwrap();
@@ -117,6 +134,12 @@ mod tests {
         assert!(engine.builds_manifest_lists());
         if std::env::consts::OS == "linux" {
             assert!(engine.needs_tun_device());
+            // podman's own runtime directory, for skopeo, when the session has none.
+            assert_eq!(
+                engine.runtime_dir_for_tools(false),
+                Some(std::path::PathBuf::from("/tmp/podman-run-1001"))
+            );
+            assert_eq!(engine.runtime_dir_for_tools(true), None);
         }
         // podman 4.3 as root on overlay: none of the rootless concerns.
         let rootful = info(
@@ -125,6 +148,7 @@ mod tests {
         );
         let engine = Engine::from_info(&rootful, semver::Version::new(4, 3, 1)).unwrap();
         assert!(!engine.rootless && !engine.cgroups_v1);
+        assert_eq!(engine.runtime_dir_for_tools(false), None, "root's is /run");
         assert!(!engine.copies_every_layer() && !engine.needs_tun_device());
         assert_eq!(engine.build_platform, Platform::LINUX_ARM64);
     }

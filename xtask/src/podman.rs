@@ -313,6 +313,10 @@ pub struct StoreInfo {
     /// `overlay`, `vfs`, ...
     #[serde(default)]
     pub graph_driver_name: String,
+    /// Where podman keeps per-boot state: `$XDG_RUNTIME_DIR/containers` for
+    /// a rootless user (podman makes `/tmp/podman-run-UID` when unset).
+    #[serde(default)]
+    pub run_root: PathBuf,
     /// Size and use of the filesystem holding `graph_root`, as podman sees it
     /// (inside the VM on macOS).
     #[serde(default)]
@@ -482,7 +486,7 @@ fn info_memo_key<'a>(
 ) -> String {
     // The format of what is kept: a memo of an older xtask lacks fields
     // (rootless, storage driver) that would read as defaults.
-    let mut key = format!("format=2\nuid={uid}\n");
+    let mut key = format!("format=3\nuid={uid}\n");
     for (name, value) in variables {
         key.push_str(&format!("{name}={value:?}\n"));
     }

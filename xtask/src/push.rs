@@ -51,6 +51,16 @@ pub struct Destination {
     pub format: Format,
     /// A private auth file holding the login of this run, if we logged in.
     pub authfile: Option<PathBuf>,
+    /// `XDG_RUNTIME_DIR` for skopeo (see `Engine::runtime_dir_for_tools`).
+    pub skopeo_runtime_dir: Option<PathBuf>,
+}
+
+fn skopeo(destination: &Destination) -> Command {
+    let command = Command::new("skopeo");
+    match &destination.skopeo_runtime_dir {
+        Some(directory) => command.env("XDG_RUNTIME_DIR", directory.to_string_lossy()),
+        None => command,
+    }
 }
 
 pub struct Credentials {
@@ -171,7 +181,7 @@ pub fn push_by_digest_command(
     repository: &str,
     digest: &str,
 ) -> Command {
-    let mut command = Command::new("skopeo")
+    let mut command = skopeo(destination)
         .args(["copy", "--quiet"])
         .arg(format!("--dest-tls-verify={}", destination.tls_verify));
     if let Some(authfile) = &destination.authfile {
@@ -205,7 +215,7 @@ pub fn digest_of(bytes: &[u8]) -> String {
 }
 
 pub fn inspect_remote_command(destination: &Destination, remote: &str) -> Command {
-    let mut command = Command::new("skopeo")
+    let mut command = skopeo(destination)
         .args(["inspect", "--raw"])
         .arg(tls_flag(destination.tls_verify));
     if let Some(authfile) = &destination.authfile {
@@ -415,6 +425,7 @@ mod tests {
             tls_verify: false,
             format: Format::Oci,
             authfile: Some("/tmp/a/auth.json".into()),
+            skopeo_runtime_dir: None,
         }
     }
 
@@ -496,6 +507,30 @@ mod tests {
             shown.contains("--format v2s2 --tls-verify=true a:b"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn skopeo_is_given_podmans_runtime_directory_when_the_session_has_none() {
+        let mut rootless = destination();
+        rootless.skopeo_runtime_dir = Some("/tmp/podman-run-1001".into());
+        for command in [
+            inspect_remote_command(&rootless, "127.0.0.1:5000/rc-web:v1"),
+            push_by_digest_command(
+                &rootless,
+                Path::new("/d"),
+                "127.0.0.1:5000/rc-web",
+                "sha256:aa",
+            ),
+        ] {
+            assert!(
+                command
+                    .to_string()
+                    .starts_with("XDG_RUNTIME_DIR=/tmp/podman-run-1001 skopeo "),
+                "{command}"
+            );
+        }
+        let shown = inspect_remote_command(&destination(), "127.0.0.1:5000/rc-web:v1").to_string();
+        assert!(shown.starts_with("skopeo inspect"), "{shown}");
     }
 
     #[test]

@@ -88,6 +88,8 @@ impl PushSession {
             tls_verify: push_flags.tls_verify,
             format: push_flags.format,
             authfile: auth.as_ref().map(PrivateAuth::file),
+            skopeo_runtime_dir: crate::engine::Engine::read(runner)?
+                .runtime_dir_for_tools(std::env::var_os("XDG_RUNTIME_DIR").is_some()),
         };
         if let (Some(credentials), Some(authfile)) = (&credentials, &destination.authfile) {
             eprintln!(
