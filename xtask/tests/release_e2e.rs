@@ -36,6 +36,7 @@ fn remote_config(reference: &str) -> serde_json::Value {
         &[
             "inspect",
             "--config",
+            "--no-creds",
             "--tls-verify=false",
             &format!("docker://{reference}"),
         ],
@@ -210,6 +211,7 @@ fn per_architecture_jobs_and_merge_release_what_build_and_push_releases() {
         &[
             "inspect",
             "--raw",
+            "--no-creds",
             "--tls-verify=false",
             &format!("docker://{host}/rc-web-jobs@{amd64}"),
         ],

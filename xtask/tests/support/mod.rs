@@ -297,13 +297,17 @@ impl Registry {
         tags
     }
 
-    /// The index stored under `repository:tag`, read with skopeo (not podman).
+    /// The index stored under `repository:tag`, read with skopeo (not
+    /// podman), anonymously: no login of this user's is involved (and a
+    /// rootless session without XDG_RUNTIME_DIR has no auth file skopeo can
+    /// read).
     pub fn index(&self, repository: &str, tag: &str) -> String {
         run(
             "skopeo",
             &[
                 "inspect",
                 "--raw",
+                "--no-creds",
                 "--tls-verify=false",
                 &format!("docker://{}/{repository}:{tag}", self.host()),
             ],
@@ -315,6 +319,7 @@ impl Registry {
             "skopeo",
             &[
                 "list-tags",
+                "--no-creds",
                 "--tls-verify=false",
                 &format!("docker://{}/{repository}", self.host()),
             ],
