@@ -84,7 +84,14 @@ fn prepare(runner: &Runner, host_lane: bool) -> Result<()> {
 fn host_lane(runner: &Runner, cargo_test_args: &[String]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let test = Command::new(cargo)
-        .args(["test", "--workspace", "--locked", "--manifest-path"])
+        // Every test binary runs, so one run names every failure.
+        .args([
+            "test",
+            "--workspace",
+            "--locked",
+            "--no-fail-fast",
+            "--manifest-path",
+        ])
         .arg(project::root().join("Cargo.toml").to_string_lossy())
         .args(cargo_test_args.iter().cloned());
     runner
