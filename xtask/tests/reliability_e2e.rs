@@ -327,6 +327,33 @@ impl Drop for BinfmtUnregistered {
 }
 
 #[test]
+fn a_plain_image_under_a_base_lists_name_gives_the_name_up_and_is_kept() {
+    let _serial = serial();
+    // The Debian base's list, replaced by a plain image of that name (as
+    // `podman load` or `podman tag` by hand leave it).
+    let list = "localhost/rc-base/debian:bookworm";
+    let image = "localhost/rc-base/debian:bookworm-amd64";
+    let image_id = podman(&["image", "inspect", "--format", "{{.Id}}", image]);
+    podman(&["manifest", "rm", list]);
+    podman(&["tag", image, list]);
+    assert!(!podman_succeeds(&["manifest", "exists", list]));
+
+    let output = xtask_in(&repository_root(), &["base-images"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("names a plain image, not a list; taking the name from it"),
+        "{}",
+        stderr_of(&output)
+    );
+    assert!(podman_succeeds(&["manifest", "exists", list]), "the list is back");
+    assert_eq!(
+        podman(&["image", "inspect", "--format", "{{.Id}}", image]),
+        image_id,
+        "the image that held the name is still there"
+    );
+}
+
+#[test]
 fn an_unready_machine_is_refused_with_the_fix() {
     let _serial = serial();
     let directory = small_image("machine");
