@@ -538,9 +538,7 @@ fn a_second_run_on_the_same_image_refuses_while_the_first_builds() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let lock = std::env::temp_dir()
-        .join("rc-xtask-locks")
-        .join("localhost_lock_e2e.lock");
+    let lock = locks_directory().join("localhost_lock_e2e.lock");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !std::fs::read_to_string(&lock)
         .is_ok_and(|text| text.contains(&format!("pid {}", first.id())))

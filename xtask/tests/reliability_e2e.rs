@@ -345,7 +345,10 @@ fn a_plain_image_under_a_base_lists_name_gives_the_name_up_and_is_kept() {
         "{}",
         stderr_of(&output)
     );
-    assert!(podman_succeeds(&["manifest", "exists", list]), "the list is back");
+    assert!(
+        podman_succeeds(&["manifest", "exists", list]),
+        "the list is back"
+    );
     assert_eq!(
         podman(&["image", "inspect", "--format", "{{.Id}}", image]),
         image_id,

@@ -400,6 +400,17 @@ impl Drop for TaggedClone {
     }
 }
 
+/// Where the xtask keeps this user's repository locks (see `lock.rs`).
+pub fn locks_directory() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(directory) if directory.is_absolute() && directory.is_dir() => {
+            directory.join("rc-xtask-locks")
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        _ => std::env::temp_dir().join(format!("rc-xtask-locks-{}", unsafe { libc::geteuid() })),
+    }
+}
+
 /// Pids of processes whose command line contains `needle`.
 pub fn processes_with(needle: &str) -> Vec<u32> {
     command_lines()
