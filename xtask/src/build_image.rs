@@ -994,6 +994,15 @@ fn rootless_problems(engine: &Engine, tun_usable: bool, force: bool) -> Vec<Stri
             setup::TUN_DEVICE
         ));
     }
+    if engine.lacks_subordinate_ids() {
+        let user = std::env::var("USER").unwrap_or_else(|_| "USER".to_owned());
+        problems.push(format!(
+            "rootless podman has no subordinate IDs for this user (/etc/subuid, /etc/subgid), \
+             so images with files of other owners cannot be unpacked; run once as root: \
+             `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}`, then \
+             as {user}: `podman system migrate`"
+        ));
+    }
     if engine.copies_every_layer() && !force {
         problems.push(
             "podman stores images here with the vfs driver, which copies every layer in full \
@@ -1322,6 +1331,7 @@ mod tests {
             storage_driver: driver.into(),
             cgroups_v1: true,
             run_root: "/tmp/podman-run-1001/containers".into(),
+            mapped_uids: 65537,
         };
         let problems = rootless_problems(&engine(true, "vfs"), false, false);
         assert_eq!(problems.len(), 2, "{problems:?}");
@@ -1341,6 +1351,15 @@ mod tests {
             Vec::<String>::new()
         );
         assert!(rootless_problems(&engine(true, "overlay"), true, false).is_empty());
+        let unmapped = Engine {
+            mapped_uids: 1,
+            ..engine(true, "overlay")
+        };
+        let problems = rootless_problems(&unmapped, true, false);
+        assert!(
+            problems.len() == 1 && problems[0].contains("usermod --add-subuids"),
+            "{problems:?}"
+        );
         // Root needs no tun device.
         assert!(rootless_problems(&engine(false, "overlay"), false, false).is_empty());
     }

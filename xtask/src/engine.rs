@@ -42,6 +42,9 @@ pub struct Engine {
     pub cgroups_v1: bool,
     /// podman's run root (`podman info`'s `store.runRoot`).
     pub run_root: std::path::PathBuf,
+    /// How many user IDs a rootless user's containers have: 1 without
+    /// subordinate IDs (`/etc/subuid`), 65537 with Debian's default range.
+    pub mapped_uids: u64,
 }
 
 impl Engine {
@@ -65,6 +68,9 @@ impl Engine {
             storage_driver: info.store.graph_driver_name.clone(),
             cgroups_v1: info.host.cgroup_version == "v1",
             run_root: info.store.run_root.clone(),
+            mapped_uids: info.host.id_mappings.as_ref().map_or(0, |mappings| {
+                mappings.uidmap.iter().map(|map| map.size).sum()
+            }),
         })
     }
 
@@ -86,6 +92,14 @@ impl Engine {
     /// hundred times the disk of overlay (podman#18197).
     pub fn copies_every_layer(&self) -> bool {
         self.storage_driver == "vfs"
+    }
+
+    /// A rootless user without subordinate IDs: its containers have one
+    /// user, and an image with files of other owners (any Debian base)
+    /// cannot be unpacked.
+    pub fn lacks_subordinate_ids(&self) -> bool {
+        // 0: podman printed no mappings (nothing to go by).
+        self.rootless && self.shares_this_host() && self.mapped_uids == 1
     }
 
     /// The runtime directory other containers tools (skopeo) must be given
@@ -122,7 +136,10 @@ mod tests {
         // Trimmed from podman 5.4.2's `podman info --format json`, rootless.
         let rootless = info(
             r#"{"host":{"arch":"amd64","os":"linux","cgroupVersion":"v1",
-                "security":{"rootless":true},"serviceIsRemote":false},
+                "security":{"rootless":true},"serviceIsRemote":false,
+                "idMappings":{"gidmap":[{"container_id":0,"host_id":1001,"size":1}],
+                              "uidmap":[{"container_id":0,"host_id":1001,"size":1},
+                                        {"container_id":1,"host_id":100000,"size":65536}]}},
                "store":{"graphRoot":"/home/u/.local/share/containers/storage","graphDriverName":"vfs",
                         "runRoot":"/tmp/podman-run-1001/containers"},
                "version":{"Version":"5.4.2"}}"#,
@@ -132,7 +149,14 @@ mod tests {
         assert_eq!(engine.build_platform, Platform::LINUX_AMD64);
         assert!(engine.copies_every_layer());
         assert!(engine.builds_manifest_lists());
+        assert_eq!(engine.mapped_uids, 65537);
+        assert!(!engine.lacks_subordinate_ids());
+        let without_subordinate_ids = Engine {
+            mapped_uids: 1,
+            ..engine.clone()
+        };
         if std::env::consts::OS == "linux" {
+            assert!(without_subordinate_ids.lacks_subordinate_ids());
             assert!(engine.needs_tun_device());
             // podman's own runtime directory, for skopeo, when the session has none.
             assert_eq!(
@@ -149,6 +173,7 @@ mod tests {
         let engine = Engine::from_info(&rootful, semver::Version::new(4, 3, 1)).unwrap();
         assert!(!engine.rootless && !engine.cgroups_v1);
         assert_eq!(engine.runtime_dir_for_tools(false), None, "root's is /run");
+        assert!(!engine.lacks_subordinate_ids(), "root maps every ID");
         assert!(!engine.copies_every_layer() && !engine.needs_tun_device());
         assert_eq!(engine.build_platform, Platform::LINUX_ARM64);
     }

@@ -385,86 +385,6 @@ pub fn podman5(runner: &Runner, executables: &HashMap<String, PathBuf>) -> Resul
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_binaries_are_found_in_cargos_messages() {
-        let messages = r#"{"reason":"compiler-artifact","target":{"name":"xtask","kind":["bin"]},"profile":{"test":false},"executable":"/t/debug/xtask"}
-{"reason":"compiler-artifact","target":{"name":"pipeline_e2e","kind":["test"]},"profile":{"test":true},"executable":"/t/debug/deps/pipeline_e2e-0a1b"}
-{"reason":"compiler-artifact","target":{"name":"serde","kind":["lib"]},"profile":{"test":false},"executable":null}
-{"reason":"build-finished","success":true}"#;
-        let executables = test_executables(messages);
-        assert_eq!(executables.len(), 1);
-        assert_eq!(
-            executables["pipeline_e2e"],
-            PathBuf::from("/t/debug/deps/pipeline_e2e-0a1b")
-        );
-        assert_eq!(
-            xtask_binary(&executables).unwrap(),
-            PathBuf::from("/t/debug/xtask")
-        );
-        let commands = test_commands(
-            &[(
-                "pipeline_e2e",
-                "build_and_push_puts_every_tag_in_the_registry_with_both_platforms",
-            )],
-            &executables,
-        )
-        .unwrap();
-        assert_eq!(
-            commands[0].1,
-            [
-                "build_and_push_puts_every_tag_in_the_registry_with_both_platforms",
-                "--exact"
-            ]
-        );
-        let missing = test_commands(&[("release_e2e", "x")], &executables).unwrap_err();
-        assert!(missing.to_string().contains("release_e2e"), "{missing}");
-    }
-
-    #[test]
-    fn every_lane_test_exists_in_its_target() {
-        // A renamed test would otherwise run nothing in a lane ("0 passed").
-        let tests_directory = project::root().join("xtask/tests");
-        for (target, name) in PODMAN5_TESTS.iter().chain(ROOTLESS_TESTS) {
-            let source = std::fs::read_to_string(tests_directory.join(format!("{target}.rs")))
-                .unwrap_or_else(|error| panic!("{target}.rs: {error}"));
-            assert!(
-                source.contains(&format!("fn {name}()")),
-                "{target}.rs has no test {name}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_podman5_environment_has_every_package_setup_wants() {
-        // Else setup, run in the lane as on a new Debian 13 machine, would
-        // install them in every run.
-        let recipe = base_images::Recipe::load(&project::root().join(PODMAN5_RECIPE)).unwrap();
-        let include = recipe
-            .mmdebstrap_options
-            .iter()
-            .find_map(|option| option.strip_prefix("--include="))
-            .unwrap();
-        let included: Vec<&str> = include.split(',').collect();
-        for package in crate::setup::PACKAGES
-            .iter()
-            .filter(|package| **package != "podman")
-        {
-            assert!(
-                included.contains(package),
-                "{package} is missing from {PODMAN5_RECIPE}"
-            );
-        }
-        for package in ["podman", "buildah", "crun", "runc", "nftables"] {
-            assert!(included.contains(&package), "{package}");
-        }
-        assert_eq!(recipe.suite, "trixie");
-    }
-}
-
 /// The rootless lane: the tests as [`ROOTLESS_USER`], made here when
 /// missing (`useradd` gives it subordinate IDs), in its own storage.
 pub fn rootless(runner: &Runner, executables: &HashMap<String, PathBuf>) -> Result<()> {
@@ -612,4 +532,84 @@ fn reset_storage_on_vfs(
         ))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_binaries_are_found_in_cargos_messages() {
+        let messages = r#"{"reason":"compiler-artifact","target":{"name":"xtask","kind":["bin"]},"profile":{"test":false},"executable":"/t/debug/xtask"}
+{"reason":"compiler-artifact","target":{"name":"pipeline_e2e","kind":["test"]},"profile":{"test":true},"executable":"/t/debug/deps/pipeline_e2e-0a1b"}
+{"reason":"compiler-artifact","target":{"name":"serde","kind":["lib"]},"profile":{"test":false},"executable":null}
+{"reason":"build-finished","success":true}"#;
+        let executables = test_executables(messages);
+        assert_eq!(executables.len(), 1);
+        assert_eq!(
+            executables["pipeline_e2e"],
+            PathBuf::from("/t/debug/deps/pipeline_e2e-0a1b")
+        );
+        assert_eq!(
+            xtask_binary(&executables).unwrap(),
+            PathBuf::from("/t/debug/xtask")
+        );
+        let commands = test_commands(
+            &[(
+                "pipeline_e2e",
+                "build_and_push_puts_every_tag_in_the_registry_with_both_platforms",
+            )],
+            &executables,
+        )
+        .unwrap();
+        assert_eq!(
+            commands[0].1,
+            [
+                "build_and_push_puts_every_tag_in_the_registry_with_both_platforms",
+                "--exact"
+            ]
+        );
+        let missing = test_commands(&[("release_e2e", "x")], &executables).unwrap_err();
+        assert!(missing.to_string().contains("release_e2e"), "{missing}");
+    }
+
+    #[test]
+    fn every_lane_test_exists_in_its_target() {
+        // A renamed test would otherwise run nothing in a lane ("0 passed").
+        let tests_directory = project::root().join("xtask/tests");
+        for (target, name) in PODMAN5_TESTS.iter().chain(ROOTLESS_TESTS) {
+            let source = std::fs::read_to_string(tests_directory.join(format!("{target}.rs")))
+                .unwrap_or_else(|error| panic!("{target}.rs: {error}"));
+            assert!(
+                source.contains(&format!("fn {name}()")),
+                "{target}.rs has no test {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_podman5_environment_has_every_package_setup_wants() {
+        // Else setup, run in the lane as on a new Debian 13 machine, would
+        // install them in every run.
+        let recipe = base_images::Recipe::load(&project::root().join(PODMAN5_RECIPE)).unwrap();
+        let include = recipe
+            .mmdebstrap_options
+            .iter()
+            .find_map(|option| option.strip_prefix("--include="))
+            .unwrap();
+        let included: Vec<&str> = include.split(',').collect();
+        for package in crate::setup::PACKAGES
+            .iter()
+            .filter(|package| **package != "podman")
+        {
+            assert!(
+                included.contains(package),
+                "{package} is missing from {PODMAN5_RECIPE}"
+            );
+        }
+        for package in ["podman", "buildah", "crun", "runc", "nftables"] {
+            assert!(included.contains(&package), "{package}");
+        }
+        assert_eq!(recipe.suite, "trixie");
+    }
 }

@@ -338,6 +338,20 @@ pub struct HostInfo {
     /// True for a remote client (`podman --remote`, podman machine on macOS).
     #[serde(default)]
     pub service_is_remote: bool,
+    /// How a rootless user's IDs map to the host's (root: none printed).
+    #[serde(default)]
+    pub id_mappings: Option<IdMappings>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct IdMappings {
+    #[serde(default)]
+    pub uidmap: Vec<IdMap>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct IdMap {
+    pub size: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -486,7 +500,7 @@ fn info_memo_key<'a>(
 ) -> String {
     // The format of what is kept: a memo of an older xtask lacks fields
     // (rootless, storage driver) that would read as defaults.
-    let mut key = format!("format=3\nuid={uid}\n");
+    let mut key = format!("format=4\nuid={uid}\n");
     for (name, value) in variables {
         key.push_str(&format!("{name}={value:?}\n"));
     }
