@@ -68,9 +68,12 @@ impl Engine {
             storage_driver: info.store.graph_driver_name.clone(),
             cgroups_v1: info.host.cgroup_version == "v1",
             run_root: info.store.run_root.clone(),
-            mapped_uids: info.host.id_mappings.as_ref().map_or(0, |mappings| {
-                mappings.uidmap.iter().map(|map| map.size).sum()
-            }),
+            mapped_uids: info
+                .host
+                .id_mappings
+                .as_ref()
+                .and_then(|mappings| mappings.uidmap.as_ref())
+                .map_or(0, |uidmap| uidmap.iter().map(|map| map.size).sum()),
         })
     }
 
@@ -167,7 +170,8 @@ mod tests {
         }
         // podman 4.3 as root on overlay: none of the rootless concerns.
         let rootful = info(
-            r#"{"host":{"arch":"arm64","os":"linux","cgroupVersion":"v2","security":{"rootless":false}},
+            r#"{"host":{"arch":"arm64","os":"linux","cgroupVersion":"v2","security":{"rootless":false},
+                "idMappings":{"gidmap":null,"uidmap":null}},
                "store":{"graphRoot":"/var/lib/containers/storage","graphDriverName":"overlay"}}"#,
         );
         let engine = Engine::from_info(&rootful, semver::Version::new(4, 3, 1)).unwrap();

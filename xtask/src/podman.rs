@@ -345,8 +345,9 @@ pub struct HostInfo {
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct IdMappings {
+    /// `null` for root.
     #[serde(default)]
-    pub uidmap: Vec<IdMap>,
+    pub uidmap: Option<Vec<IdMap>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
