@@ -384,8 +384,14 @@ pub fn check_before_build(runner: &Runner, kind: BuildKind, force: bool) -> Resu
 impl crate::flags::CheckDiskSpace {
     pub fn run(self) -> Result<()> {
         let runner = Runner::new(false);
-        let mut report = report(&runner)?;
-        report.clean_frees_bytes = Some(crate::clean::survey(&runner)?.frees_bytes());
+        // Side by side: each is a handful of podman queries.
+        let (report, survey) = std::thread::scope(|scope| {
+            let survey = scope.spawn(|| crate::clean::survey(&runner));
+            (report(&runner), survey.join())
+        });
+        let mut report = report?;
+        let survey = survey.map_err(|_| anyhow::anyhow!("the clean survey panicked"))??;
+        report.clean_frees_bytes = Some(survey.frees_bytes());
         if self.json {
             let recommendations: Vec<serde_json::Value> = report
                 .recommendations
