@@ -47,7 +47,7 @@ pub fn stale_temporary_list(name: &str, process_exists: impl Fn(u32) -> bool) ->
     !process_exists(pid)
 }
 
-fn process_exists(pid: u32) -> bool {
+pub fn process_exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 

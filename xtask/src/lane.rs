@@ -240,6 +240,41 @@ fn xtask_binary(executables: &HashMap<String, PathBuf>) -> Result<PathBuf> {
     Ok(profile.join("xtask"))
 }
 
+/// Lane containers are named this, then the pid of the xtask that started them.
+const CONTAINER_PREFIX: &str = "rc-lane-";
+
+/// Lane containers whose xtask is gone (killed before it could remove
+/// them): they would hold the lane's storage for nothing.
+fn remove_orphans(runner: &Runner) {
+    let listing = Command::new(crate::podman::PROGRAM).args([
+        "ps",
+        "--all",
+        "--filter",
+        &format!("name={CONTAINER_PREFIX}"),
+        "--format",
+        "{{.Names}}",
+    ]);
+    let Ok(names) = runner.read(&listing) else {
+        return;
+    };
+    for name in names
+        .lines()
+        .filter(|name| orphaned(name, crate::clean::process_exists))
+    {
+        eprintln!("test: removing the lane container {name} of an xtask that is gone");
+        let _ = runner.run_quietly(
+            &Command::new(crate::podman::PROGRAM).args(["rm", "--force", "--time", "0", name]),
+        );
+    }
+}
+
+/// `rc-lane-PID` whose process no longer runs (pure but for `alive`).
+fn orphaned(name: &str, alive: impl Fn(u32) -> bool) -> bool {
+    name.strip_prefix(CONTAINER_PREFIX)
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| !alive(pid))
+}
+
 /// A container of the host's podman with another podman inside, kept running
 /// while the lane's commands run in it (`podman exec`), removed on drop.
 pub struct NestedPodman<'a> {
@@ -263,7 +298,8 @@ impl<'a> NestedPodman<'a> {
     ) -> Result<NestedPodman<'a>> {
         std::fs::create_dir_all(storage)
             .with_context(|| format!("cannot create {}", storage.display()))?;
-        let name = format!("rc-lane-{}", std::process::id());
+        remove_orphans(runner);
+        let name = format!("{CONTAINER_PREFIX}{}", std::process::id());
         let mut command = Command::new(crate::podman::PROGRAM).args([
             "run",
             "--detach",
@@ -571,6 +607,15 @@ mod tests {
         );
         let missing = test_commands(&[("release_e2e", "x")], &executables).unwrap_err();
         assert!(missing.to_string().contains("release_e2e"), "{missing}");
+    }
+
+    #[test]
+    fn only_lane_containers_of_a_gone_xtask_are_orphans() {
+        let alive = |pid: u32| pid == 42;
+        assert!(!orphaned("rc-lane-42", alive));
+        assert!(orphaned("rc-lane-43", alive));
+        assert!(!orphaned("rc-lane-web", alive));
+        assert!(!orphaned("rc-web-e2e-linux-amd64-43", alive));
     }
 
     #[test]
