@@ -94,16 +94,10 @@ pub struct Survey {
     pub protected: std::collections::HashSet<String>,
     /// The build cache, children first (each can go once those before it have).
     pub cache_images: Vec<String>,
-    /// Bytes the cache images hold that nothing kept shares.
-    pub cache_bytes: u64,
-}
-
-impl Survey {
-    /// The bytes a clean frees: the cache's own layers (a leftover build
-    /// container's files are not counted; lists are a few kilobytes).
-    pub fn frees_bytes(&self) -> u64 {
-        self.cache_bytes
-    }
+    /// What a clean frees: the bytes the cache images hold that nothing
+    /// kept shares (a leftover build container's files are not counted;
+    /// lists are a few kilobytes).
+    pub frees_bytes: u64,
 }
 
 /// How many podman queries the survey runs side by side: each is mostly
@@ -170,7 +164,7 @@ pub fn survey(runner: &Runner) -> Result<Survey> {
         );
     }
     survey.cache_images = cache_images_children_first(&images, &survey.protected);
-    survey.cache_bytes = bytes_freed(&images, &survey.cache_images);
+    survey.frees_bytes = bytes_freed(&images, &survey.cache_images);
     Ok(survey)
 }
 

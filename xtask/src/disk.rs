@@ -391,7 +391,7 @@ impl crate::flags::CheckDiskSpace {
         });
         let mut report = report?;
         let survey = survey.map_err(|_| anyhow::anyhow!("the clean survey panicked"))??;
-        report.clean_frees_bytes = Some(survey.frees_bytes());
+        report.clean_frees_bytes = Some(survey.frees_bytes);
         if self.json {
             let recommendations: Vec<serde_json::Value> = report
                 .recommendations

@@ -109,10 +109,9 @@ pub const ROOTLESS_USER: &str = "rc-rootless";
 /// The test binaries of the workspace, by target name, compiled now.
 pub fn compile_tests(runner: &Runner) -> Result<HashMap<String, PathBuf>> {
     eprintln!("test: compiling the test binaries for the lanes");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let json = runner
         .read(
-            &Command::new(cargo)
+            &Command::new(project::cargo())
                 .args(["test", "--workspace", "--locked", "--no-run"])
                 .args(["--message-format", "json", "--manifest-path"])
                 .arg(project::root().join("Cargo.toml").to_string_lossy()),
@@ -156,21 +155,41 @@ fn test_commands(
         .collect()
 }
 
-/// Runs each test with `wrap` (the lane's way to run a command); every test
-/// runs, and the failures are reported together.
-fn run_tests(
+/// A lane's steps, each run with `wrap` (the lane's way to run a command):
+/// `xtask setup` as its user would run it first (it must find nothing left
+/// for root to do), the base images from `archive`, then every test; the
+/// failed tests are reported together.
+fn run_lane(
     runner: &Runner,
     lane: &str,
+    (xtask, archive): (&Path, &Path),
     tests: &[LaneTest],
     executables: &HashMap<String, PathBuf>,
     wrap: impl Fn(&str, &[String]) -> Command,
 ) -> Result<()> {
+    let prefix = format!("[{lane}] ");
+    let xtask = xtask.to_string_lossy();
+    runner.run_prefixed(
+        &wrap(&xtask, &["setup".into(), "--no-cargo-make".into()]),
+        &prefix,
+    )?;
+    runner.run_prefixed(
+        &wrap(
+            &xtask,
+            &[
+                "base-images".into(),
+                "--import".into(),
+                archive.to_string_lossy().into_owned(),
+            ],
+        ),
+        &prefix,
+    )?;
     let mut failed = Vec::new();
     for ((target, name), (executable, args)) in tests.iter().zip(test_commands(tests, executables)?)
     {
         crate::interrupt::check()?;
-        if let Err(error) = runner.run_prefixed(&wrap(&executable, &args), &format!("[{lane}] ")) {
-            eprintln!("[{lane}] FAILED: {target}::{name}: {error:#}");
+        if let Err(error) = runner.run_prefixed(&wrap(&executable, &args), &prefix) {
+            eprintln!("{prefix}FAILED: {target}::{name}: {error:#}");
             failed.push(format!("{target}::{name}"));
         }
     }
@@ -398,41 +417,27 @@ pub fn podman5(runner: &Runner, executables: &HashMap<String, PathBuf>) -> Resul
         environment,
         root.clone(),
     )?;
-    let xtask = xtask.to_string_lossy().into_owned();
-    let lane = "podman 5";
-    // What a user on a new Debian 13 machine runs first.
-    runner.run_prefixed(
-        &nested.exec(&xtask, &["setup".into(), "--no-cargo-make".into()]),
-        &format!("[{lane}] "),
-    )?;
-    runner.run_prefixed(
-        &nested.exec(
-            &xtask,
-            &[
-                "base-images".into(),
-                "--import".into(),
-                archive.to_string_lossy().into_owned(),
-            ],
-        ),
-        &format!("[{lane}] "),
-    )?;
-    run_tests(runner, lane, PODMAN5_TESTS, executables, |program, args| {
-        nested.exec(program, args)
-    })
+    run_lane(
+        runner,
+        "podman 5",
+        (&xtask, &archive),
+        PODMAN5_TESTS,
+        executables,
+        |program, args| nested.exec(program, args),
+    )
 }
 
 /// The rootless lane: the tests as [`ROOTLESS_USER`], made here when
 /// missing (`useradd` gives it subordinate IDs), in its own storage.
 pub fn rootless(runner: &Runner, executables: &HashMap<String, PathBuf>) -> Result<()> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if project::current_uid() != 0 {
         bail!("the rootless lane runs its tests as the user {ROOTLESS_USER}: run it as root");
     }
     let engine = Engine::read(runner)?;
     let archive = base_images_archive(runner, engine)?;
     let home = ensure_user(runner)?;
     let toolchain = toolchain_for(runner, &rust_sysroot(runner)?, &home)?;
-    let xtask = xtask_binary(executables)?.to_string_lossy().into_owned();
+    let xtask = xtask_binary(executables)?;
     let root = project::root();
     let as_user = |program: &str, args: &[String]| -> Command {
         Command::new("runuser")
@@ -449,8 +454,6 @@ pub fn rootless(runner: &Runner, executables: &HashMap<String, PathBuf>) -> Resu
             .args(args.iter().cloned())
             .current_dir(&home)
     };
-    let lane = "rootless";
-    let prefix = format!("[{lane}] ");
     // The tests build and clone this checkout, which root owns: git (and
     // libgit2) refuse another user's repository unless it is named safe.
     // (`git clone` checks the `.git` directory itself.)
@@ -470,23 +473,14 @@ pub fn rootless(runner: &Runner, executables: &HashMap<String, PathBuf>) -> Resu
         ))?;
     }
     reset_storage_on_vfs(runner, &as_user)?;
-    // Everything root had to do is done: setup changes nothing for the user.
-    runner.run_prefixed(
-        &as_user(&xtask, &["setup".into(), "--no-cargo-make".into()]),
-        &prefix,
-    )?;
-    runner.run_prefixed(
-        &as_user(
-            &xtask,
-            &[
-                "base-images".into(),
-                "--import".into(),
-                archive.to_string_lossy().into_owned(),
-            ],
-        ),
-        &prefix,
-    )?;
-    run_tests(runner, lane, ROOTLESS_TESTS, executables, as_user)
+    run_lane(
+        runner,
+        "rootless",
+        (&xtask, &archive),
+        ROOTLESS_TESTS,
+        executables,
+        as_user,
+    )
 }
 
 /// The lane's user, made when missing; returns its home directory.

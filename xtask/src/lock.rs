@@ -35,8 +35,7 @@ pub fn lock_path(repository: &str) -> PathBuf {
 /// user's lock). `XDG_RUNTIME_DIR` when the session has one (private to the
 /// user), else a per-uid directory in the temporary directory.
 fn locks_directory() -> PathBuf {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
+    let uid = crate::project::current_uid();
     locks_directory_for(uid, std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from))
 }
 

@@ -483,8 +483,7 @@ fn info_memo() -> Option<crate::project::Memo> {
     Some(crate::project::Memo::new(
         crate::project::scratch_dir().join("podman-info.json"),
         info_memo_key(
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            unsafe { libc::geteuid() },
+            crate::project::current_uid(),
             INFO_MEMO_VARIABLES
                 .iter()
                 .map(|name| (*name, std::env::var_os(name))),

@@ -38,19 +38,27 @@ pub fn root() -> PathBuf {
         })
 }
 
+/// The user this process runs as (podman's storage, locks and scratch
+/// space are per user).
+pub fn current_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The cargo that runs us (`CARGO`, which cargo sets), else `cargo` on PATH.
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
 /// Scratch space for generated files (root filesystem tarballs, the list ID
 /// a build writes, memos): `target/xtask` of the checkout, or, where this
 /// user cannot write there (another user's checkout, a read-only source
 /// tree), a directory of this user's under the temporary directory, one per
 /// checkout.
 pub fn scratch_dir() -> PathBuf {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    let directory = scratch_dir_for(&root(), uid, writable);
-    if let Some(mine) = directory
-        .parent()
-        .filter(|_| !directory.starts_with(root()))
-    {
+    let root = root();
+    let directory = scratch_dir_for(&root, current_uid(), writable);
+    if let Some(mine) = directory.parent().filter(|_| !directory.starts_with(&root)) {
         // Private: what is kept there (podman's facts) steers later runs.
         use std::os::unix::fs::DirBuilderExt;
         let _ = std::fs::DirBuilder::new().mode(0o700).create(mine);

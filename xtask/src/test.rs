@@ -82,8 +82,7 @@ fn prepare(runner: &Runner, host_lane: bool) -> Result<()> {
 }
 
 fn host_lane(runner: &Runner, cargo_test_args: &[String]) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let test = Command::new(cargo)
+    let test = Command::new(project::cargo())
         // Every test binary runs, so one run names every failure.
         .args([
             "test",
