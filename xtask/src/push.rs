@@ -333,6 +333,42 @@ pub fn run_with_retries(
     unreachable!("the loop returns on the last attempt")
 }
 
+/// A registry's answer that it failed itself (HTTP 5xx, e.g. Distribution's
+/// `500 Internal Server Error` while other tags of the list are being
+/// written): asked again a moment later, it usually is not.
+fn is_server_error(message: &str) -> bool {
+    message.contains("unexpected HTTP status: 5")
+}
+
+/// Reads `command`'s answer from the registry, asking again (after 1 s, then
+/// 2 s) while the registry answers with an error of its own.
+pub fn read_back(runner: &Runner, command: &Command) -> Result<String> {
+    let mut delay = Duration::from_secs(1);
+    for attempt in 1..=3 {
+        match runner.read(command) {
+            Err(error)
+                if attempt < 3
+                    && crate::interrupt::received().is_none()
+                    && is_server_error(&format!("{error:#}")) =>
+            {
+                eprintln!(
+                    "push: the registry failed to answer a read-back ({}); asking again in {} s",
+                    first_line(&format!("{error:#}")),
+                    delay.as_secs()
+                );
+                thread::sleep(delay);
+                delay *= 2;
+            }
+            answer => return answer,
+        }
+    }
+    unreachable!("the loop returns on the last attempt")
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
 /// A manifest list as the registry holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteIndex {
@@ -349,8 +385,7 @@ pub fn verify_remote(
     remote: &str,
     expected: &[Platform],
 ) -> Result<RemoteIndex> {
-    let raw = runner
-        .read(&inspect_remote_command(destination, remote))
+    let raw = read_back(runner, &inspect_remote_command(destination, remote))
         .with_context(|| format!("cannot read {remote} back from the registry"))?;
     let index: serde_json::Value = serde_json::from_str(&raw)
         .with_context(|| format!("{remote}: the registry returned no JSON"))?;
@@ -531,6 +566,17 @@ mod tests {
         }
         let shown = inspect_remote_command(&destination(), "127.0.0.1:5000/rc-web:v1").to_string();
         assert!(shown.starts_with("skopeo inspect"), "{shown}");
+    }
+
+    #[test]
+    fn only_the_registrys_own_failures_are_asked_again() {
+        assert!(is_server_error(
+            "reading manifest a77c3f6 in 127.0.0.1:34329/rc-web-once: received unexpected HTTP status: 500 Internal Server Error"
+        ));
+        assert!(!is_server_error("manifest unknown"));
+        assert!(!is_server_error(
+            "dial tcp 127.0.0.1:5000: connect: connection refused"
+        ));
     }
 
     #[test]

@@ -260,9 +260,11 @@ impl PushSession {
             format!("push of {platform} by digest failed; run the same command again")
         })?;
         let remote = format!("{}@{digest}", self.repository.name());
-        let raw = runner
-            .read(&push::inspect_remote_command(&self.destination, &remote))
-            .with_context(|| format!("cannot read {remote} back from the registry"))?;
+        let raw = push::read_back(
+            runner,
+            &push::inspect_remote_command(&self.destination, &remote),
+        )
+        .with_context(|| format!("cannot read {remote} back from the registry"))?;
         if push::digest_of(raw.as_bytes()) != digest {
             bail!("the registry holds different bytes under {remote}");
         }
