@@ -12,9 +12,10 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
+    engine::podman,
     exec::{Command, Runner},
     platform::{Arch, Platform, SUPPORTED},
-    podman, project,
+    project,
 };
 
 pub const DEFINITION_LABEL: &str = "org.rc-release.definition";

@@ -17,9 +17,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::{
     base_images,
+    engine::podman,
     exec::{Command, Runner},
     platform::{Arch, Platform},
-    podman, project,
+    project,
 };
 
 const BENCH_REPOSITORY: &str = "localhost/rc-bench";
@@ -1015,7 +1016,7 @@ impl crate::flags::Bench {
             let results = format!(
                 "Written by `cargo xtask bench{}` on {}. Machine: {machine}. Whole run: {}.\n\n{table}",
                 if self.quick { " --quick" } else { "" },
-                crate::git::rfc3339_utc(
+                crate::release::git::rfc3339_utc(
                     std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map(|elapsed| elapsed.as_secs() as i64)

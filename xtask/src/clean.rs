@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use crate::{
     disk,
+    engine::podman::{self, ImageRow},
     exec::{Command, Runner},
-    podman::{self, ImageRow},
 };
 
 #[derive(Debug, Deserialize)]
@@ -135,7 +135,7 @@ pub fn survey(runner: &Runner) -> Result<Survey> {
             lists.push(name);
         }
     }
-    let contents = each_at_once(&lists, |name| crate::local_list::read(runner, name));
+    let contents = each_at_once(&lists, |name| crate::engine::local_list::read(runner, name));
     for (name, list) in lists.into_iter().zip(contents) {
         let list = list?;
         let missing: Vec<String> = list

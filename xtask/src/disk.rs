@@ -9,10 +9,10 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    engine::podman,
     engine::Engine,
     exec::{Command, Runner},
     platform::{Arch, Platform},
-    podman,
 };
 
 const GB: u64 = 1_000_000_000;

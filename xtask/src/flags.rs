@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
-use crate::{platform::Platform, podman::BuildArg, project, push::Format};
+use crate::{engine::podman::BuildArg, platform::Platform, project, registry::Format};
 
 #[derive(Debug, Parser)]
 #[command(

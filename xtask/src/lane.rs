@@ -265,7 +265,7 @@ const CONTAINER_PREFIX: &str = "rc-lane-";
 /// Lane containers whose xtask is gone (killed before it could remove
 /// them): they would hold the lane's storage for nothing.
 fn remove_orphans(runner: &Runner) {
-    let listing = Command::new(crate::podman::PROGRAM).args([
+    let listing = Command::new(crate::engine::podman::PROGRAM).args([
         "ps",
         "--all",
         "--filter",
@@ -282,7 +282,8 @@ fn remove_orphans(runner: &Runner) {
     {
         eprintln!("test: removing the lane container {name} of an xtask that is gone");
         let _ = runner.run_quietly(
-            &Command::new(crate::podman::PROGRAM).args(["rm", "--force", "--time", "0", name]),
+            &Command::new(crate::engine::podman::PROGRAM)
+                .args(["rm", "--force", "--time", "0", name]),
         );
     }
 }
@@ -319,7 +320,7 @@ impl<'a> NestedPodman<'a> {
             .with_context(|| format!("cannot create {}", storage.display()))?;
         remove_orphans(runner);
         let name = format!("{CONTAINER_PREFIX}{}", std::process::id());
-        let mut command = Command::new(crate::podman::PROGRAM).args([
+        let mut command = Command::new(crate::engine::podman::PROGRAM).args([
             "run",
             "--detach",
             "--rm",
@@ -350,7 +351,7 @@ impl<'a> NestedPodman<'a> {
 
     /// `program args` inside, with the lane's environment.
     pub fn exec(&self, program: &str, args: &[String]) -> Command {
-        let mut command = Command::new(crate::podman::PROGRAM).args(["exec", "--workdir"]);
+        let mut command = Command::new(crate::engine::podman::PROGRAM).args(["exec", "--workdir"]);
         command = command.arg(self.workdir.to_string_lossy());
         for (name, value) in &self.environment {
             command = command.arg("--env").arg(format!("{name}={value}"));
@@ -364,8 +365,8 @@ impl<'a> NestedPodman<'a> {
 
 impl Drop for NestedPodman<'_> {
     fn drop(&mut self) {
-        let remove =
-            Command::new(crate::podman::PROGRAM).args(["rm", "--force", "--time", "0", &self.name]);
+        let remove = Command::new(crate::engine::podman::PROGRAM)
+            .args(["rm", "--force", "--time", "0", &self.name]);
         if !self.runner.run_quietly(&remove).unwrap_or(false) {
             eprintln!(
                 "test: warning: cannot remove the lane container {}",
@@ -547,7 +548,7 @@ fn reset_storage_on_vfs(
     as_user: &impl Fn(&str, &[String]) -> Command,
 ) -> Result<()> {
     let driver = runner.read(&as_user(
-        crate::podman::PROGRAM,
+        crate::engine::podman::PROGRAM,
         &[
             "info".into(),
             "--format".into(),
@@ -557,7 +558,7 @@ fn reset_storage_on_vfs(
     if driver.trim() == "vfs" {
         eprintln!("test: {ROOTLESS_USER}'s podman storage is on vfs; resetting it (overlay next)");
         runner.run(&as_user(
-            crate::podman::PROGRAM,
+            crate::engine::podman::PROGRAM,
             &["system".into(), "reset".into(), "--force".into()],
         ))?;
     }

@@ -3,27 +3,21 @@
 
 mod base_images;
 mod bench;
-mod build_image;
+mod build;
 mod clean;
 mod disk;
 mod engine;
 mod exec;
 mod flags;
-mod git;
 mod interrupt;
 mod lane;
-mod local_list;
-mod lock;
-mod metadata;
 mod platform;
-mod podman;
 mod project;
 mod push;
-mod push_image;
-mod reference;
+mod registry;
+mod release;
 mod report;
 mod setup;
-mod tags;
 mod test;
 
 use std::process::ExitCode;

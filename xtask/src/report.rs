@@ -30,7 +30,7 @@ impl Report {
         image: String,
         tags: Vec<String>,
         held_back: Vec<String>,
-        remote: Option<&crate::push::RemoteIndex>,
+        remote: Option<&crate::registry::RemoteIndex>,
         failed: &[crate::platform::Platform],
         notes: Vec<String>,
     ) -> Report {

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 
 use crate::{
     exec::{Command, Runner},
-    git::SourceState,
+    release::git::SourceState,
 };
 
 /// The package the image ships.

@@ -22,9 +22,12 @@
 //! - 5.6 dropped the `io.buildah.version` label: the same commit built by two
 //!   podman versions gives different digests (by one version, the same).
 
+pub mod local_list;
+pub mod podman;
+
 use anyhow::Result;
 
-use crate::{exec::Runner, platform::Platform, podman};
+use crate::{exec::Runner, platform::Platform};
 
 /// The oldest podman whose multi-platform `build --manifest` we rely on.
 pub const MINIMUM_VERSION: semver::Version = semver::Version::new(4, 3, 0);

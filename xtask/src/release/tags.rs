@@ -21,7 +21,7 @@
 use anyhow::{bail, Result};
 use semver::Version;
 
-use crate::git::SourceState;
+use crate::release::git::SourceState;
 
 pub const LATEST: &str = "latest";
 /// OCI distribution spec: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.

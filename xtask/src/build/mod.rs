@@ -13,17 +13,17 @@ use anyhow::{bail, Context, Result};
 
 use crate::{
     base_images, disk,
+    engine::local_list,
+    engine::podman::{self, BuildArg},
     engine::Engine,
     exec::{Command, Runner},
-    flags,
-    git::SourceState,
-    interrupt, local_list,
+    flags, interrupt,
     platform::{self, Platform},
-    podman::{self, BuildArg},
     project,
-    reference::Repository,
+    release::git::SourceState,
+    release::reference::Repository,
+    release::tags::{self, Tags},
     setup,
-    tags::{self, Tags},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +46,7 @@ pub struct Request {
     pub strict: bool,
     pub latest_on_partial: bool,
     /// OCI labels (and annotations) for every image.
-    pub labels: crate::metadata::Labels,
+    pub labels: crate::release::labels::Labels,
     /// The Containerfile compiles every target in one stage (`ARG
     /// RUST_TARGETS`): each build says which targets it makes.
     pub shared_compile_stage: bool,
@@ -839,8 +839,8 @@ pub fn prepare(
         build_args: build.build_args.clone(),
         strict: build.strict,
         latest_on_partial: image.latest_on_partial,
-        labels: crate::metadata::labels(
-            &crate::metadata::Package::read(runner, &root)?,
+        labels: crate::release::labels::labels(
+            &crate::release::labels::Package::read(runner, &root)?,
             &source,
             tags.primary(),
         ),
@@ -909,12 +909,12 @@ pub fn run_build_alongside<T: Send>(
 pub fn lock_repository(
     image: &flags::ImageFlags,
     what: &str,
-) -> Result<Option<crate::lock::RepositoryLock>> {
+) -> Result<Option<crate::release::lock::RepositoryLock>> {
     if image.dry_run {
         return Ok(None);
     }
     let name = format!("{}/{}", image.registry, image.image);
-    crate::lock::RepositoryLock::acquire(&name, what).map(Some)
+    crate::release::lock::RepositoryLock::acquire(&name, what).map(Some)
 }
 
 impl flags::BuildImage {
@@ -1305,7 +1305,7 @@ mod tests {
         assert!(!declares_arg(text, "DEPENDENCIES_IMAGE"));
         assert!(!declares_arg(text, "OTHER"));
         // rc-web's own is staged and compiles every target in one stage.
-        let ours = include_str!("../../containers/rc-web/Containerfile");
+        let ours = include_str!("../../../containers/rc-web/Containerfile");
         for name in ["DEPENDENCIES_IMAGE", "LIBRARY_IMAGE", "RUST_TARGETS"] {
             assert!(declares_arg(ours, name), "{name}");
         }

@@ -4,15 +4,15 @@
 use anyhow::{bail, Context, Result};
 
 use crate::{
-    build_image,
+    build,
+    engine::podman,
     exec::Runner,
     flags,
     platform::{self, Platform},
-    podman,
-    push::{self, Destination, PrivateAuth},
-    reference::Repository,
+    registry::{self, Destination, PrivateAuth},
+    release::reference::Repository,
+    release::tags,
     report::Report,
-    tags,
 };
 
 #[derive(Debug, Clone, Default)]
@@ -22,7 +22,7 @@ pub struct PushOutcome {
     /// Tags not pushed because their local list is not from this build.
     pub skipped: Vec<String>,
     /// The list as the registry holds it (read back after the push).
-    pub remote: Option<push::RemoteIndex>,
+    pub remote: Option<registry::RemoteIndex>,
 }
 
 /// The digests a list refers to: two names with the same digests are one build.
@@ -59,13 +59,13 @@ impl PushSession {
         runner: &Runner,
     ) -> Result<PushSession> {
         let credentials =
-            push::credentials_from_env(&image.registry, |name| std::env::var(name).ok());
+            registry::credentials_from_env(&image.registry, |name| std::env::var(name).ok());
         let problems = credentials.as_ref().err().map(|error| format!("{error:#}"));
-        let build_image::Release {
+        let build::Release {
             repository,
             source,
             tags,
-        } = build_image::Release::read(image, problems.into_iter().collect())?;
+        } = build::Release::read(image, problems.into_iter().collect())?;
         let credentials = credentials?;
         if source.dirty && !push_flags.allow_dirty && image.tags.is_empty() {
             return Err(crate::BadInput(vec![format!(
@@ -76,7 +76,7 @@ impl PushSession {
             .into());
         }
         if !runner.dry_run {
-            push::check_reachable(&repository.registry, push_flags.tls_verify)
+            registry::check_reachable(&repository.registry, push_flags.tls_verify)
                 .map_err(|error| crate::BadInput(vec![format!("{error:#}")]))?;
         }
         let auth = credentials
@@ -96,7 +96,7 @@ impl PushSession {
                 "push: logging in to {} as {} (from {})",
                 repository.registry, credentials.username, credentials.source
             );
-            push::log_in(runner, &destination, authfile, credentials)?;
+            registry::log_in(runner, &destination, authfile, credentials)?;
         }
         Ok(PushSession {
             repository,
@@ -123,7 +123,7 @@ impl PushSession {
                      `cargo xtask build-image` (same --registry, --image and --tag)"
                 );
             };
-            outcome.platforms = crate::local_list::verified_platforms(runner, &primary)?;
+            outcome.platforms = crate::engine::local_list::verified_platforms(runner, &primary)?;
             if let Some(expected) = expected {
                 let mut wanted = expected.to_vec();
                 wanted.sort();
@@ -152,7 +152,7 @@ impl PushSession {
 
     /// Pushes what this process just built and tagged (build-and-push): the
     /// lists were verified a moment ago, so they are not read again.
-    pub fn push_built(&self, built: &build_image::Outcome, runner: &Runner) -> Result<PushOutcome> {
+    pub fn push_built(&self, built: &build::Outcome, runner: &Runner) -> Result<PushOutcome> {
         if runner.dry_run {
             return self.push(Some(&built.built), runner);
         }
@@ -163,7 +163,7 @@ impl PushSession {
     /// build is still moving its local tags (build-and-push).
     pub fn push_list(
         &self,
-        built: &build_image::Outcome,
+        built: &build::Outcome,
         list_id: &str,
         runner: &Runner,
     ) -> Result<PushOutcome> {
@@ -171,7 +171,7 @@ impl PushSession {
     }
 
     /// What a push of this build's list will push: its platforms and tags.
-    fn outcome_of_build(&self, built: &build_image::Outcome) -> PushOutcome {
+    fn outcome_of_build(&self, built: &build::Outcome) -> PushOutcome {
         let prefix = format!("{}:", self.repository.name());
         PushOutcome {
             platforms: built.built.clone(),
@@ -198,7 +198,7 @@ impl PushSession {
     ) -> Result<PushOutcome> {
         outcome.remote =
             self.push_and_verify_tags(&outcome.pushed, &outcome.platforms, runner, |reference| {
-                push::push_command(&self.destination, source.unwrap_or(reference), reference)
+                registry::push_command(&self.destination, source.unwrap_or(reference), reference)
             })?;
         Ok(outcome)
     }
@@ -209,12 +209,12 @@ impl PushSession {
         let primary = self.repository.with_tag(self.tags.primary());
         if runner.dry_run {
             let directory = std::env::temp_dir().join("rc-xtask-digest-push");
-            runner.run(&push::save_for_digest_push(
+            runner.run(&registry::save_for_digest_push(
                 &self.destination,
                 &format!("{primary}@<{platform} entry>"),
                 &directory,
             ))?;
-            runner.run(&push::push_by_digest_command(
+            runner.run(&registry::push_by_digest_command(
                 &self.destination,
                 &directory,
                 &self.repository.name(),
@@ -228,7 +228,7 @@ impl PushSession {
             bail!("{primary} has no single {platform} entry; build it with `cargo xtask build-image --platform {platform}`");
         };
         // By image ID: `LIST@DIGEST` finds no image on podman 4.7 and later.
-        let [image_id] = crate::local_list::entry_image_ids(
+        let [image_id] = crate::engine::local_list::entry_image_ids(
             runner,
             &primary,
             std::slice::from_ref(&entry.digest),
@@ -236,18 +236,18 @@ impl PushSession {
         .try_into()
         .expect("one ID per digest");
         let directory = crate::project::TemporaryDirectory::create("rc-xtask-digest-push")?;
-        runner.run(&push::save_for_digest_push(
+        runner.run(&registry::save_for_digest_push(
             &self.destination,
             &image_id,
             directory.path(),
         ))?;
         let manifest = std::fs::read(directory.path().join("manifest.json"))
             .context("podman wrote no manifest.json")?;
-        let digest = push::digest_of(&manifest);
+        let digest = registry::digest_of(&manifest);
         crate::interrupt::check()?;
-        push::run_with_retries(
+        registry::run_with_retries(
             runner,
-            &push::push_by_digest_command(
+            &registry::push_by_digest_command(
                 &self.destination,
                 directory.path(),
                 &self.repository.name(),
@@ -260,12 +260,12 @@ impl PushSession {
             format!("push of {platform} by digest failed; run the same command again")
         })?;
         let remote = format!("{}@{digest}", self.repository.name());
-        let raw = push::read_back(
+        let raw = registry::read_back(
             runner,
-            &push::inspect_remote_command(&self.destination, &remote),
+            &registry::inspect_remote_command(&self.destination, &remote),
         )
         .with_context(|| format!("cannot read {remote} back from the registry"))?;
-        if push::digest_of(raw.as_bytes()) != digest {
+        if registry::digest_of(raw.as_bytes()) != digest {
             bail!("the registry holds different bytes under {remote}");
         }
         Ok(digest)
@@ -292,7 +292,7 @@ impl PushSession {
         let merged = (|| -> Result<MergeOutcome> {
             for (source, digest) in digests {
                 runner
-                    .run(&push::manifest_add_remote(
+                    .run(&registry::manifest_add_remote(
                         &self.destination,
                         &list,
                         &format!("{repository}@{digest}"),
@@ -351,7 +351,7 @@ impl PushSession {
                 .filter(|tag| !tags.contains(tag))
                 .collect();
             let remote = self.push_and_verify_tags(&tags, &built, runner, |reference| {
-                push::push_list_command(&self.destination, &list, reference, false)
+                registry::push_list_command(&self.destination, &list, reference, false)
             })?;
             Ok(MergeOutcome {
                 built,
@@ -384,15 +384,15 @@ impl PushSession {
         platforms: &[Platform],
         runner: &Runner,
         command_for: impl Fn(&str) -> crate::exec::Command + Sync,
-    ) -> Result<Option<push::RemoteIndex>> {
+    ) -> Result<Option<registry::RemoteIndex>> {
         let push_one = |tag: &String, prefix: &str| -> Result<()> {
             crate::interrupt::check()?;
             let reference = self.repository.with_tag(tag);
-            push::run_with_retries(runner, &command_for(&reference), self.attempts, prefix)
+            registry::run_with_retries(runner, &command_for(&reference), self.attempts, prefix)
                 .with_context(|| format!("push of {reference} failed"))
         };
-        let verify_one = |tag: &String| -> Result<push::RemoteIndex> {
-            push::verify_remote(
+        let verify_one = |tag: &String| -> Result<registry::RemoteIndex> {
+            registry::verify_remote(
                 runner,
                 &self.destination,
                 &self.repository.with_tag(tag),
@@ -487,7 +487,7 @@ pub struct MergeOutcome {
     pub failed: Vec<Platform>,
     pub tags: Vec<String>,
     pub held_back: Vec<String>,
-    pub remote: Option<push::RemoteIndex>,
+    pub remote: Option<registry::RemoteIndex>,
 }
 
 /// Reads digest files: one `sha256:<64 hex>` each.
@@ -563,7 +563,7 @@ pub fn print_summary(outcome: &PushOutcome, repository: &str) {
 impl flags::PushImage {
     pub fn run(self) -> Result<crate::Status> {
         let runner = Runner::new(self.image.dry_run);
-        let _lock = build_image::lock_repository(&self.image, "push-image")?;
+        let _lock = build::lock_repository(&self.image, "push-image")?;
         let expected = self.platforms.as_ref().map(|list| list.0.as_slice());
         let session = PushSession::open(&self.image, &self.push, &runner)?;
         let outcome = session.push(expected, &runner)?;
@@ -578,18 +578,18 @@ impl flags::PushImage {
 impl flags::BuildAndPush {
     pub fn run(self) -> Result<crate::Status> {
         let runner = Runner::new(self.image.dry_run);
-        let _lock = build_image::lock_repository(&self.image, "build-and-push")?;
+        let _lock = build::lock_repository(&self.image, "build-and-push")?;
         // Everything the push needs is checked (and the login done) before
         // the build, so a dirty tree, wrong credentials or an unreachable
         // registry cost nothing.
         let session = PushSession::open(&self.image, &self.push, &runner)?;
         // The push starts as soon as the list is verified, from its image
         // ID, while the local tags move; else once they have moved.
-        let (built, pushed) = build_image::run_build_alongside(
+        let (built, pushed) = build::run_build_alongside(
             &self.image,
             &self.build,
             &runner,
-            Some(|built: &build_image::Outcome, list_id: &str| {
+            Some(|built: &build::Outcome, list_id: &str| {
                 session.push_list(built, list_id, &runner)
             }),
         )?;
@@ -656,9 +656,9 @@ impl flags::PushByDigest {
                 .into());
             }
         }
-        let _lock = build_image::lock_repository(&self.image, "push-by-digest")?;
+        let _lock = build::lock_repository(&self.image, "push-by-digest")?;
         let session = PushSession::open(&self.image, &self.push, &runner)?;
-        build_image::run_build(&self.image, &self.build, &runner)?;
+        build::run_build(&self.image, &self.build, &runner)?;
         crate::interrupt::check()?;
         let digest = session.push_by_digest(platform, &runner)?;
         if runner.dry_run {
@@ -685,7 +685,7 @@ impl flags::Merge {
     pub fn run(self) -> Result<crate::Status> {
         let runner = Runner::new(self.image.dry_run);
         let digests = read_digest_files(self.digests_dir.as_deref(), &self.digest_files)?;
-        let _lock = build_image::lock_repository(&self.image, "merge")?;
+        let _lock = build::lock_repository(&self.image, "merge")?;
         let session = PushSession::open(&self.image, &self.push, &runner)?;
         let merged = session.merge(
             &digests,

@@ -14,9 +14,9 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use crate::{
+    engine::podman,
     exec::{Command, Runner, Stdin},
     platform::Platform,
-    podman,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

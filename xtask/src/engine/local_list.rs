@@ -9,7 +9,7 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::{exec::Runner, platform::Platform, podman};
+use crate::{engine::podman, exec::Runner, platform::Platform};
 
 pub fn read(runner: &Runner, name: &str) -> Result<podman::ManifestList> {
     let json = runner.read(&podman::manifest_inspect(name))?;
