@@ -117,6 +117,13 @@ fn recipes() -> Result<(Recipe, Recipe)> {
     ))
 }
 
+/// Whether a build that names `image` needs this xtask's base images: it
+/// is one of them (the runtime, the Debian base, the Rust builder).
+pub fn is_ours(image: &str) -> bool {
+    image == project::BUILDER_IMAGE
+        || recipes().is_ok_and(|(runtime, debian)| image == runtime.name || image == debian.name)
+}
+
 /// Every base image (not their lists), and one fingerprint of all their
 /// definitions: the name of an archive of them that stays valid while it is
 /// the same.
@@ -447,6 +454,13 @@ mod tests {
             shown.ends_with("/tmp/x.tar localhost/rc-base/runtime:bookworm-amd64"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn the_builds_base_images_are_known_by_name() {
+        assert!(is_ours("localhost/rc-base/runtime:bookworm"));
+        assert!(is_ours(project::BUILDER_IMAGE));
+        assert!(!is_ours("docker.io/library/debian:bookworm-slim"));
     }
 
     #[test]

@@ -215,13 +215,20 @@ pub fn clean(runner: &Runner) -> Result<()> {
             removed += 1;
         }
     }
+    if runner.dry_run {
+        eprintln!(
+            "clean: dry run, nothing was removed; a clean would remove up to {} cached or \
+             dangling images (about {}) and keep {} images that lists refer to",
+            survey.cache_images.len(),
+            disk::format_bytes(survey.frees_bytes),
+            survey.protected.len()
+        );
+        return Ok(());
+    }
     eprintln!(
         "clean: removed {removed} cached or dangling images; kept {} images that lists refer to",
         survey.protected.len()
     );
-    if runner.dry_run {
-        return Ok(());
-    }
     let after = disk::report(runner)?;
     // Measured on the filesystem: podman's own sizes count shared layers once per image.
     let reclaimed = after

@@ -250,6 +250,7 @@ impl Runner {
             println!("{command}");
             return Ok(true);
         }
+        eprintln!("$ {command}");
         self.succeeds(command)
     }
 

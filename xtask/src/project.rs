@@ -2,9 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-/// Where images go when no `--registry` / `--image` (or REGISTRY / IMAGE_NAME) is given.
-pub const DEFAULT_REGISTRY: &str = "ghcr.io";
-pub const DEFAULT_IMAGE_NAME: &str = "daksha-rc/rc-web";
 /// rc-web's Containerfile, relative to the project root; the context is the root.
 pub const RC_WEB_CONTAINERFILE: &str = "containers/rc-web/Containerfile";
 /// Base image recipes: root filesystems from the Debian archive.

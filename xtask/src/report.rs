@@ -9,8 +9,12 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Report {
-    /// `ghcr.io/daksha-rc/rc-web`
+    /// `ghcr.io/daksha-rc/rc-web`: the first registry's.
     pub image: String,
+    /// The image in every registry the release went to (or was meant to).
+    pub images: Vec<String>,
+    /// Registries that do not have the release (their push failed).
+    pub failed_registries: Vec<String>,
     /// Tags now pointing at the list in the registry.
     pub tags: Vec<String>,
     /// Tags the rules would give a complete result, held back from this one.
@@ -35,7 +39,9 @@ impl Report {
         notes: Vec<String>,
     ) -> Report {
         Report {
+            images: vec![image.clone()],
             image,
+            failed_registries: Vec::new(),
             tags,
             held_back,
             platforms: remote
@@ -147,6 +153,7 @@ mod tests {
             list_digest: Some("sha256:ff".into()),
             failed_platforms: vec!["linux/arm64".into()],
             notes: vec![],
+            ..Report::default()
         }
     }
 

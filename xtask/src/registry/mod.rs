@@ -224,6 +224,29 @@ pub fn inspect_remote_command(destination: &Destination, remote: &str) -> Comman
     command.arg(format!("docker://{remote}"))
 }
 
+/// Asks the registry which platform the image `remote` (`repo@digest`)
+/// is for (its config's os, architecture and variant).
+pub fn image_platform_command(destination: &Destination, remote: &str) -> Command {
+    let mut command = skopeo(destination)
+        .args(["inspect", "--no-tags"])
+        .arg(tls_flag(destination.tls_verify));
+    if let Some(authfile) = &destination.authfile {
+        command = command.arg("--authfile").arg(authfile.to_string_lossy());
+    }
+    command.arg(format!("docker://{remote}"))
+}
+
+/// The platform in `skopeo inspect`'s answer (`linux/arm64/v8` is arm64's).
+pub fn parse_image_platform(json: &str) -> Result<Platform> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).context("skopeo inspect printed no JSON")?;
+    let text = |key: &str| value[key].as_str().unwrap_or_default().to_owned();
+    let platform = format!("{}/{}", text("Os"), text("Architecture"));
+    platform.parse().with_context(|| {
+        format!("the image is for {platform}, which this pipeline does not release")
+    })
+}
+
 /// Logs in with the secret on stdin. Refused credentials are bad input.
 pub fn log_in(
     runner: &Runner,

@@ -10,9 +10,11 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-/// Held for the whole command; released when dropped (or when the process dies).
+/// Held for the whole command; released when dropped (or when the process
+/// dies). Dropping it removes the file too: a run leaves nothing behind.
 pub struct RepositoryLock {
     file: File,
+    path: PathBuf,
 }
 
 pub fn lock_path(repository: &str) -> PathBuf {
@@ -58,39 +60,61 @@ impl RepositoryLock {
                 .create(directory)
                 .with_context(|| format!("cannot create {}", directory.display()))?;
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("cannot open lock file {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                bail!(
-                    "another cargo xtask ({}) is building or pushing {repository} right now; wait for it \
-                     to finish (or stop it), then run again. Lock: {}",
-                    holder.trim(),
-                    path.display()
-                );
+        // A holder removes the file when it is done, so the file opened here
+        // may be gone from the directory by the time it is locked: lock
+        // again until the locked file is the one the path names.
+        let mut attempts = 0;
+        let mut file = loop {
+            attempts += 1;
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .with_context(|| format!("cannot open lock file {}", path.display()))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let mut holder = String::new();
+                    let _ = file.read_to_string(&mut holder);
+                    bail!(
+                        "another cargo xtask ({}) is building or pushing {repository} right now; wait for it \
+                         to finish (or stop it), then run again. Lock: {}",
+                        holder.trim(),
+                        path.display()
+                    );
+                }
+                Err(std::fs::TryLockError::Error(error)) => {
+                    return Err(error).with_context(|| format!("cannot lock {}", path.display()))
+                }
             }
-            Err(std::fs::TryLockError::Error(error)) => {
-                return Err(error).with_context(|| format!("cannot lock {}", path.display()))
+            use std::os::unix::fs::MetadataExt;
+            let same = match (file.metadata(), std::fs::metadata(&path)) {
+                (Ok(locked), Ok(named)) => {
+                    locked.ino() == named.ino() && locked.dev() == named.dev()
+                }
+                _ => false,
+            };
+            if same {
+                break file;
             }
-        }
+            if attempts == 5 {
+                bail!("cannot lock {}: it keeps being replaced", path.display());
+            }
+        };
         file.set_len(0)?;
         file.rewind()?;
         write!(file, "pid {}, {what}", std::process::id())?;
-        Ok(RepositoryLock { file })
+        Ok(RepositoryLock { file, path })
     }
 }
 
 impl Drop for RepositoryLock {
     fn drop(&mut self) {
-        let _ = self.file.set_len(0);
+        // Removed while still locked: a run waiting on this file finds it
+        // unlinked after locking it, and locks the path's new file instead.
+        let _ = std::fs::remove_file(&self.path);
         let _ = self.file.unlock();
     }
 }
@@ -115,7 +139,10 @@ mod tests {
         let again = RepositoryLock::acquire(&repository, "push-image");
         assert!(again.is_ok(), "released on drop");
         drop(again);
-        let _ = std::fs::remove_file(lock_path(&repository));
+        assert!(
+            !lock_path(&repository).exists(),
+            "a run leaves no lock file behind"
+        );
     }
 
     #[test]

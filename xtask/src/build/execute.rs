@@ -1,0 +1,480 @@
+//! The executor of a build plan: the builds, the fallback to one platform
+//! at a time, the list's verification and order, and the tags, moved only
+//! once all of that succeeded.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use crate::{
+    engine::{local_list, podman},
+    exec::Runner,
+    interrupt,
+    platform::{self, Platform},
+    release::tags::Tags,
+};
+
+use super::plan::{Mode, Plan, PlatformBuild};
+
+fn prefix(platform: Option<Platform>) -> String {
+    platform
+        .map(|platform| format!("[{platform}] "))
+        .unwrap_or_default()
+}
+
+/// What a build produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub built: Vec<Platform>,
+    pub failed: Vec<Platform>,
+    /// Full references of the lists now tagged (`ghcr.io/x/rc-web:v1.2.3`).
+    pub tagged: Vec<String>,
+    /// Tags the rules would give a complete result, held back from this one.
+    pub held_back: Vec<String>,
+    /// True when the all-at-once build failed and platforms were built one by one.
+    pub fell_back: bool,
+    /// Image ID of the verified list, when this run knows it without asking:
+    /// the all-at-once build wrote it (`--iidfile`) and no platform was added
+    /// after (putting the entries in order keeps the ID).
+    pub list_id: Option<String>,
+}
+
+impl Outcome {
+    pub fn is_partial(&self) -> bool {
+        !self.failed.is_empty()
+    }
+}
+
+/// Runs the plan. On failure the temporary list is removed and the tagged
+/// lists are left as they were.
+///
+/// Once the list is verified, `alongside` (if any) runs with its image ID
+/// while the local tags move (build-and-push starts its push there: the push
+/// reads the list by ID, so the renaming cannot disturb it). Without
+/// a known ID (the fallback paths, a dry run), the tags move first and
+/// `alongside` is not run. Its result comes back apart from the build's: a
+/// failed push does not undo the local tags.
+pub fn execute_alongside<T: Send>(
+    plan: &Plan,
+    runner: &Runner,
+    alongside: Option<impl FnOnce(&Outcome, &str) -> Result<T> + Send>,
+) -> Result<(Outcome, Option<Result<T>>)> {
+    // A second early: podman's creation times are whole seconds.
+    let started = unix_time() - 1;
+    let mut stage_lists = Vec::new();
+    let built = build_and_verify(plan, runner, &mut stage_lists);
+    remove_stage_lists(runner, &stage_lists);
+    let result = built.and_then(|outcome| {
+        let outcome = with_tags(plan, outcome);
+        match (outcome.list_id.clone(), alongside) {
+            (Some(list_id), Some(alongside)) if !runner.dry_run => std::thread::scope(|scope| {
+                let side = scope.spawn(|| alongside(&outcome, &list_id));
+                let published = publish(plan, runner, &outcome);
+                let side = side
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the push thread panicked")));
+                match (published, side) {
+                    (Ok(()), side) => Ok((outcome.clone(), Some(side))),
+                    (Err(error), Ok(_)) => Err(error.context(
+                        "the push finished (the registry has the new list), but the local \
+                         list was not tagged",
+                    )),
+                    (Err(error), Err(push_error)) => {
+                        Err(error.context(format!("the push failed too: {push_error:#}")))
+                    }
+                }
+            }),
+            _ => publish(plan, runner, &outcome).map(|()| (outcome, None)),
+        }
+    });
+    if result.is_err() && !runner.dry_run {
+        remove_list_if_present(runner, &plan.temporary_list);
+        if interrupt::received().is_some() {
+            remove_new_build_containers(runner, started);
+        }
+    }
+    result
+}
+
+fn unix_time() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
+/// After an interrupted build: the working containers podman had no chance
+/// to remove (those created since this run started).
+fn remove_new_build_containers(runner: &Runner, started: i64) {
+    let containers = match crate::clean::build_containers(runner) {
+        Ok(containers) => containers,
+        Err(error) => {
+            eprintln!("build-image: warning: cannot list build containers: {error:#}");
+            return;
+        }
+    };
+    for id in containers
+        .iter()
+        .filter(|container| container.created >= started)
+        .map(|container| &container.id)
+    {
+        eprintln!("build-image: removing build container {id:.12} of the interrupted build");
+        if let Err(error) = runner.run(&podman::container_remove(id)) {
+            eprintln!("build-image: warning: {error:#}");
+        }
+    }
+}
+
+fn build_and_verify(
+    plan: &Plan,
+    runner: &Runner,
+    stage_lists: &mut Vec<String>,
+) -> Result<Outcome> {
+    let mut outcome = Outcome::default();
+    // The list as read after the build, while no later build changed it.
+    let mut unchanged_list = None;
+    match plan.mode {
+        Mode::AllAtOnce => {
+            let all = &plan.builds[0];
+            let built = run_stages_and_build(all, runner, stage_lists);
+            let list_id = read_list_id(&plan.list_id_file);
+            // A build podman finished as the signal came is not used either.
+            interrupt::check()?;
+            if let Err(error) = built {
+                if runner.dry_run {
+                    return Err(error);
+                }
+                eprintln!(
+                    "\nbuild-image: WARNING: the all-at-once build of {} failed: {}\n\
+                     build-image: falling back to building each platform on its own\n",
+                    platform::join(&plan.platforms),
+                    first_line(&format!("{error:#}"))
+                );
+                outcome.fell_back = true;
+                remove_list_if_present(runner, &plan.temporary_list);
+                outcome.failed = build_each(plan, runner, &plan.platforms, stage_lists)?;
+            } else if !runner.dry_run {
+                let list = local_list::read(runner, &plan.temporary_list)?;
+                let dropped: Vec<Platform> = plan
+                    .platforms
+                    .iter()
+                    .copied()
+                    .filter(|&platform| list.entries_for(platform).is_empty())
+                    .collect();
+                for &platform in &dropped {
+                    eprintln!(
+                        "build-image: warning: podman left {platform} out of the list although the build \
+                         succeeded (a known podman 4.3 issue); building {platform} alone, from cache"
+                    );
+                }
+                outcome.failed = build_each(plan, runner, &dropped, stage_lists)?;
+                if dropped.is_empty() {
+                    unchanged_list = Some(list);
+                    outcome.list_id = list_id;
+                }
+            }
+        }
+        Mode::PerPlatform => {
+            outcome.failed = build_each(plan, runner, &plan.platforms, stage_lists)?
+        }
+    }
+    outcome.built = plan
+        .platforms
+        .iter()
+        .copied()
+        .filter(|platform| !outcome.failed.contains(platform))
+        .collect();
+    if runner.dry_run {
+        return Ok(outcome);
+    }
+    if outcome.built.is_empty() {
+        bail!(
+            "no platform built ({} failed; the output above says why). Check free space \
+             (`cargo xtask check-disk-space`), qemu registration (`cargo xtask setup`), and try one \
+             platform at a time (BUILD_PLATFORMS=linux/amd64)",
+            platform::join(&outcome.failed)
+        );
+    }
+    if plan.strict && outcome.is_partial() {
+        bail!(
+            "--strict: {} failed to build, so nothing was tagged ({} built); drop --strict to keep a partial result",
+            platform::join(&outcome.failed),
+            platform::join(&outcome.built)
+        );
+    }
+    // podman made every entry of this list from an image it had just built,
+    // and an entry's platform is its image's (buildah's `manifests.Add`
+    // reads the image's config): checking the entries checks the images.
+    let list = match unchanged_list {
+        Some(list) => list,
+        None => local_list::read(runner, &plan.temporary_list)?,
+    };
+    let entries = local_list::check_entries(&plan.temporary_list, &list, &outcome.built)?;
+    put_in_order(runner, &plan.temporary_list, &list, &entries)?;
+    Ok(outcome)
+}
+
+/// Puts the entries of a checked list in the order the platforms were asked
+/// for, so that one commit always gives one list digest. podman 4.3 orders
+/// the entries of a multi-platform build differently from one build to the
+/// next (buildah issue 6383), and the fallback appends the platforms it
+/// rebuilt. Adding an entry's image again moves the entry last (podman 4.3);
+/// should a podman keep it in place instead, the entry is removed and added.
+/// Either way the entry keeps its digest and the list its image ID, so
+/// `Outcome.list_id` stays true. `entries` are [`local_list::check_entries`]' answer,
+/// in the order wanted.
+fn put_in_order(
+    runner: &Runner,
+    list_name: &str,
+    list: &podman::ManifestList,
+    entries: &[(Platform, String)],
+) -> Result<()> {
+    let (wanted, digests): (Vec<Platform>, Vec<String>) = entries.iter().cloned().unzip();
+    let order = |list: &podman::ManifestList| -> Vec<Platform> {
+        list.manifests
+            .iter()
+            .filter_map(|entry| entry.platform_string()?.parse().ok())
+            .collect()
+    };
+    if entries_to_move(&order(list), &wanted).is_empty() {
+        return Ok(());
+    }
+    // Every image ID first, so nothing is touched before its way back is
+    // known.
+    let image_ids = local_list::entry_image_ids(runner, list_name, &digests)?;
+    eprintln!(
+        "build-image: putting the entries of {list_name} in the requested order ({})",
+        platform::join(&wanted)
+    );
+    let broken = || {
+        format!(
+            "cannot put the entries of {list_name} in order; nothing was tagged, and running the \
+             same command again rebuilds it from cache"
+        )
+    };
+    let mut current = list.clone();
+    for remove_first in [false, true] {
+        for platform in entries_to_move(&order(&current), &wanted) {
+            let at = wanted
+                .iter()
+                .position(|&wanted| wanted == platform)
+                .expect("moved platforms are wanted ones");
+            if remove_first {
+                runner
+                    .run(&podman::manifest_remove_entry(list_name, &digests[at]))
+                    .with_context(broken)?;
+            }
+            runner
+                .run(&podman::manifest_add(list_name, &image_ids[at]))
+                .with_context(broken)?;
+        }
+        current = local_list::read(runner, list_name)?;
+        let now: Vec<&str> = current
+            .manifests
+            .iter()
+            .map(|entry| entry.digest.as_str())
+            .collect();
+        if now == digests {
+            return Ok(());
+        }
+        let same_entries = {
+            let (mut now, mut wanted) = (now.clone(), digests.clone());
+            now.sort_unstable();
+            wanted.sort_unstable();
+            now == wanted
+        };
+        if !same_entries {
+            bail!(
+                "{}: the entries are now {} (wanted {})",
+                broken(),
+                now.join(", "),
+                digests.join(", ")
+            );
+        }
+    }
+    bail!(
+        "{}: podman kept the order {}",
+        broken(),
+        platform::join(&order(&current))
+    )
+}
+
+/// The platforms whose entries must move to the end of the list, in the order
+/// to move them, to turn the `current` order into `wanted`: every platform
+/// after the longest start of `wanted` that `current` already has in order.
+fn entries_to_move(current: &[Platform], wanted: &[Platform]) -> Vec<Platform> {
+    let mut kept = 0;
+    for platform in current {
+        if wanted.get(kept) == Some(platform) {
+            kept += 1;
+        }
+    }
+    wanted[kept..].to_vec()
+}
+
+/// The list ID the all-at-once build wrote (then the file goes); `None`
+/// when it wrote none (it failed, or this is a dry run).
+fn read_list_id(file: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let _ = std::fs::remove_file(file);
+    let id = text.trim();
+    (id.len() > "sha256:".len()).then(|| id.to_owned())
+}
+
+/// Builds each platform alone into the temporary list; returns those that failed.
+fn build_each(
+    plan: &Plan,
+    runner: &Runner,
+    platforms: &[Platform],
+    stage_lists: &mut Vec<String>,
+) -> Result<Vec<Platform>> {
+    let mut failed = Vec::new();
+    for build in plan
+        .single_platform_builds
+        .iter()
+        .filter(|build| build.platform.is_some_and(|p| platforms.contains(&p)))
+    {
+        let platform = build.platform.expect("filtered on platform");
+        interrupt::check()?;
+        let built = run_stages_and_build(build, runner, stage_lists);
+        interrupt::check()?;
+        if let Err(error) = built {
+            eprintln!(
+                "\n[{platform}] build-image: FAILED: {}\n",
+                first_line(&format!("{error:#}"))
+            );
+            failed.push(platform);
+        }
+    }
+    Ok(failed)
+}
+
+/// Runs a build's stages, then the build; stops at the first that fails.
+/// Adds each stage's list to `stage_lists` before it runs, for
+/// [`remove_stage_lists`].
+fn run_stages_and_build(
+    build: &PlatformBuild,
+    runner: &Runner,
+    stage_lists: &mut Vec<String>,
+) -> Result<()> {
+    let prefix = prefix(build.platform);
+    for stage in &build.stages {
+        stage_lists.push(stage.list.clone());
+        runner.run_prefixed(&stage.command, &prefix)?;
+        interrupt::check()?;
+    }
+    runner.run_prefixed(&build.command, &prefix)
+}
+
+/// Removes the stages' lists (their images stay, as the layer cache).
+fn remove_stage_lists(runner: &Runner, lists: &[String]) {
+    if lists.is_empty() {
+        return;
+    }
+    let names: Vec<&str> = lists.iter().map(String::as_str).collect();
+    // One call for all; a stage that failed may have made no list, which
+    // fails the call after the others are gone.
+    if !runner
+        .run_quietly(&podman::manifest_remove_all(&names))
+        .unwrap_or(false)
+    {
+        for name in names {
+            if runner
+                .succeeds(&podman::manifest_exists(name))
+                .unwrap_or(true)
+            {
+                eprintln!("build-image: warning: cannot remove the build's list {name}");
+            }
+        }
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+/// The tags the verified list gets (all of them, or a partial result's),
+/// as full references, and those held back.
+fn with_tags(plan: &Plan, mut outcome: Outcome) -> Outcome {
+    let complete = !outcome.is_partial();
+    let tags = plan.tags.for_result(complete, plan.latest_on_partial);
+    outcome.held_back = plan
+        .tags
+        .for_result(true, true)
+        .into_iter()
+        .filter(|tag| !tags.contains(tag))
+        .collect();
+    outcome.tagged = tags
+        .iter()
+        .map(|tag| plan.repository.with_tag(tag))
+        .collect();
+    outcome
+}
+
+/// Gives the verified temporary list every tag of `outcome.tagged`,
+/// replacing older lists.
+fn publish(plan: &Plan, runner: &Runner, outcome: &Outcome) -> Result<()> {
+    interrupt::check()?;
+    // Every tag moves, or (on an error) the ones already moved point to the
+    // complete, verified list: never to a half-made one.
+    let _deferred = interrupt::Deferred::new();
+    // The previous list of each tag goes first (else it would linger
+    // unnamed), all in one call; a tag that names nothing yet makes it
+    // fail, harmlessly.
+    let finals: Vec<&str> = outcome.tagged.iter().map(String::as_str).collect();
+    runner.run_quietly(&podman::manifest_remove_all(&finals))?;
+    runner.run(&podman::tag_all(&plan.temporary_list, &finals))?;
+    // Drops only the temporary name: the list keeps its tags.
+    runner.run(&podman::manifest_remove(&plan.temporary_list))?;
+    Ok(())
+}
+
+fn remove_list_if_present(runner: &Runner, name: &str) {
+    if runner
+        .succeeds(&podman::manifest_exists(name))
+        .unwrap_or(false)
+    {
+        if let Err(error) = runner.run(&podman::manifest_remove(name)) {
+            eprintln!("build-image: warning: cannot remove temporary list {name}: {error:#}");
+        }
+    }
+}
+
+pub fn print_summary(outcome: &Outcome, tags: &Tags) {
+    eprintln!("\nbuild-image: summary");
+    eprintln!("  built:   {}", platform::join(&outcome.built));
+    if outcome.is_partial() {
+        eprintln!(
+            "  FAILED:  {} (see the output above)",
+            platform::join(&outcome.failed)
+        );
+    }
+    if outcome.fell_back {
+        eprintln!("  note:    the all-at-once build failed; platforms were built one at a time");
+    }
+    for reference in &outcome.tagged {
+        eprintln!("  tagged:  {reference}");
+    }
+    for tag in &outcome.held_back {
+        eprintln!("  skipped: {tag} (partial result; --latest-on-partial moves it)");
+    }
+    for note in &tags.notes {
+        eprintln!("  note:    {note}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_misplaced_entries_move_to_the_end() {
+        let (amd64, arm64) = (Platform::LINUX_AMD64, Platform::LINUX_ARM64);
+        // podman finished arm64 first: moving arm64 last is enough.
+        assert_eq!(entries_to_move(&[arm64, amd64], &[amd64, arm64]), [arm64]);
+        assert_eq!(entries_to_move(&[amd64, arm64], &[arm64, amd64]), [amd64]);
+        assert!(entries_to_move(&[amd64, arm64], &[amd64, arm64]).is_empty());
+        assert!(entries_to_move(&[arm64], &[arm64]).is_empty());
+    }
+}
