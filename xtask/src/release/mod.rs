@@ -165,8 +165,25 @@ fn apply(
                 .unwrap_or_else(|_| path.to_owned()),
         )
     };
-    if let Some(file) = overrides.containerfile {
-        declared.containerfile = from_here(file);
+    if let Some(file) = overrides.containerfile.map(from_here) {
+        // The declared stages are the declared Containerfile's: another
+        // file is built as it is, in one build (a plain recipe).
+        if file != declared.containerfile && !declared.stages.is_empty() {
+            eprintln!(
+                "note: --file {} is not the declared Containerfile, so it is built in one build \
+                 (the declared stages {} are {}'s)",
+                file.display(),
+                declared
+                    .stages
+                    .iter()
+                    .map(|stage| stage.target.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                declared.containerfile.display()
+            );
+            declared.stages.clear();
+        }
+        declared.containerfile = file;
     }
     if let Some(context) = overrides.context {
         declared.context = from_here(context);

@@ -41,6 +41,7 @@ pub fn xtask_in(directory: &Path, args: &[&str], env: &[(&str, &str)]) -> Output
         "BUILD_PLATFORMS",
         "REGISTRY",
         "IMAGE_NAME",
+        "RELEASE_PACKAGE",
         "TAG",
         "REGISTRY_USER",
         "REGISTRY_TOKEN",
