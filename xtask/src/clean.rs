@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::{
     disk,
     engine::podman::{self, ImageRow},
-    exec::{Command, Runner},
+    exec::Runner,
 };
 
 #[derive(Debug, Deserialize)]
@@ -26,10 +26,6 @@ pub struct ContainerRow {
     state: String,
     #[serde(default)]
     names: Vec<String>,
-}
-
-fn podman() -> Command {
-    Command::new(podman::PROGRAM)
 }
 
 /// `name:build-<pid>` is a temporary list of build-image; it is stale when
@@ -54,7 +50,7 @@ pub fn process_exists(pid: u32) -> bool {
 /// Containers in podman's storage that podman did not create (buildah's
 /// working containers of interrupted builds).
 pub fn build_containers(runner: &Runner) -> Result<Vec<ContainerRow>> {
-    let json = runner.read(&podman().args(["ps", "--all", "--external", "--format", "json"]))?;
+    let json = runner.read(&podman::containers_all())?;
     let rows: Vec<ContainerRow> = serde_json::from_str(&json)?;
     Ok(rows
         .into_iter()
@@ -211,7 +207,7 @@ pub fn clean(runner: &Runner) -> Result<()> {
     let mut removed = 0;
     for id in &survey.cache_images {
         // A parent whose child is kept cannot go; that is expected.
-        if runner.run_quietly(&podman().args(["rmi", id]))? {
+        if runner.run_quietly(&podman::image_remove(id))? {
             removed += 1;
         }
     }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     engine::podman,
     engine::Engine,
-    exec::{Command, Runner},
+    exec::Runner,
     platform::{Arch, Platform},
 };
 
@@ -215,10 +215,6 @@ impl DfRow {
     }
 }
 
-pub fn system_df() -> Command {
-    Command::new(podman::PROGRAM).args(["system", "df", "--format", "{{json .}}"])
-}
-
 /// Parses `podman system df --format '{{json .}}'` (one JSON object a line).
 pub fn parse_podman_usage(text: &str) -> Result<PodmanUsage> {
     let mut usage = PodmanUsage::default();
@@ -244,9 +240,7 @@ fn podman_machine(runner: &Runner, engine: &Engine) -> Option<MachineDisk> {
     if engine.shares_this_host() {
         return None;
     }
-    let json = runner
-        .read(&Command::new(podman::PROGRAM).args(["machine", "inspect"]))
-        .ok()?;
+    let json = runner.read(&podman::machine_inspect()).ok()?;
     let machines: serde_json::Value = serde_json::from_str(&json).ok()?;
     let machine = machines.as_array()?.first()?;
     Some(MachineDisk {
@@ -259,7 +253,7 @@ pub fn report(runner: &Runner) -> Result<Report> {
     // `podman info` and `podman system df` take a quarter second each: ask
     // both at once.
     let (info, usage) = std::thread::scope(|scope| {
-        let usage = scope.spawn(|| runner.read(&system_df()));
+        let usage = scope.spawn(|| runner.read(&podman::system_df()));
         let info = podman::Info::read(runner);
         (info, usage.join())
     });

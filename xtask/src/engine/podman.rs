@@ -198,6 +198,26 @@ fn path_text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// Every container, also those podman did not create (buildah's working
+/// containers), as JSON.
+pub fn containers_all() -> Command {
+    podman().args(["ps", "--all", "--external", "--format", "json"])
+}
+
+pub fn image_remove(id: &str) -> Command {
+    podman().args(["rmi", id])
+}
+
+/// Storage use, one JSON object a line.
+pub fn system_df() -> Command {
+    podman().args(["system", "df", "--format", "{{json .}}"])
+}
+
+/// The `podman machine` VMs of a remote client (macOS), as JSON.
+pub fn machine_inspect() -> Command {
+    podman().args(["machine", "inspect"])
+}
+
 pub fn version() -> Command {
     podman().args(["version", "--format", "{{.Client.Version}}"])
 }

@@ -137,11 +137,6 @@ pub fn login_command(
     command
 }
 
-/// Pushes a local list with every image it refers to.
-pub fn push_command(destination: &Destination, local_list: &str, remote: &str) -> Command {
-    push_list_command(destination, local_list, remote, true)
-}
-
 /// `with_images: false` pushes the list alone, for lists whose images are
 /// already in the registry (merged from digests).
 pub fn push_list_command(

@@ -1,0 +1,376 @@
+//! A release declared in Cargo metadata, end to end: a second, ordinary
+//! crate (`tests/fixtures/hello-service`: its own workspace, a plain
+//! multi-stage Containerfile, no xtask of its own) is released by the same
+//! commands as rc-web, to two registries at once, labelled with its own
+//! name, version and licence; a dry run prints exactly what the real run
+//! then runs (build, push, merge); and a registry that fails is named while
+//! the other keeps the release.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::{run, scratch_dir, serial, xtask_in, Registry};
+
+const IMAGE: &str = "acme/hello-service";
+
+/// The fixture as a team's own repository: copied, committed, tagged.
+struct ServiceRepository {
+    path: PathBuf,
+}
+
+impl ServiceRepository {
+    fn new(name: &str, tag: &str) -> ServiceRepository {
+        let path = scratch_dir(&format!("service-{name}"));
+        let fixture = support::repository_root().join("xtask/tests/fixtures/hello-service");
+        copy_tree(&fixture, &path);
+        let git = |args: &[&str]| {
+            let mut all = vec!["-C", path.to_str().unwrap()];
+            all.extend(args);
+            run("git", &all)
+        };
+        git(&["init", "--quiet", "--initial-branch=main"]);
+        git(&["add", "."]);
+        git(&[
+            "-c",
+            "user.name=Acme",
+            "-c",
+            "user.email=dev@acme.example",
+            "commit",
+            "--quiet",
+            "-m",
+            "hello-service",
+        ]);
+        git(&["tag", tag]);
+        ServiceRepository { path }
+    }
+}
+
+impl Drop for ServiceRepository {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() != "target" {
+                copy_tree(&entry.path(), &target);
+            }
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Removes the local lists and images a test made under `host`'s names.
+fn remove_local(host: &str) {
+    let names = run(
+        "podman",
+        &["images", "--format", "{{.Repository}}:{{.Tag}}"],
+    );
+    for name in names
+        .lines()
+        .filter(|name| name.starts_with(&format!("{host}/{IMAGE}")))
+    {
+        let _ = std::process::Command::new("podman")
+            .args(["manifest", "rm", name])
+            .output();
+        let _ = std::process::Command::new("podman")
+            .args(["rmi", name])
+            .output();
+    }
+}
+
+/// `skopeo inspect` of one platform's image: its labels and architecture.
+fn inspect(reference: &str, arch: &str) -> serde_json::Value {
+    serde_json::from_str(&run(
+        "skopeo",
+        &[
+            "inspect",
+            "--no-tags",
+            "--no-creds",
+            "--tls-verify=false",
+            "--override-arch",
+            arch,
+            &format!("docker://{reference}"),
+        ],
+    ))
+    .unwrap()
+}
+
+#[test]
+fn an_ordinary_crate_is_released_to_two_registries_with_only_its_metadata() {
+    let _serial = serial();
+    let (first, second) = (Registry::start("declared-a"), Registry::start("declared-b"));
+    let service = ServiceRepository::new("release", "v0.3.0");
+    let registries = format!("{},{}", first.host(), second.host());
+    let output = xtask_in(
+        &service.path,
+        &[
+            "build-and-push",
+            "--registry",
+            &registries,
+            "--tls-verify",
+            "false",
+            "--json",
+        ],
+        &[],
+    );
+    remove_local(&first.host());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["image"], format!("{}/{IMAGE}", first.host()));
+    assert_eq!(
+        report["images"],
+        serde_json::json!([
+            format!("{}/{IMAGE}", first.host()),
+            format!("{}/{IMAGE}", second.host())
+        ])
+    );
+
+    // Both registries hold every tag, each as a list of both platforms.
+    let commit = run(
+        "git",
+        &[
+            "-C",
+            service.path.to_str().unwrap(),
+            "rev-parse",
+            "--short=7",
+            "HEAD",
+        ],
+    );
+    for registry in [&first, &second] {
+        let tags = registry.tags(IMAGE);
+        for tag in ["v0.3.0", commit.trim(), "latest"] {
+            assert!(tags.iter().any(|have| have == tag), "{tag} in {tags:?}");
+        }
+        let index = registry.index(IMAGE, "v0.3.0");
+        assert_eq!(
+            support::index_platforms(&index),
+            ["linux/amd64", "linux/arm64"],
+            "{index}"
+        );
+    }
+
+    // Labelled as itself, from its own Cargo.toml and commit; not as rc-web.
+    let reference = format!("{}/{IMAGE}:v0.3.0", second.host());
+    let arm64 = inspect(&reference, "arm64");
+    assert_eq!(arm64["Architecture"], "arm64");
+    let labels = &arm64["Labels"];
+    assert_eq!(labels["org.opencontainers.image.title"], "hello-service");
+    assert_eq!(labels["org.opencontainers.image.licenses"], "MIT");
+    assert_eq!(labels["org.opencontainers.image.version"], "v0.3.0");
+    assert_eq!(
+        labels["org.opencontainers.image.source"],
+        "https://example.com/acme/hello-service"
+    );
+    let revision = run(
+        "git",
+        &["-C", service.path.to_str().unwrap(), "rev-parse", "HEAD"],
+    );
+    assert_eq!(labels["org.opencontainers.image.revision"], revision.trim());
+
+    // The arm64 image, pulled from the second registry, runs as aarch64.
+    let ran = std::process::Command::new("podman")
+        .args([
+            "run",
+            "--rm",
+            "--tls-verify=false",
+            "--platform",
+            "linux/arm64",
+            &reference,
+        ])
+        .output()
+        .unwrap();
+    let _ = std::process::Command::new("podman")
+        .args(["rmi", &reference])
+        .output();
+    assert_eq!(
+        String::from_utf8_lossy(&ran.stdout).trim(),
+        "hello-service 0.3.0 on aarch64",
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+}
+
+/// The side-effect commands of a run: a dry run's stdout, or the `$ `
+/// lines a real run echoes; with what differs between two runs of one plan
+/// (process IDs in temporary names, image IDs a dry run cannot know, the
+/// temporary directory) made the same, and sorted (pushes to several tags
+/// run side by side).
+fn commands(output: &std::process::Output, dry_run: bool) -> Vec<String> {
+    let text = if dry_run {
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    } else {
+        stderr_of(output)
+    };
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter_map(|line| {
+            if dry_run {
+                return Some(line.to_owned());
+            }
+            let line = match line.strip_prefix('[') {
+                Some(rest) => rest.split_once("] ")?.1,
+                None => line,
+            };
+            line.strip_prefix("$ ").map(str::to_owned)
+        })
+        .map(|line| normalize(&line))
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn normalize(line: &str) -> String {
+    let mut words = Vec::new();
+    for word in line.split(' ') {
+        let word =
+            if word.starts_with("sha256:") && word.len() == 71 || word.starts_with("'<image ID") {
+                "IMAGE".to_owned()
+            } else if let Some(at) = word.find(":build-").or_else(|| word.find(":merge-")) {
+                let (name, rest) = word.split_at(at);
+                let kind = if rest.starts_with(":build-") {
+                    "build"
+                } else {
+                    "merge"
+                };
+                let tail: String = rest[kind.len() + 2..]
+                    .trim_start_matches(|c: char| c.is_ascii_digit())
+                    .to_owned();
+                format!("{name}:{kind}-PID{tail}")
+            } else if word.contains("/build-") && word.ends_with(".list-id") {
+                "LIST-ID-FILE".to_owned()
+            } else {
+                word.to_owned()
+            };
+        words.push(word);
+    }
+    words.join(" ")
+}
+
+#[test]
+fn a_dry_run_prints_exactly_what_the_real_run_then_runs() {
+    let _serial = serial();
+    let registry = Registry::start("dry-equal");
+    let host = registry.host();
+    let service = ServiceRepository::new("dry-equal", "v0.4.0");
+    let common = ["--registry", host.as_str(), "--tls-verify", "false"];
+    let twice = |args: &[&str]| {
+        let mut dry: Vec<&str> = args.to_vec();
+        dry.extend(common);
+        let real = dry.clone();
+        dry.push("--dry-run");
+        let planned = xtask_in(&service.path, &dry, &[]);
+        assert_eq!(planned.status.code(), Some(0), "{}", stderr_of(&planned));
+        let done = xtask_in(&service.path, &real, &[]);
+        assert_eq!(done.status.code(), Some(0), "{}", stderr_of(&done));
+        let (planned, done) = (commands(&planned, true), commands(&done, false));
+        assert!(!planned.is_empty());
+        assert_eq!(planned, done, "dry run (left) and real run (right) differ");
+        planned
+    };
+
+    // Build and push (one platform: podman 4.3 may order a two-platform
+    // list's entries either way, and the real run then moves one, which a
+    // dry run cannot foresee).
+    let built = twice(&["build-and-push", "--platform", "linux/amd64"]);
+    assert!(
+        built
+            .iter()
+            .any(|line| line.contains("podman build --platform linux/amd64")),
+        "{built:#?}"
+    );
+    assert_eq!(
+        built
+            .iter()
+            .filter(|line| line.contains("podman manifest push"))
+            .count(),
+        3,
+        "every tag pushed: {built:#?}"
+    );
+    // The lists just built, pushed again by push-image.
+    let pushed = twice(&["push-image"]);
+    assert_eq!(pushed.len(), 3, "{pushed:#?}");
+
+    // Both platforms by digest, then the merge.
+    let digests = scratch_dir("dry-equal-digests");
+    for platform in ["linux/amd64", "linux/arm64"] {
+        let file = digests.join(platform.replace('/', "-"));
+        let mut args = vec![
+            "push-by-digest",
+            "--platform",
+            platform,
+            "--digest-file",
+            file.to_str().unwrap(),
+        ];
+        args.extend(common);
+        let output = xtask_in(&service.path, &args, &[]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    }
+    let merged = twice(&["merge", "--digests-dir", digests.to_str().unwrap()]);
+    assert_eq!(
+        merged
+            .iter()
+            .filter(|line| line.contains("podman manifest add"))
+            .count(),
+        2,
+        "{merged:#?}"
+    );
+    remove_local(&host);
+    let _ = std::fs::remove_dir_all(digests);
+}
+
+#[test]
+fn a_registry_that_fails_is_named_and_the_other_keeps_the_release() {
+    let _serial = serial();
+    let open = Registry::start("declared-open");
+    let locked = Registry::start_with_auth("declared-locked", Some(("acme", "not-given")));
+    let service = ServiceRepository::new("one-fails", "v0.5.0");
+    let registries = format!("{},{}", open.host(), locked.host());
+    let output = xtask_in(
+        &service.path,
+        &[
+            "build-and-push",
+            "--platform",
+            "linux/amd64",
+            "--registry",
+            &registries,
+            "--tls-verify",
+            "false",
+            "--json",
+        ],
+        &[],
+    );
+    remove_local(&open.host());
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("FAILED:    {}/{IMAGE}", locked.host())),
+        "the summary names the registry: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "the release is in {} but NOT in {}",
+            open.host(),
+            locked.host()
+        )),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        report["failed_registries"],
+        serde_json::json!([locked.host()])
+    );
+    assert!(open.tags(IMAGE).contains(&"v0.5.0".to_owned()));
+    assert!(locked.stored_tags(IMAGE).is_empty());
+}
