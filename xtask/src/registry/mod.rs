@@ -541,10 +541,11 @@ mod tests {
 
     #[test]
     fn push_pushes_every_image_in_the_requested_format() {
-        let command = push_command(
+        let command = push_list_command(
             &destination(),
             "127.0.0.1:5000/rc-web:v1.2.3",
             "127.0.0.1:5000/rc-web:v1.2.3",
+            true,
         );
         assert_eq!(
             command.to_string(),
@@ -555,7 +556,7 @@ mod tests {
         verified.tls_verify = true;
         verified.format = Format::V2s2;
         verified.authfile = None;
-        let shown = push_command(&verified, "a:b", "a:b").to_string();
+        let shown = push_list_command(&verified, "a:b", "a:b", true).to_string();
         assert!(
             shown.contains("--format v2s2 --tls-verify=true a:b"),
             "{shown}"
