@@ -9,7 +9,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Child,
     time::{Duration, Instant},
 };
 
@@ -103,79 +102,23 @@ struct Workload {
     name: &'static str,
 }
 
-/// A registry on 127.0.0.1 with its own storage; stopped and removed on drop.
-struct LocalRegistry {
-    child: Child,
-    directory: PathBuf,
-    port: u16,
-}
+/// The benchmark's registry: the loopback registry the tests use too.
+struct LocalRegistry(crate::registry::loopback::LoopbackRegistry);
 
 impl LocalRegistry {
     fn start(directory: &Path) -> Result<LocalRegistry> {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-        let port = listener.local_addr()?.port();
-        drop(listener);
-        std::fs::create_dir_all(directory)?;
-        let config = directory.join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                directory.join("storage").display()
-            ),
-        )?;
-        let child = std::process::Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .context("cannot start docker-registry (run `cargo xtask setup`)")?;
-        let registry = LocalRegistry {
-            child,
-            directory: directory.to_path_buf(),
-            port,
-        };
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(registry);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!("the benchmark registry did not start on 127.0.0.1:{port}")
+        crate::registry::loopback::LoopbackRegistry::start(directory, None)
+            .map(LocalRegistry)
+            .map_err(anyhow::Error::msg)
     }
 
     fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.0.host()
     }
 
     /// Bytes of every blob the registry stores: what was uploaded to it.
     fn stored_bytes(&self) -> u64 {
-        fn walk(path: &Path) -> u64 {
-            let Ok(entries) = std::fs::read_dir(path) else {
-                return 0;
-            };
-            entries
-                .filter_map(Result::ok)
-                .map(|entry| {
-                    let path = entry.path();
-                    match entry.file_type() {
-                        Ok(kind) if kind.is_dir() => walk(&path),
-                        Ok(_) => entry.metadata().map(|metadata| metadata.len()).unwrap_or(0),
-                        Err(_) => 0,
-                    }
-                })
-                .sum()
-        }
-        walk(&self.directory.join("storage/docker/registry/v2/blobs"))
-    }
-}
-
-impl Drop for LocalRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.directory);
+        self.0.stored_bytes()
     }
 }
 
@@ -735,7 +678,7 @@ fn wrapper_overhead(bench: &Bench, small: &Workload, release: bool, cold: bool) 
     let tags = if release { RELEASE_TAGS } else { &["t"] };
     let tag_list = tags.join(",");
     let relay = if release {
-        Some(DelayedRelay::start(bench.registry.port, REGISTRY_DELAY)?)
+        Some(DelayedRelay::start(bench.registry.0.port, REGISTRY_DELAY)?)
     } else {
         None
     };

@@ -5,6 +5,8 @@
 //! Secrets reach podman only on stdin (`podman login --password-stdin`) and are
 //! stored only in a private, temporary auth file that is removed afterwards.
 
+pub mod loopback;
+
 use std::{
     path::{Path, PathBuf},
     thread,

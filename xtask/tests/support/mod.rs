@@ -2,6 +2,9 @@
 //! clone of this repository, and ways to run the xtask, podman and skopeo.
 #![allow(dead_code)]
 
+#[path = "../../src/registry/loopback.rs"]
+mod loopback;
+
 use std::{
     io::{Read, Write},
     net::{Ipv4Addr, TcpListener, TcpStream},
@@ -203,13 +206,11 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     http_get(port, path).map(|(status, _)| status)
 }
 
-/// The CNCF Distribution registry (Debian's docker-registry) on 127.0.0.1,
-/// storing in a temporary directory; stopped and removed on drop, together
-/// with the local lists named after it.
+/// The loopback registry the benchmark uses too (`src/registry/loopback.rs`),
+/// in a scratch directory; on drop also the local lists named after it go.
 pub struct Registry {
-    child: Child,
+    inner: loopback::LoopbackRegistry,
     pub port: u16,
-    directory: PathBuf,
 }
 
 impl Registry {
@@ -217,65 +218,15 @@ impl Registry {
         Registry::start_with_auth(name, None)
     }
 
-    /// With `Some((user, password))` the registry requires that login
-    /// (htpasswd, bcrypt; the password reaches htpasswd on stdin).
+    /// With `Some((user, password))` the registry requires that login.
     pub fn start_with_auth(name: &str, login: Option<(&str, &str)>) -> Registry {
         let directory = scratch_dir(&format!("registry-{name}"));
-        let port = free_loopback_port();
-        let config = directory.join("config.yml");
-        let mut auth = String::new();
-        if let Some((user, password)) = login {
-            let htpasswd = directory.join("htpasswd");
-            let mut child = Command::new("htpasswd")
-                .args(["-B", "-i", "-c"])
-                .arg(&htpasswd)
-                .arg(user)
-                .stdin(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("htpasswd is installed (apache2-utils; run `cargo xtask setup`)");
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(password.as_bytes())
-                .unwrap();
-            assert!(child.wait().unwrap().success(), "htpasswd failed");
-            auth = format!(
-                "auth:\n  htpasswd:\n    realm: rc-e2e\n    path: {}\n",
-                htpasswd.display()
-            );
+        let inner = loopback::LoopbackRegistry::start(&directory, login)
+            .unwrap_or_else(|error| panic!("{error}"));
+        Registry {
+            port: inner.port,
+            inner,
         }
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
-                directory.join("storage").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(directory.join("registry.log")).unwrap())
-            .spawn()
-            .expect("docker-registry is installed (run `cargo xtask setup`)");
-        let registry = Registry {
-            child,
-            port,
-            directory,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let ready = if login.is_some() { 401 } else { 200 };
-        while http_status(port, "/v2/") != Some(ready) {
-            assert!(
-                Instant::now() < deadline,
-                "the registry did not start on 127.0.0.1:{port}"
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
-        registry
     }
 
     pub fn host(&self) -> String {
@@ -284,18 +235,7 @@ impl Registry {
 
     /// Tags of `repository` as stored on disk: readable without credentials.
     pub fn stored_tags(&self, repository: &str) -> Vec<String> {
-        let directory = self.directory.join(format!(
-            "storage/docker/registry/v2/repositories/{repository}/_manifests/tags"
-        ));
-        let mut tags: Vec<String> = std::fs::read_dir(directory)
-            .map(|entries| {
-                entries
-                    .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        tags.sort();
-        tags
+        self.inner.stored_tags(repository)
     }
 
     /// The index stored under `repository:tag`, read with skopeo (not
@@ -339,8 +279,7 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // The registry itself stops (and its directory goes) when `inner` drops.
         let names = podman(&[
             "images",
             "--format",
@@ -353,7 +292,6 @@ impl Drop for Registry {
                 .args(["manifest", "rm", name])
                 .output();
         }
-        let _ = std::fs::remove_dir_all(&self.directory);
     }
 }
 
