@@ -115,46 +115,98 @@ pub struct Plan {
 
 /// Computes every podman build invocation; spawns nothing.
 pub fn plan(request: &Request, environment: &Environment) -> Plan {
-    let temporary_list = request
-        .repository
-        .with_tag(&format!("build-{}", environment.run_id));
-    let list_id_file = environment
-        .scratch
-        .join(format!("build-{}.list-id", environment.run_id));
-    let volumes: Vec<String> = environment
-        .ca_bundle
+    let planner = Planner::new(request, environment);
+    let single_platform_builds: Vec<PlatformBuild> = request
+        .platforms
         .iter()
-        .map(|path| format!("{0}:{0}:ro", path.display()))
+        .map(|&platform| PlatformBuild {
+            platform: Some(platform),
+            ..planner.build_for(vec![platform], false)
+        })
         .collect();
-    // Ours first, the user's after: a user's value for one of ours wins.
-    let with_user_args = |ours: Vec<BuildArg>| -> Vec<BuildArg> {
-        ours.into_iter()
-            .chain(request.build_args.iter().cloned())
-            .collect()
+    let builds = match request.mode {
+        Mode::AllAtOnce => vec![planner.build_for(request.platforms.clone(), true)],
+        Mode::PerPlatform => single_platform_builds.clone(),
     };
-    let arg = |name: &str, value: String| BuildArg {
+    Plan {
+        platforms: request.platforms.clone(),
+        mode: request.mode,
+        repository: request.repository.clone(),
+        temporary_list: planner.temporary_list,
+        list_id_file: planner.list_id_file,
+        builds,
+        single_platform_builds,
+        tags: request.tags.clone(),
+        strict: request.strict,
+        latest_on_partial: request.latest_on_partial,
+    }
+}
+
+/// What every build of one plan shares.
+struct Planner<'a> {
+    request: &'a Request,
+    environment: &'a Environment,
+    temporary_list: String,
+    list_id_file: PathBuf,
+    volumes: Vec<String>,
+}
+
+fn arg(name: &str, value: String) -> BuildArg {
+    BuildArg {
         name: name.into(),
         value,
-    };
-    let podman_build = |platforms: Vec<Platform>, manifest: String| podman::Build {
-        containerfile: request.containerfile.clone(),
-        context: request.context.clone(),
-        platforms,
-        build_platform: environment.build_platform,
-        manifest,
-        target: None,
-        build_args: Vec::new(),
-        volumes: volumes.clone(),
-        labels: Vec::new(),
-        timestamp: Some(environment.source.commit_time),
-        no_cache: request.no_cache,
-        iid_file: None,
-    };
-    // The all-at-once build, or one platform alone (`platforms` is one).
-    let build_for = |platforms: Vec<Platform>, all_at_once: bool| {
+    }
+}
+
+impl<'a> Planner<'a> {
+    fn new(request: &'a Request, environment: &'a Environment) -> Planner<'a> {
+        Planner {
+            temporary_list: request
+                .repository
+                .with_tag(&format!("build-{}", environment.run_id)),
+            list_id_file: environment
+                .scratch
+                .join(format!("build-{}.list-id", environment.run_id)),
+            volumes: environment
+                .ca_bundle
+                .iter()
+                .map(|path| format!("{0}:{0}:ro", path.display()))
+                .collect(),
+            request,
+            environment,
+        }
+    }
+
+    /// Ours first, the user's after: a user's value for one of ours wins.
+    fn with_user_args(&self, ours: impl IntoIterator<Item = BuildArg>) -> Vec<BuildArg> {
+        ours.into_iter()
+            .chain(self.request.build_args.iter().cloned())
+            .collect()
+    }
+
+    fn podman_build(&self, platforms: Vec<Platform>, manifest: String) -> podman::Build {
+        podman::Build {
+            containerfile: self.request.containerfile.clone(),
+            context: self.request.context.clone(),
+            platforms,
+            build_platform: self.environment.build_platform,
+            manifest,
+            target: None,
+            build_args: Vec::new(),
+            volumes: self.volumes.clone(),
+            labels: Vec::new(),
+            timestamp: Some(self.environment.source.commit_time),
+            no_cache: self.request.no_cache,
+            iid_file: None,
+        }
+    }
+
+    /// The all-at-once build, or one platform alone (`platforms` is one),
+    /// each preceded by its stages.
+    fn build_for(&self, platforms: Vec<Platform>, all_at_once: bool) -> PlatformBuild {
         // The stages' lists: one set for the all-at-once build and one per
         // platform alone, so that a fallback never adds to the first's.
-        let suffix = if all_at_once {
+        let suffix: String = if all_at_once {
             String::new()
         } else {
             platforms
@@ -162,7 +214,7 @@ pub fn plan(request: &Request, environment: &Environment) -> Plan {
                 .map(|platform| format!("-{}", platform.arch.oci_name()))
                 .collect()
         };
-        let targets = request.targets_arg.as_deref().map(|name| {
+        let targets = self.request.targets_arg.as_deref().map(|name| {
             arg(
                 name,
                 platforms
@@ -172,33 +224,65 @@ pub fn plan(request: &Request, environment: &Environment) -> Plan {
                     .join(" "),
             )
         });
-        let compiled_in_a_stage = request
+        let (stages, stage_images) = self.stages(&platforms, &suffix, targets.as_ref());
+        let compiled_in_a_stage = self
+            .request
             .stages
             .iter()
             .any(|stage| stage.platform == StagePlatform::Build);
-        // Each stage's list, for the builds after it.
+        let source = &self.environment.source;
+        let ours = self
+            .request
+            .base_images
+            .iter()
+            .cloned()
+            .chain(stage_images)
+            .chain([
+                arg("GIT_REVISION", revision_label(source)),
+                arg("BUILD_DATE", source.commit_date()),
+            ])
+            .chain(targets.filter(|_| !compiled_in_a_stage));
+        let mut build = self.podman_build(platforms, self.temporary_list.clone());
+        build.build_args = self.with_user_args(ours);
+        build.labels = self.request.labels.clone();
+        build.iid_file = all_at_once.then(|| self.list_id_file.clone());
+        PlatformBuild {
+            platform: None,
+            stages,
+            command: build.command(),
+        }
+    }
+
+    /// The declared stages for `platforms`, and the build arguments that
+    /// name their lists (for the image's build).
+    fn stages(
+        &self,
+        platforms: &[Platform],
+        suffix: &str,
+        targets: Option<&BuildArg>,
+    ) -> (Vec<Stage>, Vec<BuildArg>) {
         let mut stage_images: Vec<BuildArg> = Vec::new();
         let mut stages = Vec::new();
-        for stage in &request.stages {
-            let list = format!("{temporary_list}-{}{suffix}", stage.target);
+        for stage in &self.request.stages {
+            let list = format!("{}-{}{suffix}", self.temporary_list, stage.target);
             let on_build_platform = stage.platform == StagePlatform::Build;
-            let mut build = podman_build(
+            let mut build = self.podman_build(
                 if on_build_platform {
-                    vec![environment.build_platform]
+                    vec![self.environment.build_platform]
                 } else {
-                    platforms.clone()
+                    platforms.to_vec()
                 },
                 list.clone(),
             );
             build.target = Some(stage.target.clone());
-            build.build_args = with_user_args(
-                request
+            build.build_args = self.with_user_args(
+                self.request
                     .base_images
                     .iter()
                     .chain(&stage_images)
-                    .chain(targets.iter().filter(|_| on_build_platform))
+                    .chain(targets.filter(|_| on_build_platform))
                     .cloned()
-                    .collect(),
+                    .collect::<Vec<_>>(),
             );
             build.timestamp = Some(STAGE_TIMESTAMP);
             stages.push(Stage {
@@ -207,50 +291,7 @@ pub fn plan(request: &Request, environment: &Environment) -> Plan {
             });
             stage_images.push(arg(&stage.image_arg, list));
         }
-        let ours: Vec<BuildArg> = request
-            .base_images
-            .iter()
-            .cloned()
-            .chain(stage_images)
-            .chain([
-                arg("GIT_REVISION", revision_label(&environment.source)),
-                arg("BUILD_DATE", environment.source.commit_date()),
-            ])
-            .chain(targets.filter(|_| !compiled_in_a_stage))
-            .collect();
-        let mut build = podman_build(platforms, temporary_list.clone());
-        build.build_args = with_user_args(ours);
-        build.labels = request.labels.clone();
-        build.iid_file = all_at_once.then(|| list_id_file.clone());
-        PlatformBuild {
-            platform: None,
-            stages,
-            command: build.command(),
-        }
-    };
-    let single_platform_builds: Vec<PlatformBuild> = request
-        .platforms
-        .iter()
-        .map(|&platform| PlatformBuild {
-            platform: Some(platform),
-            ..build_for(vec![platform], false)
-        })
-        .collect();
-    let builds = match request.mode {
-        Mode::AllAtOnce => vec![build_for(request.platforms.clone(), true)],
-        Mode::PerPlatform => single_platform_builds.clone(),
-    };
-    Plan {
-        platforms: request.platforms.clone(),
-        mode: request.mode,
-        repository: request.repository.clone(),
-        temporary_list,
-        list_id_file,
-        builds,
-        single_platform_builds,
-        tags: request.tags.clone(),
-        strict: request.strict,
-        latest_on_partial: request.latest_on_partial,
+        (stages, stage_images)
     }
 }
 

@@ -299,76 +299,29 @@ fn resolve(
             key("registries")
         ));
     }
-    let mut platforms = Vec::new();
-    for text in table
-        .platforms
-        .or(defaults.platforms)
-        .unwrap_or_else(|| vec!["linux/amd64".into(), "linux/arm64".into()])
-    {
-        match text.parse::<Platform>() {
-            Ok(platform) if !platforms.contains(&platform) => platforms.push(platform),
-            Ok(platform) => {
-                problems.push(format!("{}: {platform} is listed twice", key("platforms")))
-            }
-            Err(error) => problems.push(format!("{}: {error:#}", key("platforms"))),
-        }
-    }
-    let mut base_images = Vec::new();
-    for (arg, image) in table
-        .base_images
-        .or(defaults.base_images)
-        .unwrap_or_default()
-    {
-        if !is_arg_name(&arg) {
-            problems.push(format!(
-                "{}: {arg:?} is not a build argument name (letters, digits, _)",
-                key("base-images")
-            ));
-        } else if image.trim().is_empty() || image.contains(char::is_whitespace) {
-            problems.push(format!(
-                "{}: {arg} = {image:?} is not an image reference",
-                key("base-images")
-            ));
-        } else {
-            base_images.push(BuildArg {
-                name: arg,
-                value: image,
-            });
-        }
-    }
+    let platforms = platforms_of(
+        table
+            .platforms
+            .or(defaults.platforms)
+            .unwrap_or_else(|| vec!["linux/amd64".into(), "linux/arm64".into()]),
+        &key("platforms"),
+        &mut problems,
+    );
+    let base_images = base_images_of(
+        table
+            .base_images
+            .or(defaults.base_images)
+            .unwrap_or_default(),
+        &key("base-images"),
+        &mut problems,
+    );
     let stages = table.stages.unwrap_or_default();
-    match (table.recipe.unwrap_or(RecipeKind::Plain), stages.is_empty()) {
-        (RecipeKind::Plain, false) => problems.push(format!(
-            "{}: a plain recipe has no stages; set recipe = \"staged\" or remove [[package.metadata.{TABLE}.stages]]",
-            key("recipe")
-        )),
-        (RecipeKind::Staged, true) => problems.push(format!(
-            "{}: a staged recipe needs [[package.metadata.{TABLE}.stages]] (target, platform, image-arg)",
-            key("recipe")
-        )),
-        _ => {}
-    }
-    for stage in &stages {
-        if stage.target.is_empty()
-            || !stage
-                .target
-                .bytes()
-                .all(|byte| byte.is_ascii_alphanumeric() || b"-_.".contains(&byte))
-        {
-            problems.push(format!(
-                "{}: target {:?} is not a stage name",
-                key("stages"),
-                stage.target
-            ));
-        }
-        if !is_arg_name(&stage.image_arg) {
-            problems.push(format!(
-                "{}: image-arg {:?} is not a build argument name",
-                key("stages"),
-                stage.image_arg
-            ));
-        }
-    }
+    check_recipe(
+        table.recipe.unwrap_or(RecipeKind::Plain),
+        &stages,
+        &key,
+        &mut problems,
+    );
     if let Some(arg) = table.targets_arg.as_deref().filter(|arg| !is_arg_name(arg)) {
         problems.push(format!(
             "{}: {arg:?} is not a build argument name",
@@ -396,6 +349,83 @@ fn resolve(
         stages,
         targets_arg: table.targets_arg,
     })
+}
+
+fn platforms_of(texts: Vec<String>, key: &str, problems: &mut Vec<String>) -> Vec<Platform> {
+    let mut platforms = Vec::new();
+    for text in texts {
+        match text.parse::<Platform>() {
+            Ok(platform) if !platforms.contains(&platform) => platforms.push(platform),
+            Ok(platform) => problems.push(format!("{key}: {platform} is listed twice")),
+            Err(error) => problems.push(format!("{key}: {error:#}")),
+        }
+    }
+    platforms
+}
+
+fn base_images_of(
+    table: BTreeMap<String, String>,
+    key: &str,
+    problems: &mut Vec<String>,
+) -> Vec<BuildArg> {
+    let mut base_images = Vec::new();
+    for (arg, image) in table {
+        if !is_arg_name(&arg) {
+            problems.push(format!(
+                "{key}: {arg:?} is not a build argument name (letters, digits, _)"
+            ));
+        } else if image.trim().is_empty() || image.contains(char::is_whitespace) {
+            problems.push(format!(
+                "{key}: {arg} = {image:?} is not an image reference"
+            ));
+        } else {
+            base_images.push(BuildArg {
+                name: arg,
+                value: image,
+            });
+        }
+    }
+    base_images
+}
+
+fn check_recipe(
+    recipe: RecipeKind,
+    stages: &[Stage],
+    key: &impl Fn(&str) -> String,
+    problems: &mut Vec<String>,
+) {
+    match (recipe, stages.is_empty()) {
+        (RecipeKind::Plain, false) => problems.push(format!(
+            "{}: a plain recipe has no stages; set recipe = \"staged\" or remove [[package.metadata.{TABLE}.stages]]",
+            key("recipe")
+        )),
+        (RecipeKind::Staged, true) => problems.push(format!(
+            "{}: a staged recipe needs [[package.metadata.{TABLE}.stages]] (target, platform, image-arg)",
+            key("recipe")
+        )),
+        _ => {}
+    }
+    for stage in stages {
+        let stage_name = !stage.target.is_empty()
+            && stage
+                .target
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || b"-_.".contains(&byte));
+        if !stage_name {
+            problems.push(format!(
+                "{}: target {:?} is not a stage name",
+                key("stages"),
+                stage.target
+            ));
+        }
+        if !is_arg_name(&stage.image_arg) {
+            problems.push(format!(
+                "{}: image-arg {:?} is not a build argument name",
+                key("stages"),
+                stage.image_arg
+            ));
+        }
+    }
 }
 
 fn is_arg_name(name: &str) -> bool {
