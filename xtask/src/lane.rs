@@ -77,6 +77,14 @@ pub const PODMAN5_TESTS: &[LaneTest] = &[
         "a_signal_stops_podman_removes_what_the_run_made_and_moves_no_tag",
     ),
     (
+        "declared_release_e2e",
+        "an_ordinary_crate_is_released_to_two_registries_with_only_its_metadata",
+    ),
+    (
+        "declared_release_e2e",
+        "a_dry_run_prints_exactly_what_the_real_run_then_runs",
+    ),
+    (
         "zz_cleanup_e2e",
         "clean_build_cache_removes_leftovers_and_keeps_what_lists_refer_to",
     ),
@@ -95,6 +103,10 @@ pub const ROOTLESS_TESTS: &[LaneTest] = &[
     (
         "release_e2e",
         "per_architecture_jobs_and_merge_release_what_build_and_push_releases",
+    ),
+    (
+        "declared_release_e2e",
+        "an_ordinary_crate_is_released_to_two_registries_with_only_its_metadata",
     ),
 ];
 
