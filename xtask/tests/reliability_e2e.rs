@@ -174,6 +174,25 @@ fn bad_input_is_refused_with_the_fix_and_nothing_is_built() {
     ] {
         assert!(stderr.contains(problem), "{problem}: {stderr}");
     }
+    // The flags' own problems too, with the tag's (one run, every problem).
+    let output = xtask_in(
+        &repository_root(),
+        &[
+            "build-image",
+            "--platform",
+            "linux/riscv64",
+            "--build-arg",
+            "=x",
+            "--tag",
+            "a+b",
+        ],
+        &[],
+    );
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    for problem in ["linux/riscv64", "--build-arg \"=x\"", "tag \"a+b\""] {
+        assert!(stderr.contains(problem), "{problem}: {stderr}");
+    }
     // push-by-digest builds one platform; merge needs digest files.
     let output = xtask_in(
         &repository_root(),

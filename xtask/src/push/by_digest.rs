@@ -130,23 +130,25 @@ impl flags::PushByDigest {
                 ));
             }
         }
-        let session = PushSession::open(
+        let session = PushSession::open_checked(
             &self.image,
             &self.push,
             build::overrides(&self.build),
             problems,
             &runner,
-        )?;
-        let platform = match session.release.declared.platforms.as_slice() {
-            [platform] => *platform,
-            several => {
-                return Err(crate::BadInput(vec![format!(
+            |release| {
+                match release.declared.platforms.as_slice() {
+                [_] => Vec::new(),
+                several => vec![format!(
                     "push-by-digest builds one platform, not {}; pass --platform linux/amd64 (or linux/arm64), \
                      and merge the digests with `cargo xtask merge`",
                     platform::join(several)
-                )])
-                .into())
+                )],
             }
+            },
+        )?;
+        let [platform] = session.release.declared.platforms[..] else {
+            unreachable!("checked when the session opened")
         };
         let prepared = build::prepare(&self.image, &self.build, &runner)?;
         let _lock = session.release.lock(&runner, "push-by-digest")?;

@@ -113,8 +113,23 @@ impl PushSession {
         problems: Vec<String>,
         runner: &Runner,
     ) -> Result<PushSession> {
+        Self::open_checked(image, push_flags, overrides, problems, runner, |_| {
+            Vec::new()
+        })
+    }
+
+    /// [`open`](Self::open), with the caller's checks of the release
+    /// (`check`), whose problems are listed with the session's.
+    pub fn open_checked(
+        image: &flags::ImageFlags,
+        push_flags: &flags::PushFlags,
+        overrides: release::Overrides,
+        problems: Vec<String>,
+        runner: &Runner,
+        check: impl FnOnce(&Release) -> Vec<String>,
+    ) -> Result<PushSession> {
         let release = Release::read(runner, image, overrides, problems)?;
-        let mut problems = Vec::new();
+        let mut problems = check(&release);
         let credentials: Vec<_> = release
             .repositories
             .iter()
