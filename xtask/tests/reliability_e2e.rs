@@ -247,15 +247,31 @@ fn tags_in_plan(plan: &str) -> Vec<String> {
 fn git_states_are_detected_and_explained() {
     let _serial = serial();
     // Not a git repository: a copy of the tree without .git.
+    // (a source tarball's: `git archive`, unpacked).
     let bare = scratch_dir("not-git");
-    for file in [
-        "Cargo.toml",
-        "xtask/Cargo.toml",
-        "containers/rc-web/Containerfile",
-    ] {
-        std::fs::create_dir_all(bare.join(file).parent().unwrap()).unwrap();
-        std::fs::copy(repository_root().join(file), bare.join(file)).unwrap();
-    }
+    let archive = bare.join("source.tar");
+    run(
+        "git",
+        &[
+            "-C",
+            &repository_root().to_string_lossy(),
+            "archive",
+            "--output",
+            &archive.to_string_lossy(),
+            "HEAD",
+        ],
+    );
+    run(
+        "tar",
+        &[
+            "-x",
+            "-f",
+            &archive.to_string_lossy(),
+            "-C",
+            &bare.to_string_lossy(),
+        ],
+    );
+    std::fs::remove_file(&archive).unwrap();
     let output = xtask_in(&bare, &["build-image", "--dry-run"], &[]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr_of(&output).contains("is not inside a git repository"));
