@@ -232,27 +232,28 @@ fn commands(output: &std::process::Output, dry_run: bool) -> Vec<String> {
 }
 
 fn normalize(line: &str) -> String {
+    // A dry run names the image ID it cannot know by what it is.
+    let line = line.replace("'<image ID of the built list>'", "IMAGE");
     let mut words = Vec::new();
     for word in line.split(' ') {
-        let word =
-            if word.starts_with("sha256:") && word.len() == 71 || word.starts_with("'<image ID") {
-                "IMAGE".to_owned()
-            } else if let Some(at) = word.find(":build-").or_else(|| word.find(":merge-")) {
-                let (name, rest) = word.split_at(at);
-                let kind = if rest.starts_with(":build-") {
-                    "build"
-                } else {
-                    "merge"
-                };
-                let tail: String = rest[kind.len() + 2..]
-                    .trim_start_matches(|c: char| c.is_ascii_digit())
-                    .to_owned();
-                format!("{name}:{kind}-PID{tail}")
-            } else if word.contains("/build-") && word.ends_with(".list-id") {
-                "LIST-ID-FILE".to_owned()
+        let word = if word.starts_with("sha256:") && word.len() == 71 {
+            "IMAGE".to_owned()
+        } else if let Some(at) = word.find(":build-").or_else(|| word.find(":merge-")) {
+            let (name, rest) = word.split_at(at);
+            let kind = if rest.starts_with(":build-") {
+                "build"
             } else {
-                word.to_owned()
+                "merge"
             };
+            let tail: String = rest[kind.len() + 2..]
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .to_owned();
+            format!("{name}:{kind}-PID{tail}")
+        } else if word.contains("/build-") && word.ends_with(".list-id") {
+            "LIST-ID-FILE".to_owned()
+        } else {
+            word.to_owned()
+        };
         words.push(word);
     }
     words.join(" ")
