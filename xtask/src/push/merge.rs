@@ -12,7 +12,6 @@ use crate::{
     flags,
     platform::{self, Platform},
     registry, release,
-    report::Report,
 };
 
 use super::{PushPlan, PushSession, Pushed};
@@ -266,20 +265,13 @@ impl flags::Merge {
         for tag in &plan.held_back {
             eprintln!("  skipped:   {tag} (partial result; --latest-on-partial moves it)");
         }
-        let mut report = Report::of_list(
-            session.repository().name(),
-            plan.push.tags.clone(),
-            plan.held_back.clone(),
-            pushed.remote(),
+        let report = super::report_of_push(
+            &session,
+            &plan.push,
+            &pushed,
             &plan.failed,
-            session.release.tags.notes.clone(),
+            plan.held_back.clone(),
         );
-        report.images = session
-            .targets
-            .iter()
-            .map(|target| target.repository.name())
-            .collect();
-        report.failed_registries = pushed.failed_registries();
         report.emit("merge", self.output.json)?;
         pushed.into_result()?;
         Ok(if plan.failed.is_empty() {

@@ -549,7 +549,7 @@ impl flags::BuildAndPush {
     }
 }
 
-fn report_of_push(
+pub(super) fn report_of_push(
     session: &PushSession,
     plan: &PushPlan,
     pushed: &Pushed,
@@ -571,4 +571,38 @@ fn report_of_push(
         .collect();
     report.failed_registries = pushed.failed_registries();
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_registry_is_named_beside_those_that_have_the_release() {
+        let pushed = Pushed {
+            results: vec![
+                ("ghcr.io".into(), Ok(None)),
+                ("docker.io".into(), Err(anyhow::anyhow!("unauthorized"))),
+            ],
+        };
+        assert_eq!(pushed.failed_registries(), ["docker.io"]);
+        let error = format!("{:#}", pushed.into_result().unwrap_err());
+        assert!(
+            error.starts_with("the release is in ghcr.io but NOT in docker.io: the push to docker.io failed: unauthorized"),
+            "{error}"
+        );
+        // All failed: the first error, as it is.
+        let pushed = Pushed {
+            results: vec![("ghcr.io".into(), Err(anyhow::anyhow!("down")))],
+        };
+        assert_eq!(
+            format!("{:#}", pushed.into_result().unwrap_err()),
+            "the push to ghcr.io failed: down"
+        );
+        assert!(Pushed {
+            results: vec![("ghcr.io".into(), Ok(None))]
+        }
+        .into_result()
+        .is_ok());
+    }
 }

@@ -211,9 +211,11 @@ pub fn digest_of(bytes: &[u8]) -> String {
     format!("sha256:{hex}")
 }
 
-pub fn inspect_remote_command(destination: &Destination, remote: &str) -> Command {
+/// `skopeo inspect` of `remote` with `mode` (`--raw`: the manifest as
+/// stored; `--no-tags`: the image's config, without listing the tags).
+fn skopeo_inspect(destination: &Destination, mode: &str, remote: &str) -> Command {
     let mut command = skopeo(destination)
-        .args(["inspect", "--raw"])
+        .args(["inspect", mode])
         .arg(tls_flag(destination.tls_verify));
     if let Some(authfile) = &destination.authfile {
         command = command.arg("--authfile").arg(authfile.to_string_lossy());
@@ -221,16 +223,14 @@ pub fn inspect_remote_command(destination: &Destination, remote: &str) -> Comman
     command.arg(format!("docker://{remote}"))
 }
 
+pub fn inspect_remote_command(destination: &Destination, remote: &str) -> Command {
+    skopeo_inspect(destination, "--raw", remote)
+}
+
 /// Asks the registry which platform the image `remote` (`repo@digest`)
-/// is for (its config's os, architecture and variant).
+/// is for (its config's os and architecture).
 pub fn image_platform_command(destination: &Destination, remote: &str) -> Command {
-    let mut command = skopeo(destination)
-        .args(["inspect", "--no-tags"])
-        .arg(tls_flag(destination.tls_verify));
-    if let Some(authfile) = &destination.authfile {
-        command = command.arg("--authfile").arg(authfile.to_string_lossy());
-    }
-    command.arg(format!("docker://{remote}"))
+    skopeo_inspect(destination, "--no-tags", remote)
 }
 
 /// The platform in `skopeo inspect`'s answer (`linux/arm64/v8` is arm64's).
@@ -464,6 +464,31 @@ impl PrivateAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_images_platform_comes_from_skopeos_answer() {
+        let answer = r#"{"Name":"r/x","Digest":"sha256:aa","Architecture":"arm64","Os":"linux","Variant":"v8"}"#;
+        assert_eq!(parse_image_platform(answer).unwrap(), Platform::LINUX_ARM64);
+        let error = parse_image_platform(r#"{"Architecture":"s390x","Os":"linux"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("linux/s390x"), "{error}");
+        let shown = image_platform_command(
+            &Destination {
+                registry: "127.0.0.1:5000".into(),
+                tls_verify: false,
+                format: Format::Oci,
+                authfile: None,
+                skopeo_runtime_dir: None,
+            },
+            "127.0.0.1:5000/x@sha256:aa",
+        )
+        .to_string();
+        assert_eq!(
+            shown,
+            "skopeo inspect --no-tags --tls-verify=false docker://127.0.0.1:5000/x@sha256:aa"
+        );
+    }
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
