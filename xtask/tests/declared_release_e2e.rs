@@ -375,3 +375,66 @@ fn a_registry_that_fails_is_named_and_the_other_keeps_the_release() {
     assert!(open.tags(IMAGE).contains(&"v0.5.0".to_owned()));
     assert!(locked.stored_tags(IMAGE).is_empty());
 }
+
+#[test]
+fn refused_runs_leave_nothing_and_a_dry_clean_says_it_removed_nothing() {
+    let _serial = serial();
+    let service = ServiceRepository::new("refusals", "v0.6.0");
+    let lock_of = |registry: &str| {
+        support::locks_directory().join(format!(
+            "{}.lock",
+            format!("{registry}/{IMAGE}").replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        ))
+    };
+
+    // A build context in another git repository (this one) would be
+    // labelled with the service's commit: refused, naming both.
+    let here = support::repository_root();
+    let output = xtask_in(
+        &service.path,
+        &[
+            "build-image",
+            "--registry",
+            "127.0.0.1:9",
+            "--context",
+            here.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is in the git repository") && stderr.contains("hello-service"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("$ podman"), "{stderr}");
+    assert!(
+        !lock_of("127.0.0.1:9").exists(),
+        "a refused run leaves no lock file"
+    );
+
+    // Bad metadata names its key; nothing runs.
+    let manifest = service.path.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("recipe = \"plain\"", "recipe = \"plain\"\nstage = []"),
+    )
+    .unwrap();
+    let output = xtask_in(&service.path, &["build-image", "--dry-run"], &[]);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown field `stage`"), "{stderr}");
+    assert!(
+        stderr.contains("[package.metadata.container-image]"),
+        "{stderr}"
+    );
+    std::fs::write(&manifest, text).unwrap();
+
+    // A dry clean removes nothing and says so.
+    let output = xtask_in(&service.path, &["clean-build-cache", "--dry-run"], &[]);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("dry run, nothing was removed"), "{stderr}");
+    assert!(!stderr.contains("clean: removed"), "{stderr}");
+}
