@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -268,6 +268,15 @@ fn ensure_rootfs_image(
             "base-images: building {image} from the Debian archive: {}",
             recipe.description
         );
+        if !runner.dry_run && which::which("mmdebstrap").is_err() {
+            bail!(
+                "{image} is missing or out of date, and mmdebstrap (which makes it from the \
+                 Debian archive, on this machine) is not installed: run `sudo cargo xtask setup` \
+                 (Debian, Ubuntu), or bring the base images from a machine that has them: \
+                 `cargo xtask base-images --export base.tar` there, `cargo xtask base-images \
+                 --import base.tar` here (also through a remote podman)"
+            );
+        }
         let scratch = project::scratch_dir();
         let tarball = scratch.join(format!("{}.tar", sanitize(&image)));
         if !runner.dry_run {

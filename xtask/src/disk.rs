@@ -186,7 +186,7 @@ pub fn storage_space(info: &podman::Info, engine: &Engine) -> Result<StorageSpac
         mount_point: None,
         available_bytes: total.saturating_sub(used),
         total_bytes: total,
-        measured_by: "podman info (podman machine)",
+        measured_by: "podman info (the engine's own figures: a remote engine, or podman machine)",
     })
 }
 

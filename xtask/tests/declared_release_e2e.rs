@@ -8,64 +8,9 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-
-use support::{run, scratch_dir, serial, xtask_in, Registry};
+use support::{run, scratch_dir, serial, xtask_in, Registry, ServiceRepository};
 
 const IMAGE: &str = "acme/hello-service";
-
-/// The fixture as a team's own repository: copied, committed, tagged.
-struct ServiceRepository {
-    path: PathBuf,
-}
-
-impl ServiceRepository {
-    fn new(name: &str, tag: &str) -> ServiceRepository {
-        let path = scratch_dir(&format!("service-{name}"));
-        let fixture = support::repository_root().join("xtask/tests/fixtures/hello-service");
-        copy_tree(&fixture, &path);
-        let git = |args: &[&str]| {
-            let mut all = vec!["-C", path.to_str().unwrap()];
-            all.extend(args);
-            run("git", &all)
-        };
-        git(&["init", "--quiet", "--initial-branch=main"]);
-        git(&["add", "."]);
-        git(&[
-            "-c",
-            "user.name=Acme",
-            "-c",
-            "user.email=dev@acme.example",
-            "commit",
-            "--quiet",
-            "-m",
-            "hello-service",
-        ]);
-        git(&["tag", tag]);
-        ServiceRepository { path }
-    }
-}
-
-impl Drop for ServiceRepository {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            if entry.file_name() != "target" {
-                copy_tree(&entry.path(), &target);
-            }
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()

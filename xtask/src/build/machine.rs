@@ -31,18 +31,21 @@ pub fn prepare_machine(
 }
 
 fn missing_on_machine(runner: &Runner, platforms: &[Platform]) -> Result<Vec<String>> {
-    let mut missing: Vec<String> = ["podman", "mmdebstrap"]
-        .into_iter()
-        .filter(|tool| which::which(tool).is_err())
-        .map(|tool| {
-            format!("{tool} is not installed (or not on PATH); run `sudo cargo xtask setup`")
-        })
-        .collect();
+    let not_installed = |tool: &str| {
+        format!("{tool} is not installed (or not on PATH); run `sudo cargo xtask setup`")
+    };
     if which::which("podman").is_err() {
-        return Ok(missing);
+        return Ok(vec![not_installed("podman")]);
     }
+    let mut missing = Vec::new();
     let engine = Engine::read(runner)?;
+    // A remote engine (podman machine, `CONTAINER_HOST`) emulates and
+    // stores on its own side; its base images come through its socket
+    // (`base-images --import`, or made here when mmdebstrap is here).
     if engine.shares_this_host() {
+        if which::which("mmdebstrap").is_err() {
+            missing.push(not_installed("mmdebstrap"));
+        }
         let build_platform = engine.build_platform;
         for arch in setup::emulated_architectures(build_platform) {
             if platforms.iter().any(|platform| platform.arch == arch)

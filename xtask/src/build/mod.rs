@@ -118,6 +118,7 @@ pub fn prepare(
         source: release.source.clone(),
         run_id: std::process::id().to_string(),
         scratch,
+        list_id_from_build: engine.writes_list_id_file(),
     };
     Ok(Prepared {
         plan: plan(&request, &environment),

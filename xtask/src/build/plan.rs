@@ -61,6 +61,9 @@ pub struct Environment {
     pub run_id: String,
     /// Directory for this run's files (the list ID podman writes).
     pub scratch: PathBuf,
+    /// The engine writes the list's ID to `--iidfile` (see
+    /// `Engine::writes_list_id_file`); else no ID is asked for.
+    pub list_id_from_build: bool,
 }
 
 /// A build that runs before the image's own, into a list of its own that
@@ -245,7 +248,8 @@ impl<'a> Planner<'a> {
         let mut build = self.podman_build(platforms, self.temporary_list.clone());
         build.build_args = self.with_user_args(ours);
         build.labels = self.request.labels.clone();
-        build.iid_file = all_at_once.then(|| self.list_id_file.clone());
+        build.iid_file =
+            (all_at_once && self.environment.list_id_from_build).then(|| self.list_id_file.clone());
         PlatformBuild {
             platform: None,
             stages,
@@ -361,6 +365,7 @@ mod tests {
             source: source(dirty),
             run_id: "42".into(),
             scratch: PathBuf::from("/work/target/xtask"),
+            list_id_from_build: true,
         }
     }
 

@@ -93,6 +93,13 @@ impl Engine {
         !self.remote && std::env::consts::OS == "linux"
     }
 
+    /// Whether `build --manifest --iidfile F` writes the list's ID to F.
+    /// A remote client (4.3, checked) writes the last image's ID instead,
+    /// so the list is then found by its name.
+    pub fn writes_list_id_file(&self) -> bool {
+        !self.remote
+    }
+
     /// Storage that copies every layer in full (the `vfs` driver, where
     /// rootless podman falls back when overlay is not available): about a
     /// hundred times the disk of overlay (podman#18197).

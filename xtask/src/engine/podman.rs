@@ -401,11 +401,18 @@ impl Info {
         // macOS and Windows: podman runs in a VM whose disk figures (used by
         // the disk check) change, so it is asked every time.
         let cache = (std::env::consts::OS == "linux").then(info_memo).flatten();
-        let info = match cache.as_ref().and_then(|cache| cache.load::<Info>()) {
+        let kept = cache
+            .as_ref()
+            .and_then(|cache| cache.load::<Info>())
+            .filter(|info| !info.host.service_is_remote);
+        let info = match kept {
             Some(info) => info,
             None => {
                 let info = Info::parse(&runner.read(&info())?)?;
-                if let Some(cache) = &cache {
+                // A remote engine is not kept: it can change (another
+                // version, other storage) while nothing here does, and its
+                // disk figures are the only measure of its storage.
+                if let Some(cache) = cache.as_ref().filter(|_| !info.host.service_is_remote) {
                     cache.store(&info.without_disk_figures());
                 }
                 info

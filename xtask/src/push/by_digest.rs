@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::{
     build,
-    engine::{local_list, podman},
+    engine::{local_list, podman, Engine},
     exec::Runner,
     flags,
     platform::{self, Platform},
@@ -137,14 +137,27 @@ impl flags::PushByDigest {
             problems,
             &runner,
             |release| {
-                match release.declared.platforms.as_slice() {
-                [_] => Vec::new(),
-                several => vec![format!(
-                    "push-by-digest builds one platform, not {}; pass --platform linux/amd64 (or linux/arm64), \
-                     and merge the digests with `cargo xtask merge`",
-                    platform::join(several)
-                )],
-            }
+                let mut problems = match release.declared.platforms.as_slice() {
+                    [_] => Vec::new(),
+                    several => vec![format!(
+                        "push-by-digest builds one platform, not {}; pass --platform linux/amd64 \
+                         (or linux/arm64), and merge the digests with `cargo xtask merge`",
+                        platform::join(several)
+                    )],
+                };
+                // The image is saved to a `dir:` layout that skopeo reads
+                // here; a remote podman writes it on its own side (and its
+                // `push --digestfile` writes nothing here: checked on 4.3).
+                if Engine::read(&runner).is_ok_and(|engine| !engine.shares_this_host()) {
+                    problems.push(
+                        "push-by-digest needs podman's storage on this machine, and podman here \
+                         is a remote client (CONTAINER_HOST, a connection, podman machine); run \
+                         push-by-digest on the engine's machine, or release with `cargo xtask \
+                         build-and-push`, which works through a remote engine"
+                            .to_owned(),
+                    );
+                }
+                problems
             },
         )?;
         let [platform] = session.release.declared.platforms[..] else {

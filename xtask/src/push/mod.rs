@@ -453,7 +453,7 @@ pub fn print_summary(session: &PushSession, plan: &PushPlan, pushed: &Pushed) {
                 }
             }
             Err(error) => eprintln!(
-                "  FAILED:    {repository} ({}); the other registries have the release",
+                "  FAILED:    {repository} ({})",
                 first_line(&format!("{error:#}"))
             ),
         }

@@ -143,12 +143,14 @@ impl Workspace {
             .map(|ancestor| ancestor.join("Cargo.toml"))
             .filter(|manifest| manifest.is_file())
             .collect();
+        // One file: the workspace last released from this checkout's xtask.
         let memo = crate::project::Memo::new(
-            crate::project::scratch_dir().join(format!(
-                "cargo-metadata-{}.json",
-                crate::base_images::fingerprint(&[directory.as_os_str().as_encoded_bytes()])
-            )),
-            crate::project::describe_files(&ancestors),
+            crate::project::scratch_dir().join("cargo-metadata.json"),
+            format!(
+                "directory={}\n{}",
+                directory.display(),
+                crate::project::describe_files(&ancestors)
+            ),
             7 * 24 * 60 * 60,
         );
         if let Some(remembered) = memo.load::<Remembered>() {

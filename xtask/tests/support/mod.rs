@@ -535,3 +535,159 @@ impl Drop for FlakyProxy {
         }
     }
 }
+
+/// A podman API service (`podman system service`) that the xtask reaches
+/// only through its socket (`CONTAINER_HOST`), as a macOS user reaches
+/// `podman machine` or a team a builder: it runs in a mount namespace of its
+/// own, where its storage, `/tmp` and `/var/tmp` are mounts no process of
+/// the test sees. A file podman writes there is not on the xtask's
+/// filesystem, so a step that relies on one fails. Stopped on drop.
+pub struct RemoteEngine {
+    child: Child,
+    /// `unix:///run/...`: for `CONTAINER_HOST`.
+    pub url: String,
+    /// Where the service keeps its storage, as the service sees it (empty
+    /// from outside).
+    pub graph_root: PathBuf,
+    directory: PathBuf,
+    backing: Option<PathBuf>,
+}
+
+impl RemoteEngine {
+    /// `tmpfs`: its storage on a tmpfs of that size (`"2g"`); `None`: on a
+    /// directory of this machine's disk, bind-mounted (room for builds).
+    pub fn start(name: &str, tmpfs: Option<&str>) -> RemoteEngine {
+        let directory = PathBuf::from(format!("/run/rc-e2e-remote-{name}-{}", std::process::id()));
+        let storage = directory.join("storage");
+        std::fs::create_dir_all(&storage).unwrap();
+        let backing = tmpfs.is_none().then(|| {
+            let backing = PathBuf::from(format!(
+                "/var/lib/rc-e2e-remote-{name}-{}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&backing).unwrap();
+            backing
+        });
+        let mount_storage = match (tmpfs, &backing) {
+            (Some(size), _) => format!(
+                "mount -t tmpfs -o size={size} rc-remote {}",
+                storage.display()
+            ),
+            (None, Some(backing)) => {
+                format!("mount --bind {} {}", backing.display(), storage.display())
+            }
+            (None, None) => unreachable!(),
+        };
+        let socket = directory.join("podman.sock");
+        // A shell only to mount before podman starts (exec: one process).
+        let script = format!(
+            "set -e; {mount_storage}; mount -t tmpfs rc-remote-tmp /tmp; \
+             mount -t tmpfs rc-remote-var-tmp /var/tmp; \
+             exec podman --root {root} --runroot {run} system service --time=0 unix://{socket}",
+            root = storage.join("root").display(),
+            run = storage.join("run").display(),
+            socket = socket.display()
+        );
+        let child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(directory.join("service.log")).unwrap())
+            .spawn()
+            .expect("unshare (util-linux) runs");
+        let engine = RemoteEngine {
+            child,
+            url: format!("unix://{}", socket.display()),
+            graph_root: storage.join("root"),
+            directory,
+            backing,
+        };
+        wait_until(
+            "the remote podman service answers",
+            Duration::from_secs(30),
+            || {
+                socket.exists()
+                    && engine.podman_succeeds(&["info", "--format", "{{.Host.ServiceIsRemote}}"])
+            },
+        );
+        engine
+    }
+
+    /// `podman` as a client of this engine.
+    pub fn podman(&self, args: &[&str]) -> Output {
+        Command::new("podman")
+            .env("CONTAINER_HOST", &self.url)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    pub fn podman_succeeds(&self, args: &[&str]) -> bool {
+        self.podman(args).status.success()
+    }
+}
+
+impl Drop for RemoteEngine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The namespace (and its mounts) went with the service.
+        let _ = std::fs::remove_dir_all(&self.directory);
+        if let Some(backing) = &self.backing {
+            let _ = Command::new("rm").arg("-rf").arg(backing).status();
+        }
+    }
+}
+
+/// `tests/fixtures/hello-service` as a team's own repository: copied,
+/// committed, tagged.
+pub struct ServiceRepository {
+    pub path: PathBuf,
+}
+
+impl ServiceRepository {
+    pub fn new(name: &str, tag: &str) -> ServiceRepository {
+        let path = scratch_dir(&format!("service-{name}"));
+        let fixture = repository_root().join("xtask/tests/fixtures/hello-service");
+        copy_tree(&fixture, &path);
+        let git = |args: &[&str]| {
+            let mut all = vec!["-C", path.to_str().unwrap()];
+            all.extend(args);
+            run("git", &all)
+        };
+        git(&["init", "--quiet", "--initial-branch=main"]);
+        git(&["add", "."]);
+        git(&[
+            "-c",
+            "user.name=Acme",
+            "-c",
+            "user.email=dev@acme.example",
+            "commit",
+            "--quiet",
+            "-m",
+            "hello-service",
+        ]);
+        git(&["tag", tag]);
+        ServiceRepository { path }
+    }
+}
+
+impl Drop for ServiceRepository {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() != "target" {
+                copy_tree(&entry.path(), &target);
+            }
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

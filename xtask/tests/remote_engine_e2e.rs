@@ -1,0 +1,160 @@
+//! The pipeline against a remote podman, reached only through its socket
+//! (`CONTAINER_HOST`), as on macOS (`podman machine`) or with a builder on
+//! another machine: a `podman system service` in a mount namespace of its
+//! own (`support::RemoteEngine`), whose storage, `/tmp` and `/var/tmp` the
+//! xtask cannot see. Root only (the namespace's mounts); the `host` lane.
+
+mod support;
+
+use support::{
+    podman_succeeds, repository_root, scratch_dir, serial, xtask_in, Registry, RemoteEngine,
+    ServiceRepository,
+};
+
+const IMAGE: &str = "acme/hello-service";
+
+fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn check_disk_space_measures_the_remote_engines_storage_not_this_machines() {
+    let _serial = serial();
+    let engine = RemoteEngine::start("disk", Some("2g"));
+    let remote = [("CONTAINER_HOST", engine.url.as_str())];
+    // Twice: the second run must not answer from what the first kept.
+    for _ in 0..2 {
+        let output = xtask_in(&repository_root(), &["check-disk-space", "--json"], &remote);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let storage = &report["storage"];
+        assert_eq!(
+            storage["total_bytes"],
+            2u64 << 30,
+            "the engine's 2 GiB tmpfs: {storage}"
+        );
+        assert!(storage["available_bytes"].as_u64().unwrap() <= 2u64 << 30);
+        assert_eq!(storage["graph_root"], engine.graph_root.to_str().unwrap());
+        assert!(
+            storage["mount_point"].is_null(),
+            "not measured here: {storage}"
+        );
+        let multi = report["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["build"] == "multi-platform")
+            .unwrap();
+        assert_eq!(multi["status"], "below-minimum");
+    }
+    // The path exists only on the engine's side.
+    assert!(!engine.graph_root.exists());
+    // This machine's own storage is another figure.
+    let local = xtask_in(&repository_root(), &["check-disk-space", "--json"], &[]);
+    let local: serde_json::Value = serde_json::from_slice(&local.stdout).unwrap();
+    assert_ne!(local["storage"]["total_bytes"], 2u64 << 30);
+}
+
+#[test]
+fn a_release_is_built_pushed_and_cleaned_through_a_remote_engine() {
+    let _serial = serial();
+    let engine = RemoteEngine::start("release", None);
+    let registry = Registry::start("remote");
+    let host = registry.host();
+    let service = ServiceRepository::new("remote", "v1.0.0");
+    let remote = [("CONTAINER_HOST", engine.url.as_str())];
+
+    // The base images reach the engine through its socket.
+    let archive_directory = scratch_dir("remote-base-images");
+    let archive = archive_directory.join("base.tar");
+    let archive = archive.to_str().unwrap();
+    let exported = xtask_in(
+        &repository_root(),
+        &["base-images", "--export", archive],
+        &[],
+    );
+    assert_eq!(exported.status.code(), Some(0), "{}", stderr_of(&exported));
+    let imported = xtask_in(
+        &repository_root(),
+        &["base-images", "--import", archive],
+        &remote,
+    );
+    assert_eq!(imported.status.code(), Some(0), "{}", stderr_of(&imported));
+    let _ = std::fs::remove_dir_all(&archive_directory);
+
+    // Both platforms, built on the engine and pushed from it.
+    let output = xtask_in(
+        &service.path,
+        &[
+            "build-and-push",
+            "--registry",
+            &host,
+            "--tls-verify",
+            "false",
+            "--json",
+        ],
+        &remote,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        support::index_platforms(&registry.index(IMAGE, "v1.0.0")),
+        ["linux/amd64", "linux/arm64"]
+    );
+    let list = format!("{host}/{IMAGE}:v1.0.0");
+    assert!(
+        engine.podman_succeeds(&["manifest", "exists", &list]),
+        "the engine has the list"
+    );
+    assert!(
+        !podman_succeeds(&["manifest", "exists", &list]),
+        "this machine's storage does not"
+    );
+
+    // The arm64 image, pulled by the engine by its digest, runs there as aarch64.
+    let digest = report["platforms"]["linux/arm64"].as_str().unwrap();
+    let ran = engine.podman(&[
+        "run",
+        "--rm",
+        "--tls-verify=false",
+        &format!("{host}/{IMAGE}@{digest}"),
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&ran.stdout).trim(),
+        "hello-service 0.3.0 on aarch64",
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+
+    // push-by-digest would save the image where only the engine can read
+    // it: refused, with the reason and the way that works, before any build.
+    let digest_file = scratch_dir("remote-digest").join("linux-arm64");
+    let refused = xtask_in(
+        &service.path,
+        &[
+            "push-by-digest",
+            "--platform",
+            "linux/arm64",
+            "--digest-file",
+            digest_file.to_str().unwrap(),
+            "--registry",
+            &host,
+            "--tls-verify",
+            "false",
+        ],
+        &remote,
+    );
+    let stderr = stderr_of(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("remote client") && stderr.contains("build-and-push"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("$ "), "nothing ran: {stderr}");
+
+    // The build cache is the engine's to clean; the lists stay.
+    let cleaned = xtask_in(&service.path, &["clean-build-cache"], &remote);
+    assert_eq!(cleaned.status.code(), Some(0), "{}", stderr_of(&cleaned));
+    assert!(stderr_of(&cleaned).contains("clean: removed"));
+    assert!(engine.podman_succeeds(&["manifest", "exists", &list]));
+}
