@@ -151,6 +151,7 @@ fn a_release_is_built_pushed_and_cleaned_through_a_remote_engine() {
         "{stderr}"
     );
     assert!(!stderr.contains("$ "), "nothing ran: {stderr}");
+    let _ = std::fs::remove_dir_all(digest_file.parent().unwrap());
 
     // The build cache is the engine's to clean; the lists stay.
     let cleaned = xtask_in(&service.path, &["clean-build-cache"], &remote);
