@@ -187,6 +187,17 @@ pub struct BuildAndPush {
     pub build: BuildFlags,
     #[command(flatten)]
     pub push: PushFlags,
+    /// Build PLATFORM on another podman: PLATFORM=CONNECTION, a `podman
+    /// system connection` name or a URL (ssh://..., unix://...); repeatable
+    /// or comma-separated. Each builder pushes its image by digest; the
+    /// list is merged here
+    #[arg(
+        long = "builder",
+        env = "BUILDERS",
+        value_delimiter = ',',
+        value_name = "PLATFORM=CONNECTION"
+    )]
+    pub builders: Vec<String>,
     #[command(flatten)]
     pub output: OutputFlags,
 }

@@ -126,10 +126,11 @@ fn a_release_is_built_pushed_and_cleaned_through_a_remote_engine() {
         String::from_utf8_lossy(&ran.stderr)
     );
 
-    // push-by-digest would save the image where only the engine can read
-    // it: refused, with the reason and the way that works, before any build.
-    let digest_file = scratch_dir("remote-digest").join("linux-arm64");
-    let refused = xtask_in(
+    // push-by-digest through the engine: pushed under the platform's tag
+    // (a remote podman cannot push without one), its digest read back.
+    let digest_directory = scratch_dir("remote-digest");
+    let digest_file = digest_directory.join("linux-arm64");
+    let pushed = xtask_in(
         &service.path,
         &[
             "push-by-digest",
@@ -144,18 +145,132 @@ fn a_release_is_built_pushed_and_cleaned_through_a_remote_engine() {
         ],
         &remote,
     );
-    let stderr = stderr_of(&refused);
-    assert_eq!(refused.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("remote client") && stderr.contains("build-and-push"),
-        "{stderr}"
+    assert_eq!(pushed.status.code(), Some(0), "{}", stderr_of(&pushed));
+    let written = std::fs::read_to_string(&digest_file).unwrap();
+    assert_eq!(
+        written.trim(),
+        digest,
+        "the same image as build-and-push's arm64 entry"
     );
-    assert!(!stderr.contains("$ "), "nothing ran: {stderr}");
-    let _ = std::fs::remove_dir_all(digest_file.parent().unwrap());
+    assert!(registry
+        .tags(IMAGE)
+        .contains(&"v1.0.0-linux-arm64".to_owned()));
+    let _ = std::fs::remove_dir_all(&digest_directory);
 
     // The build cache is the engine's to clean; the lists stay.
     let cleaned = xtask_in(&service.path, &["clean-build-cache"], &remote);
     assert_eq!(cleaned.status.code(), Some(0), "{}", stderr_of(&cleaned));
     assert!(stderr_of(&cleaned).contains("clean: removed"));
     assert!(engine.podman_succeeds(&["manifest", "exists", &list]));
+}
+
+/// Base images into `engine`, from an archive of this machine's.
+fn give_base_images(engines: &[&RemoteEngine]) {
+    let directory = scratch_dir("remote-base-images");
+    let archive = directory.join("base.tar");
+    let archive = archive.to_str().unwrap();
+    let exported = xtask_in(
+        &repository_root(),
+        &["base-images", "--export", archive],
+        &[],
+    );
+    assert_eq!(exported.status.code(), Some(0), "{}", stderr_of(&exported));
+    for engine in engines {
+        let remote = [("CONTAINER_HOST", engine.url.as_str())];
+        let imported = xtask_in(
+            &repository_root(),
+            &["base-images", "--import", archive],
+            &remote,
+        );
+        assert_eq!(imported.status.code(), Some(0), "{}", stderr_of(&imported));
+    }
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+#[test]
+fn two_builders_release_one_list_and_a_builder_that_is_down_is_a_failed_platform() {
+    let _serial = serial();
+    let amd64 = RemoteEngine::start("builder-amd64", None);
+    let mut arm64 = RemoteEngine::start("builder-arm64", None);
+    give_base_images(&[&amd64, &arm64]);
+    let registry = Registry::start("builders");
+    let host = registry.host();
+    let service = ServiceRepository::new("builders", "v2.0.0");
+    let builders = [
+        format!("linux/amd64={}", amd64.url),
+        format!("linux/arm64={}", arm64.url),
+    ];
+    let release = || {
+        xtask_in(
+            &service.path,
+            &[
+                "build-and-push",
+                "--builder",
+                &builders[0],
+                "--builder",
+                &builders[1],
+                "--registry",
+                &host,
+                "--tls-verify",
+                "false",
+                "--json",
+            ],
+            &[],
+        )
+    };
+
+    // Each platform on its builder, one list with every tag.
+    let output = release();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for tag in ["v2.0.0", "latest"] {
+        assert_eq!(
+            support::index_platforms(&registry.index(IMAGE, tag)),
+            ["linux/amd64", "linux/arm64"],
+            "{tag}"
+        );
+    }
+    let digest_of = |platform: &str| report["platforms"][platform].as_str().unwrap().to_owned();
+    // Each image was built on its own builder, and only there.
+    let built_on = |engine: &RemoteEngine, digest: &str| {
+        let listing = engine.podman(&["images", "--all", "--format", "{{.Digest}}"]);
+        String::from_utf8_lossy(&listing.stdout)
+            .lines()
+            .any(|line| line == digest)
+    };
+    assert!(
+        built_on(&amd64, &digest_of("linux/amd64")) && !built_on(&amd64, &digest_of("linux/arm64"))
+    );
+    assert!(
+        built_on(&arm64, &digest_of("linux/arm64")) && !built_on(&arm64, &digest_of("linux/amd64"))
+    );
+    assert!(
+        stderr.contains("[linux/arm64] "),
+        "each builder's output is marked: {stderr}"
+    );
+
+    // The arm64 builder goes down: a partial result, named, `latest` held back.
+    arm64.stop();
+    let started = std::time::Instant::now();
+    let output = release();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(300),
+        "no hang"
+    );
+    assert!(
+        stderr.contains(&format!("FAILED: linux/arm64 on builder {}", arm64.url)),
+        "{stderr}"
+    );
+    assert_eq!(
+        support::index_platforms(&registry.index(IMAGE, "v2.0.0")),
+        ["linux/amd64"]
+    );
+    assert_eq!(
+        support::index_platforms(&registry.index(IMAGE, "latest")),
+        ["linux/amd64", "linux/arm64"],
+        "latest still names the complete release"
+    );
 }

@@ -52,6 +52,9 @@ impl PushSession {
                 directory: directory.path().to_owned(),
             }
         };
+        if !Engine::read(runner)?.shares_this_host() {
+            return self.push_by_platform_tag(platform, &plan.image, runner);
+        }
         // Saved once, in the first registry's format: every registry gets
         // the same bytes, so the same digest.
         let first = &self.targets[0];
@@ -113,6 +116,72 @@ impl PushSession {
     }
 }
 
+impl PushSession {
+    /// Through a remote engine: podman pushes the image under a tag of its
+    /// platform's own (`v1.2.3-linux-arm64`), because a remote podman can
+    /// write no `dir:` layout here and push nothing without a tag (nor
+    /// write `--digestfile` here: podman 4.3); the digest is then read back
+    /// from the registry, which serves the image by it as well.
+    fn push_by_platform_tag(
+        &self,
+        platform: Platform,
+        image: &str,
+        runner: &Runner,
+    ) -> Result<String> {
+        let tag = platform_tag(self.release.tags.primary(), platform);
+        let mut digests = Vec::new();
+        let mut failed = Vec::new();
+        for target in &self.targets {
+            crate::interrupt::check()?;
+            let remote = target.repository.with_tag(&tag);
+            let pushed = registry::run_with_retries(
+                runner,
+                &registry::push_image_command(&target.destination, image, &remote),
+                self.attempts,
+                "",
+            )
+            .with_context(|| format!("push of {platform} to {remote} failed"))
+            .and_then(|()| {
+                if runner.dry_run {
+                    return Ok("<digest read back from the registry>".to_owned());
+                }
+                let raw = registry::read_back(
+                    runner,
+                    &registry::inspect_remote_command(&target.destination, &remote),
+                )
+                .with_context(|| format!("cannot read {remote} back from the registry"))?;
+                Ok(registry::digest_of(raw.as_bytes()))
+            });
+            match pushed {
+                Ok(digest) => digests.push((target.repository.registry.clone(), digest)),
+                Err(error) => {
+                    eprintln!("push-by-digest: FAILED: {error:#}");
+                    failed.push(target.repository.registry.clone());
+                }
+            }
+        }
+        if !failed.is_empty() {
+            bail!(
+                "{platform} was not pushed to {}; run the same command again",
+                failed.join(", ")
+            );
+        }
+        let (_, digest) = digests.first().cloned().expect("one registry at least");
+        if let Some((registry, other)) = digests.iter().find(|(_, other)| *other != digest) {
+            bail!(
+                "{registry} got {platform} as {other}, the first registry as {digest}: the \
+                 engine compressed it differently; merge from one registry at a time"
+            );
+        }
+        Ok(digest)
+    }
+}
+
+/// The tag a remote engine pushes one platform's image under.
+pub fn platform_tag(primary: &str, platform: Platform) -> String {
+    format!("{primary}-{}", platform.to_string().replace('/', "-"))
+}
+
 impl flags::PushByDigest {
     pub fn run(self) -> Result<crate::Status> {
         let runner = Runner::new(self.image.dry_run);
@@ -136,28 +205,13 @@ impl flags::PushByDigest {
             build::overrides(&self.build),
             problems,
             &runner,
-            |release| {
-                let mut problems = match release.declared.platforms.as_slice() {
-                    [_] => Vec::new(),
-                    several => vec![format!(
-                        "push-by-digest builds one platform, not {}; pass --platform linux/amd64 \
+            |release| match release.declared.platforms.as_slice() {
+                [_] => Vec::new(),
+                several => vec![format!(
+                    "push-by-digest builds one platform, not {}; pass --platform linux/amd64 \
                          (or linux/arm64), and merge the digests with `cargo xtask merge`",
-                        platform::join(several)
-                    )],
-                };
-                // The image is saved to a `dir:` layout that skopeo reads
-                // here; a remote podman writes it on its own side (and its
-                // `push --digestfile` writes nothing here: checked on 4.3).
-                if Engine::read(&runner).is_ok_and(|engine| !engine.shares_this_host()) {
-                    problems.push(
-                        "push-by-digest needs podman's storage on this machine, and podman here \
-                         is a remote client (CONTAINER_HOST, a connection, podman machine); run \
-                         push-by-digest on the engine's machine, or release with `cargo xtask \
-                         build-and-push`, which works through a remote engine"
-                            .to_owned(),
-                    );
-                }
-                problems
+                    platform::join(several)
+                )],
             },
         )?;
         let [platform] = session.release.declared.platforms[..] else {

@@ -205,6 +205,35 @@ fn is_digest(text: &str) -> bool {
     })
 }
 
+/// The summary of a merge: platforms, missing ones, what each registry has.
+pub fn print_summary(command: &str, session: &PushSession, plan: &MergePlan, pushed: &Pushed) {
+    eprintln!("\n{command}: summary");
+    eprintln!("  platforms: {}", platform::join(&plan.push.platforms));
+    if !plan.failed.is_empty() {
+        eprintln!(
+            "  MISSING:   {} (its build job failed or pushed nothing)",
+            platform::join(&plan.failed)
+        );
+    }
+    for (target, (_, result)) in session.targets.iter().zip(&pushed.results) {
+        let repository = target.repository.name();
+        match result {
+            Ok(_) => {
+                for tag in &plan.push.tags {
+                    eprintln!("  pushed:    {repository}:{tag} (read back from the registry)");
+                }
+            }
+            Err(error) => eprintln!(
+                "  FAILED:    {repository} ({})",
+                format!("{error:#}").lines().next().unwrap_or_default()
+            ),
+        }
+    }
+    for tag in &plan.held_back {
+        eprintln!("  skipped:   {tag} (partial result; --latest-on-partial moves it)");
+    }
+}
+
 impl flags::Merge {
     pub fn run(self) -> Result<crate::Status> {
         let runner = Runner::new(self.image.dry_run);
@@ -240,31 +269,7 @@ impl flags::Merge {
         if runner.dry_run {
             return Ok(crate::Status::Success);
         }
-        eprintln!("\nmerge: summary");
-        eprintln!("  platforms: {}", platform::join(&plan.push.platforms));
-        if !plan.failed.is_empty() {
-            eprintln!(
-                "  MISSING:   {} (its build job failed or pushed nothing)",
-                platform::join(&plan.failed)
-            );
-        }
-        for (target, (_, result)) in session.targets.iter().zip(&pushed.results) {
-            let repository = target.repository.name();
-            match result {
-                Ok(_) => {
-                    for tag in &plan.push.tags {
-                        eprintln!("  pushed:    {repository}:{tag} (read back from the registry)");
-                    }
-                }
-                Err(error) => eprintln!(
-                    "  FAILED:    {repository} ({})",
-                    format!("{error:#}").lines().next().unwrap_or_default()
-                ),
-            }
-        }
-        for tag in &plan.held_back {
-            eprintln!("  skipped:   {tag} (partial result; --latest-on-partial moves it)");
-        }
+        print_summary("merge", &session, &plan, &pushed);
         let report = super::report_of_push(
             &session,
             &plan.push,

@@ -6,6 +6,7 @@
 //! real run runs. `push-image` and `build-and-push` are here; the release
 //! jobs' `push-by-digest` and `merge` in [`by_digest`] and [`merge`].
 
+mod builders;
 mod by_digest;
 mod merge;
 
@@ -494,6 +495,13 @@ impl flags::PushImage {
 impl flags::BuildAndPush {
     pub fn run(self) -> Result<crate::Status> {
         let runner = Runner::new(self.image.dry_run);
+        if self
+            .builders
+            .iter()
+            .any(|builder| !builder.trim().is_empty())
+        {
+            return builders::run(&self, &runner);
+        }
         // Everything the push needs is checked (and the logins done) before
         // the build, so a dirty tree, wrong credentials or an unreachable
         // registry cost nothing.

@@ -48,6 +48,19 @@ fn locks_directory_for(uid: u32, runtime_dir: Option<PathBuf>) -> PathBuf {
     }
 }
 
+/// Set by a run for the runs it starts itself (`build-and-push --builder`
+/// runs one `push-by-digest` per builder): its process ID, as the holder of
+/// the lock they work under.
+pub const HELD_BY_PARENT: &str = "XTASK_LOCK_HELD_BY";
+
+/// Whether the process that started this one holds the lock for it.
+pub fn held_by_parent() -> bool {
+    std::env::var(HELD_BY_PARENT)
+        .ok()
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| pid == std::os::unix::process::parent_id())
+}
+
 impl RepositoryLock {
     pub fn acquire(repository: &str, what: &str) -> Result<RepositoryLock> {
         let path = lock_path(repository);

@@ -126,7 +126,7 @@ impl Release {
     /// once; none in a dry run. Taken after every input check, so a refused
     /// run leaves nothing behind.
     pub fn lock(&self, runner: &Runner, what: &str) -> Result<Option<lock::RepositoryLock>> {
-        if runner.dry_run {
+        if runner.dry_run || lock::held_by_parent() {
             return Ok(None);
         }
         lock::RepositoryLock::acquire(&self.repository().name(), what).map(Some)

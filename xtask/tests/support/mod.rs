@@ -624,6 +624,12 @@ impl RemoteEngine {
     pub fn podman_succeeds(&self, args: &[&str]) -> bool {
         self.podman(args).status.success()
     }
+
+    /// Stops the service (a builder gone down); its socket stays, refusing.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for RemoteEngine {

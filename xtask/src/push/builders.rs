@@ -1,0 +1,320 @@
+//! `build-and-push --builder PLATFORM=CONNECTION`: each platform built on a
+//! podman of its own (natively where the builder's architecture is the
+//! platform's: the plan's build platform is the builder's), pushed by digest
+//! from there, and merged here into one list with every tag: what the
+//! release workflow does with one job per architecture, from one command.
+//!
+//! Each builder is driven by this xtask as a child process, `push-by-digest`
+//! of one platform, whose podman is the builder (`CONTAINER_HOST` for a URL,
+//! `CONTAINER_CONNECTION` for a `podman system connection` name): its
+//! checks, fallback, retries and read-back hold there as anywhere, and a
+//! builder that fails or cannot be reached is one failed platform (exit 3,
+//! `latest` held back), named in the summary. The children work under this
+//! run's lock.
+
+use anyhow::{Context, Result};
+
+use crate::{
+    exec::{Command, Runner},
+    flags,
+    platform::{self, Platform},
+    release::lock,
+};
+
+use super::{merge, PushSession};
+
+/// Where one platform is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Builder {
+    pub platform: Platform,
+    /// A URL (`ssh://...`, `unix://...`, `tcp://...`) or a connection name.
+    pub connection: String,
+}
+
+impl Builder {
+    /// `linux/arm64=arm-box`.
+    pub fn parse(text: &str) -> std::result::Result<Builder, String> {
+        let Some((platform, connection)) = text.split_once('=') else {
+            return Err(format!(
+                "--builder {text:?}: write it as PLATFORM=CONNECTION, e.g. \
+                 linux/arm64=arm-box (a `podman system connection` name) or \
+                 linux/arm64=ssh://core@arm-box/run/podman/podman.sock"
+            ));
+        };
+        let platform = platform
+            .parse::<Platform>()
+            .map_err(|error| format!("--builder {text:?}: {error:#}"))?;
+        if connection.trim().is_empty() {
+            return Err(format!("--builder {text:?}: no connection after '='"));
+        }
+        Ok(Builder {
+            platform,
+            connection: connection.trim().to_owned(),
+        })
+    }
+
+    /// The variable that points podman at this builder, and the one it
+    /// must not see (it would win).
+    fn variables(&self) -> ((&'static str, &str), &'static str) {
+        if self.connection.contains("://") {
+            (("CONTAINER_HOST", &self.connection), "CONTAINER_CONNECTION")
+        } else {
+            (("CONTAINER_CONNECTION", &self.connection), "CONTAINER_HOST")
+        }
+    }
+}
+
+/// The builders of `texts`, each for one of `platforms`, each platform once.
+pub fn parse_all(
+    texts: &[String],
+    platforms: &[Platform],
+    problems: &mut Vec<String>,
+) -> Vec<Builder> {
+    let mut builders: Vec<Builder> = Vec::new();
+    for text in texts.iter().filter(|text| !text.trim().is_empty()) {
+        match Builder::parse(text.trim()) {
+            Ok(builder)
+                if builders
+                    .iter()
+                    .any(|other| other.platform == builder.platform) =>
+            {
+                problems.push(format!("--builder: {} has two builders", builder.platform))
+            }
+            Ok(builder) if !platforms.contains(&builder.platform) => problems.push(format!(
+                "--builder {text:?}: {} is not one of the platforms to build ({})",
+                builder.platform,
+                platform::join(platforms)
+            )),
+            Ok(builder) => builders.push(builder),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    builders
+}
+
+/// This command's own arguments, as `push-by-digest` of `platform` writing
+/// its digest to `digest_file`: every other flag (names, tags, build and
+/// push flags) is the builder's too.
+pub fn child_arguments(own: &[String], platform: Platform, digest_file: &str) -> Vec<String> {
+    let mut arguments = Vec::new();
+    let mut own = own.iter();
+    while let Some(argument) = own.next() {
+        match argument.as_str() {
+            "build-and-push" => arguments.push("push-by-digest".to_owned()),
+            "--builder" | "--platform" => {
+                own.next();
+            }
+            "--json" => {}
+            other if other.starts_with("--builder=") || other.starts_with("--platform=") => {}
+            other => arguments.push(other.to_owned()),
+        }
+    }
+    arguments.extend([
+        "--platform".to_owned(),
+        platform.to_string(),
+        "--digest-file".to_owned(),
+        digest_file.to_owned(),
+    ]);
+    arguments
+}
+
+/// `build-and-push` with builders.
+pub fn run(flags: &flags::BuildAndPush, runner: &Runner) -> Result<crate::Status> {
+    let mut problems = Vec::new();
+    crate::build::parse_build_args(&flags.build.build_args, &mut problems);
+    let builder_texts = flags.builders.clone();
+    let mut builders = Vec::new();
+    let session = PushSession::open_checked(
+        &flags.image,
+        &flags.push,
+        crate::build::overrides(&flags.build),
+        problems,
+        runner,
+        |release| {
+            let mut problems = Vec::new();
+            builders = parse_all(&builder_texts, &release.declared.platforms, &mut problems);
+            problems
+        },
+    )?;
+    let platforms = session.release.declared.platforms.clone();
+    let _lock = session.release.lock(runner, "build-and-push")?;
+    let directory = crate::project::TemporaryDirectory::create("rc-xtask-builders")?;
+    let program = std::env::current_exe().context("cannot find this xtask's own program")?;
+    let own: Vec<String> = std::env::args().skip(1).collect();
+    // Every platform: on its builder, or on this machine's podman.
+    let jobs: Vec<(Platform, Option<&Builder>, String, Command)> = platforms
+        .iter()
+        .map(|&platform| {
+            let builder = builders.iter().find(|builder| builder.platform == platform);
+            let file = directory
+                .path()
+                .join(platform.to_string().replace('/', "-"))
+                .to_string_lossy()
+                .into_owned();
+            let mut command = Command::new(program.to_string_lossy())
+                .args(child_arguments(&own, platform, &file))
+                .env(lock::HELD_BY_PARENT, std::process::id().to_string());
+            if let Some(builder) = builder {
+                let ((name, value), other) = builder.variables();
+                command = command.env(name, value).env_remove(other);
+            }
+            (platform, builder, file, command)
+        })
+        .collect();
+    for (platform, builder, _, _) in &jobs {
+        eprintln!(
+            "build-and-push: {platform} on {}",
+            builder.map_or("this machine's podman", |builder| builder
+                .connection
+                .as_str())
+        );
+    }
+    // Side by side: each builder is a machine of its own.
+    let results: Vec<Result<()>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|(platform, _, _, command)| {
+                scope.spawn(move || runner.run_prefixed(command, &format!("[{platform}] ")))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a builder's thread panicked")))
+            })
+            .collect()
+    });
+    crate::interrupt::check()?;
+    if runner.dry_run {
+        eprintln!("build-and-push: then the digests the builders write are merged (see `merge --dry-run`)");
+        return Ok(crate::Status::Success);
+    }
+    let mut digests = Vec::new();
+    for ((platform, builder, file, _), result) in jobs.iter().zip(results) {
+        let on = builder.map_or("this machine's podman".to_owned(), |builder| {
+            format!("builder {}", builder.connection)
+        });
+        let digest = result.and_then(|()| {
+            std::fs::read_to_string(file)
+                .with_context(|| format!("{on} wrote no digest"))
+                .map(|text| text.trim().to_owned())
+        });
+        match digest {
+            Ok(digest) => digests.push((format!("{platform} ({on})"), digest)),
+            Err(error) => eprintln!(
+                "\nbuild-and-push: FAILED: {platform} on {on}: {}\n",
+                format!("{error:#}").lines().next().unwrap_or_default()
+            ),
+        }
+    }
+    if digests.is_empty() {
+        anyhow::bail!(
+            "no platform was built ({} failed; the output above says why); check each builder \
+             with `podman --connection NAME info` (or CONTAINER_HOST=URL podman info)",
+            platform::join(&platforms)
+        );
+    }
+    let plan = session.plan_merge(
+        &digests,
+        &platforms,
+        flags.build.strict,
+        flags.image.latest_on_partial,
+        runner,
+    )?;
+    let pushed = session.merge(&plan, runner)?;
+    merge::print_summary("build-and-push", &session, &plan, &pushed);
+    super::report_of_push(
+        &session,
+        &plan.push,
+        &pushed,
+        &plan.failed,
+        plan.held_back.clone(),
+    )
+    .emit("build-and-push", flags.output.json)?;
+    pushed.into_result()?;
+    Ok(if plan.failed.is_empty() {
+        crate::Status::Success
+    } else {
+        crate::Status::Partial
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_builder_is_a_platform_and_a_connection() {
+        let builder =
+            Builder::parse("linux/arm64=ssh://core@arm-box/run/podman/podman.sock").unwrap();
+        assert_eq!(builder.platform, Platform::LINUX_ARM64);
+        assert_eq!(builder.variables().0 .0, "CONTAINER_HOST");
+        let named = Builder::parse("linux/amd64=x86-box").unwrap();
+        assert_eq!(
+            named.variables(),
+            (("CONTAINER_CONNECTION", "x86-box"), "CONTAINER_HOST")
+        );
+        assert!(Builder::parse("linux/arm64")
+            .unwrap_err()
+            .contains("PLATFORM=CONNECTION"));
+        assert!(Builder::parse("linux/s390x=box").is_err());
+        let mut problems = Vec::new();
+        let both = [Platform::LINUX_AMD64, Platform::LINUX_ARM64];
+        let builders = parse_all(
+            &[
+                "linux/arm64=a".into(),
+                "linux/arm64=b".into(),
+                "linux/amd64=c".into(),
+            ],
+            &both,
+            &mut problems,
+        );
+        assert_eq!(builders.len(), 2);
+        assert!(problems[0].contains("two builders"), "{problems:?}");
+        let mut problems = Vec::new();
+        parse_all(
+            &["linux/arm64=a".into()],
+            &[Platform::LINUX_AMD64],
+            &mut problems,
+        );
+        assert!(
+            problems[0].contains("not one of the platforms"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_builder_runs_this_command_as_push_by_digest_of_its_platform() {
+        let own: Vec<String> = [
+            "build-and-push",
+            "--builder",
+            "linux/arm64=a",
+            "--builder=linux/amd64=b",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--registry",
+            "127.0.0.1:5000",
+            "--json",
+            "--tag",
+            "v1",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            child_arguments(&own, Platform::LINUX_ARM64, "/t/linux-arm64"),
+            [
+                "push-by-digest",
+                "--registry",
+                "127.0.0.1:5000",
+                "--tag",
+                "v1",
+                "--platform",
+                "linux/arm64",
+                "--digest-file",
+                "/t/linux-arm64"
+            ]
+        );
+    }
+}
