@@ -132,6 +132,12 @@ pub fn survey(runner: &Runner) -> Result<Survey> {
         }
     }
     let contents = each_at_once(&lists, |name| crate::engine::local_list::read(runner, name));
+    // A remote engine's entries are not always found among its images by
+    // digest (seen with podman 4.3's service, after a list was pushed and
+    // its image built again from cache): there, a list whose entries are not
+    // all found is kept, and then no image can be known unused.
+    let local = crate::engine::Engine::read(runner)?.shares_this_host();
+    let mut unknown_use = false;
     for (name, list) in lists.into_iter().zip(contents) {
         let list = list?;
         let missing: Vec<String> = list
@@ -144,6 +150,15 @@ pub fn survey(runner: &Runner) -> Result<Survey> {
                     .unwrap_or_else(|| entry.digest.clone())
             })
             .collect();
+        if !missing.is_empty() && !local {
+            eprintln!(
+                "clean: {name}: the engine's images do not show every entry ({}); the list is \
+                 kept, and no cached image is removed",
+                missing.join(", ")
+            );
+            unknown_use = true;
+            continue;
+        }
         if !missing.is_empty() || list.manifests.is_empty() {
             survey.broken_lists.push((name.clone(), missing));
             continue;
@@ -159,7 +174,9 @@ pub fn survey(runner: &Runner) -> Result<Survey> {
                 .map(|image| image.id.clone()),
         );
     }
-    survey.cache_images = cache_images_children_first(&images, &survey.protected);
+    if !unknown_use {
+        survey.cache_images = cache_images_children_first(&images, &survey.protected);
+    }
     survey.frees_bytes = bytes_freed(&images, &survey.cache_images);
     Ok(survey)
 }

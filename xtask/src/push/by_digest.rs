@@ -29,6 +29,9 @@ impl PushSession {
     /// every registry, with no tag; returns the digest.
     fn push_by_digest(&self, platform: Platform, runner: &Runner) -> Result<String> {
         let primary = self.repository().with_tag(self.release.tags.primary());
+        if !Engine::read(runner)?.shares_this_host() {
+            return self.push_by_platform_tag(platform, &primary, runner);
+        }
         let directory = crate::project::TemporaryDirectory::create("rc-xtask-digest-push")?;
         let plan = if runner.dry_run {
             DigestPlan {
@@ -52,9 +55,6 @@ impl PushSession {
                 directory: directory.path().to_owned(),
             }
         };
-        if !Engine::read(runner)?.shares_this_host() {
-            return self.push_by_platform_tag(platform, &plan.image, runner);
-        }
         // Saved once, in the first registry's format: every registry gets
         // the same bytes, so the same digest.
         let first = &self.targets[0];
@@ -117,15 +117,17 @@ impl PushSession {
 }
 
 impl PushSession {
-    /// Through a remote engine: podman pushes the image under a tag of its
-    /// platform's own (`v1.2.3-linux-arm64`), because a remote podman can
-    /// write no `dir:` layout here and push nothing without a tag (nor
-    /// write `--digestfile` here: podman 4.3); the digest is then read back
-    /// from the registry, which serves the image by it as well.
+    /// Through a remote engine: podman pushes the build's one-platform
+    /// list (`list`) with its image under a tag of the platform's own
+    /// (`v1.2.3-linux-arm64`), because a remote podman writes a `dir:`
+    /// layout on its own side and can push nothing without a tag (nor write
+    /// `--digestfile` here: podman 4.3). The image's digest is then read back
+    /// from the registry (the entry of what the tag holds), and the
+    /// registry serves the image by it.
     fn push_by_platform_tag(
         &self,
         platform: Platform,
-        image: &str,
+        list: &str,
         runner: &Runner,
     ) -> Result<String> {
         let tag = platform_tag(self.release.tags.primary(), platform);
@@ -136,7 +138,7 @@ impl PushSession {
             let remote = target.repository.with_tag(&tag);
             let pushed = registry::run_with_retries(
                 runner,
-                &registry::push_image_command(&target.destination, image, &remote),
+                &registry::push_list_command(&target.destination, list, &remote, true),
                 self.attempts,
                 "",
             )
@@ -145,12 +147,12 @@ impl PushSession {
                 if runner.dry_run {
                     return Ok("<digest read back from the registry>".to_owned());
                 }
-                let raw = registry::read_back(
-                    runner,
-                    &registry::inspect_remote_command(&target.destination, &remote),
-                )
-                .with_context(|| format!("cannot read {remote} back from the registry"))?;
-                Ok(registry::digest_of(raw.as_bytes()))
+                let index =
+                    registry::verify_remote(runner, &target.destination, &remote, &[platform])?;
+                let [(_, digest)] = index.entries.as_slice() else {
+                    bail!("{remote} holds {} entries, not one", index.entries.len());
+                };
+                Ok(digest.clone())
             });
             match pushed {
                 Ok(digest) => digests.push((target.repository.registry.clone(), digest)),

@@ -171,23 +171,6 @@ pub fn save_for_digest_push(destination: &Destination, local: &str, directory: &
         .arg(format!("dir:{}", directory.display()))
 }
 
-/// Pushes one image from podman's storage to `remote` (`repo:tag`): what a
-/// remote engine can do where a `dir:` layout would be written on its side.
-pub fn push_image_command(destination: &Destination, local: &str, remote: &str) -> Command {
-    let mut command = Command::new(podman::PROGRAM)
-        .args([
-            "push",
-            "--quiet",
-            "--format",
-            destination.format.podman_name(),
-        ])
-        .arg(tls_flag(destination.tls_verify));
-    if let Some(authfile) = &destination.authfile {
-        command = command.arg("--authfile").arg(authfile.to_string_lossy());
-    }
-    command.arg(local).arg(format!("docker://{remote}"))
-}
-
 /// Pushes a `dir:` layout to `repository@digest`: by digest, with no tag.
 pub fn push_by_digest_command(
     destination: &Destination,
