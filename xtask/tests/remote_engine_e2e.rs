@@ -65,22 +65,7 @@ fn a_release_is_built_pushed_and_cleaned_through_a_remote_engine() {
     let remote = [("CONTAINER_HOST", engine.url.as_str())];
 
     // The base images reach the engine through its socket.
-    let archive_directory = scratch_dir("remote-base-images");
-    let archive = archive_directory.join("base.tar");
-    let archive = archive.to_str().unwrap();
-    let exported = xtask_in(
-        &repository_root(),
-        &["base-images", "--export", archive],
-        &[],
-    );
-    assert_eq!(exported.status.code(), Some(0), "{}", stderr_of(&exported));
-    let imported = xtask_in(
-        &repository_root(),
-        &["base-images", "--import", archive],
-        &remote,
-    );
-    assert_eq!(imported.status.code(), Some(0), "{}", stderr_of(&imported));
-    let _ = std::fs::remove_dir_all(&archive_directory);
+    give_base_images(&[&engine]);
 
     // Both platforms, built on the engine and pushed from it.
     let output = xtask_in(
