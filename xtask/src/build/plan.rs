@@ -554,6 +554,14 @@ mod tests {
     }
 
     #[test]
+    fn the_list_id_is_asked_for_only_where_the_engine_writes_it() {
+        let mut remote = environment(false);
+        remote.list_id_from_build = false;
+        let plan = plan(&request(Mode::AllAtOnce), &remote);
+        assert!(!plan.builds[0].command.args.contains(&"--iidfile".to_owned()));
+    }
+
+    #[test]
     fn per_platform_mode_starts_with_the_single_platform_builds() {
         let plan = plan(&request(Mode::PerPlatform), &environment(false));
         assert_eq!(plan.builds, plan.single_platform_builds);
