@@ -558,7 +558,10 @@ mod tests {
         let mut remote = environment(false);
         remote.list_id_from_build = false;
         let plan = plan(&request(Mode::AllAtOnce), &remote);
-        assert!(!plan.builds[0].command.args.contains(&"--iidfile".to_owned()));
+        assert!(!plan.builds[0]
+            .command
+            .args
+            .contains(&"--iidfile".to_owned()));
     }
 
     #[test]

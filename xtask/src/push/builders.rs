@@ -224,21 +224,7 @@ pub fn run(flags: &flags::BuildAndPush, runner: &Runner) -> Result<crate::Status
         runner,
     )?;
     let pushed = session.merge(&plan, runner)?;
-    merge::print_summary("build-and-push", &session, &plan, &pushed);
-    super::report_of_push(
-        &session,
-        &plan.push,
-        &pushed,
-        &plan.failed,
-        plan.held_back.clone(),
-    )
-    .emit("build-and-push", flags.output.json)?;
-    pushed.into_result()?;
-    Ok(if plan.failed.is_empty() {
-        crate::Status::Success
-    } else {
-        crate::Status::Partial
-    })
+    merge::finish("build-and-push", &session, &plan, pushed, flags.output.json)
 }
 
 #[cfg(test)]

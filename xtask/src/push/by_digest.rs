@@ -70,11 +70,9 @@ impl PushSession {
                 .context("podman wrote no manifest.json")?;
             registry::digest_of(&manifest)
         };
-        let mut failed = Vec::new();
-        for target in &self.targets {
-            crate::interrupt::check()?;
+        self.to_every_registry(platform, |target| {
             let repository = target.repository.name();
-            let pushed = registry::run_with_retries(
+            registry::run_with_retries(
                 runner,
                 &registry::push_by_digest_command(
                     &target.destination,
@@ -85,33 +83,21 @@ impl PushSession {
                 self.attempts,
                 "",
             )
-            .with_context(|| format!("push of {platform} by digest to {repository} failed"))
-            .and_then(|()| {
-                if runner.dry_run {
-                    return Ok(());
-                }
-                let remote = format!("{repository}@{digest}");
-                let raw = registry::read_back(
-                    runner,
-                    &registry::inspect_remote_command(&target.destination, &remote),
-                )
-                .with_context(|| format!("cannot read {remote} back from the registry"))?;
-                if registry::digest_of(raw.as_bytes()) != digest {
-                    bail!("the registry holds different bytes under {remote}");
-                }
-                Ok(())
-            });
-            if let Err(error) = pushed {
-                eprintln!("push-by-digest: FAILED: {error:#}");
-                failed.push(target.repository.registry.clone());
+            .with_context(|| format!("push of {platform} by digest to {repository} failed"))?;
+            if runner.dry_run {
+                return Ok(digest.clone());
             }
-        }
-        if !failed.is_empty() {
-            bail!(
-                "{platform} was not pushed to {}; run the same command again",
-                failed.join(", ")
-            );
-        }
+            let remote = format!("{repository}@{digest}");
+            let raw = registry::read_back(
+                runner,
+                &registry::inspect_remote_command(&target.destination, &remote),
+            )
+            .with_context(|| format!("cannot read {remote} back from the registry"))?;
+            if registry::digest_of(raw.as_bytes()) != digest {
+                bail!("the registry holds different bytes under {remote}");
+            }
+            Ok(digest.clone())
+        })?;
         Ok(digest)
     }
 }
@@ -131,30 +117,48 @@ impl PushSession {
         runner: &Runner,
     ) -> Result<String> {
         let tag = platform_tag(self.release.tags.primary(), platform);
-        let mut digests = Vec::new();
-        let mut failed = Vec::new();
-        for target in &self.targets {
-            crate::interrupt::check()?;
+        let digests = self.to_every_registry(platform, |target| {
             let remote = target.repository.with_tag(&tag);
-            let pushed = registry::run_with_retries(
+            registry::run_with_retries(
                 runner,
                 &registry::push_list_command(&target.destination, list, &remote, true),
                 self.attempts,
                 "",
             )
-            .with_context(|| format!("push of {platform} to {remote} failed"))
-            .and_then(|()| {
-                if runner.dry_run {
-                    return Ok("<digest read back from the registry>".to_owned());
-                }
-                let index =
-                    registry::verify_remote(runner, &target.destination, &remote, &[platform])?;
-                let [(_, digest)] = index.entries.as_slice() else {
-                    bail!("{remote} holds {} entries, not one", index.entries.len());
-                };
-                Ok(digest.clone())
-            });
-            match pushed {
+            .with_context(|| format!("push of {platform} to {remote} failed"))?;
+            if runner.dry_run {
+                return Ok("<digest read back from the registry>".to_owned());
+            }
+            let index = registry::verify_remote(runner, &target.destination, &remote, &[platform])?;
+            let [(_, digest)] = index.entries.as_slice() else {
+                bail!("{remote} holds {} entries, not one", index.entries.len());
+            };
+            Ok(digest.clone())
+        })?;
+        let (_, digest) = digests.first().cloned().expect("one registry at least");
+        if let Some((registry, other)) = digests.iter().find(|(_, other)| *other != digest) {
+            bail!(
+                "{registry} got {platform} as {other}, the first registry as {digest}: the \
+                 engine compressed it differently; merge from one registry at a time"
+            );
+        }
+        Ok(digest)
+    }
+}
+
+impl PushSession {
+    /// Runs `push` for every registry (a failure does not stop the others)
+    /// and returns each registry's digest; fails naming those that failed.
+    fn to_every_registry(
+        &self,
+        platform: Platform,
+        push: impl Fn(&super::Target) -> Result<String>,
+    ) -> Result<Vec<(String, String)>> {
+        let mut digests = Vec::new();
+        let mut failed = Vec::new();
+        for target in &self.targets {
+            crate::interrupt::check()?;
+            match push(target) {
                 Ok(digest) => digests.push((target.repository.registry.clone(), digest)),
                 Err(error) => {
                     eprintln!("push-by-digest: FAILED: {error:#}");
@@ -168,14 +172,7 @@ impl PushSession {
                 failed.join(", ")
             );
         }
-        let (_, digest) = digests.first().cloned().expect("one registry at least");
-        if let Some((registry, other)) = digests.iter().find(|(_, other)| *other != digest) {
-            bail!(
-                "{registry} got {platform} as {other}, the first registry as {digest}: the \
-                 engine compressed it differently; merge from one registry at a time"
-            );
-        }
-        Ok(digest)
+        Ok(digests)
     }
 }
 

@@ -205,6 +205,32 @@ fn is_digest(text: &str) -> bool {
     })
 }
 
+/// Ends a merge (`merge`, or build-and-push with builders): the summary,
+/// the report, and the exit status (3 when a platform is missing).
+pub fn finish(
+    command: &str,
+    session: &PushSession,
+    plan: &MergePlan,
+    pushed: Pushed,
+    json: bool,
+) -> Result<crate::Status> {
+    print_summary(command, session, plan, &pushed);
+    super::report_of_push(
+        session,
+        &plan.push,
+        &pushed,
+        &plan.failed,
+        plan.held_back.clone(),
+    )
+    .emit(command, json)?;
+    pushed.into_result()?;
+    Ok(if plan.failed.is_empty() {
+        crate::Status::Success
+    } else {
+        crate::Status::Partial
+    })
+}
+
 /// The summary of a merge: platforms, missing ones, what each registry has.
 pub fn print_summary(command: &str, session: &PushSession, plan: &MergePlan, pushed: &Pushed) {
     eprintln!("\n{command}: summary");
@@ -269,21 +295,7 @@ impl flags::Merge {
         if runner.dry_run {
             return Ok(crate::Status::Success);
         }
-        print_summary("merge", &session, &plan, &pushed);
-        let report = super::report_of_push(
-            &session,
-            &plan.push,
-            &pushed,
-            &plan.failed,
-            plan.held_back.clone(),
-        );
-        report.emit("merge", self.output.json)?;
-        pushed.into_result()?;
-        Ok(if plan.failed.is_empty() {
-            crate::Status::Success
-        } else {
-            crate::Status::Partial
-        })
+        finish("merge", &session, &plan, pushed, self.output.json)
     }
 }
 
