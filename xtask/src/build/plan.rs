@@ -241,7 +241,7 @@ impl<'a> Planner<'a> {
             .cloned()
             .chain(stage_images)
             .chain([
-                arg("GIT_REVISION", revision_label(source)),
+                arg("GIT_REVISION", source.revision()),
                 arg("BUILD_DATE", source.commit_date()),
             ])
             .chain(targets.filter(|_| !compiled_in_a_stage));
@@ -296,15 +296,6 @@ impl<'a> Planner<'a> {
             stage_images.push(arg(&stage.image_arg, list));
         }
         (stages, stage_images)
-    }
-}
-
-/// The commit the image is built from, marked when the work tree had changes.
-fn revision_label(source: &SourceState) -> String {
-    if source.dirty {
-        format!("{}-dirty", source.commit)
-    } else {
-        source.commit.clone()
     }
 }
 

@@ -16,14 +16,6 @@ use crate::{
 
 use super::PushSession;
 
-/// The image to push, and the commands that push it; the digest is the
-/// saved manifest's, so a dry run shows it as a placeholder.
-struct DigestPlan {
-    /// The image ID of the platform's entry, or a placeholder in a dry run.
-    image: String,
-    directory: std::path::PathBuf,
-}
-
 impl PushSession {
     /// Pushes this build's image for `platform` to `repository@digest` in
     /// every registry, with no tag; returns the digest.
@@ -33,11 +25,9 @@ impl PushSession {
             return self.push_by_platform_tag(platform, &primary, runner);
         }
         let directory = crate::project::TemporaryDirectory::create("rc-xtask-digest-push")?;
-        let plan = if runner.dry_run {
-            DigestPlan {
-                image: format!("<image ID of the {platform} entry of {primary}>"),
-                directory: directory.path().to_owned(),
-            }
+        // The image ID of the platform's entry; a dry run names it.
+        let image = if runner.dry_run {
+            format!("<image ID of the {platform} entry of {primary}>")
         } else {
             let list =
                 podman::ManifestList::parse(&runner.read(&podman::manifest_inspect(&primary))?)?;
@@ -50,23 +40,20 @@ impl PushSession {
                 local_list::entry_image_ids(runner, &primary, std::slice::from_ref(&entry.digest))?
                     .try_into()
                     .expect("one ID per digest");
-            DigestPlan {
-                image,
-                directory: directory.path().to_owned(),
-            }
+            image
         };
         // Saved once, in the first registry's format: every registry gets
         // the same bytes, so the same digest.
         let first = &self.targets[0];
         runner.run(&registry::save_for_digest_push(
             &first.destination,
-            &plan.image,
-            &plan.directory,
+            &image,
+            directory.path(),
         ))?;
         let digest = if runner.dry_run {
             "<digest of the saved manifest>".to_owned()
         } else {
-            let manifest = std::fs::read(plan.directory.join("manifest.json"))
+            let manifest = std::fs::read(directory.path().join("manifest.json"))
                 .context("podman wrote no manifest.json")?;
             registry::digest_of(&manifest)
         };
@@ -76,7 +63,7 @@ impl PushSession {
                 runner,
                 &registry::push_by_digest_command(
                     &target.destination,
-                    &plan.directory,
+                    directory.path(),
                     &repository,
                     &digest,
                 ),

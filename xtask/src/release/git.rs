@@ -87,6 +87,16 @@ impl SourceState {
 
     /// The commit time as RFC 3339 UTC (`2024-03-01T12:00:00Z`), the build date
     /// rc-web reports: derived from the commit, so rebuilds are reproducible.
+    /// The commit the image is built from, marked when the work tree had
+    /// changes (the labels' revision and the `GIT_REVISION` build argument).
+    pub fn revision(&self) -> String {
+        if self.dirty {
+            format!("{}-dirty", self.commit)
+        } else {
+            self.commit.clone()
+        }
+    }
+
     pub fn commit_date(&self) -> String {
         rfc3339_utc(self.commit_time)
     }

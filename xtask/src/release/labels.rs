@@ -20,18 +20,13 @@ pub struct Package {
 
 /// The labels for an image of `package` built from `source`, released as `version`.
 pub fn labels(package: &Package, source: &SourceState, version: &str) -> Labels {
-    let revision = if source.dirty {
-        format!("{}-dirty", source.commit)
-    } else {
-        source.commit.clone()
-    };
     [
         ("title", package.name.clone()),
         ("description", package.description.clone()),
         ("licenses", package.licenses.clone()),
         ("source", package.source.clone()),
         ("version", version.to_owned()),
-        ("revision", revision),
+        ("revision", source.revision()),
         ("created", source.commit_date()),
     ]
     .into_iter()

@@ -152,11 +152,8 @@ fn apply(
     if let Some(name) = image.image.as_deref().filter(|name| !name.is_empty()) {
         declared.name = name.to_owned();
     }
-    if let Some(text) = overrides.platforms {
-        match platform::parse_list(text) {
-            Ok(platforms) => declared.platforms = platforms,
-            Err(error) => problems.push(format!("--platform {text:?}: {error:#}")),
-        }
+    if let Some(platforms) = parse_platforms(overrides.platforms, problems) {
+        declared.platforms = platforms;
     }
     let from_here = |path: &Path| -> PathBuf {
         declared::normalize(

@@ -177,11 +177,7 @@ pub fn local_digests(list: &str) -> Vec<String> {
 }
 
 pub fn free_loopback_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loopback::free_loopback_port().unwrap()
 }
 
 /// `GET path` on 127.0.0.1:port: status and body, `None` if nothing answers.
