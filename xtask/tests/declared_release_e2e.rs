@@ -151,29 +151,67 @@ fn an_ordinary_crate_is_released_to_two_registries_with_only_its_metadata() {
 /// lines a real run echoes; with what differs between two runs of one plan
 /// (process IDs in temporary names, image IDs a dry run cannot know, the
 /// temporary directory) made the same, and sorted (pushes to several tags
-/// run side by side).
+/// run side by side). A push the real run retried (a registry may answer
+/// 500 while other tags of the list are written) counts once: the
+/// `PREFIX push: attempt N of M failed; retrying` notice takes back the
+/// last command echoed with the same prefix.
 fn commands(output: &std::process::Output, dry_run: bool) -> Vec<String> {
     let text = if dry_run {
         String::from_utf8_lossy(&output.stdout).into_owned()
     } else {
         stderr_of(output)
     };
-    let mut lines: Vec<String> = text
-        .lines()
-        .filter_map(|line| {
-            if dry_run {
-                return Some(line.to_owned());
-            }
-            let line = match line.strip_prefix('[') {
-                Some(rest) => rest.split_once("] ")?.1,
-                None => line,
-            };
-            line.strip_prefix("$ ").map(str::to_owned)
-        })
-        .map(|line| normalize(&line))
-        .collect();
+    if dry_run {
+        let mut lines: Vec<String> = text.lines().map(normalize).collect();
+        lines.sort();
+        return lines;
+    }
+    // (prefix, command) in the order echoed.
+    let mut echoed: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        let (prefix, rest) = match line.strip_prefix('[') {
+            Some(rest) => match rest.split_once("] ") {
+                Some((prefix, rest)) => (prefix.to_owned(), rest),
+                None => continue,
+            },
+            None => (String::new(), line),
+        };
+        if let Some(command) = rest.strip_prefix("$ ") {
+            echoed.push((prefix, normalize(command)));
+        } else if rest.starts_with("push: attempt ") && rest.contains("failed; retrying") {
+            let retried = echoed
+                .iter()
+                .rposition(|(echoed_prefix, _)| *echoed_prefix == prefix)
+                .unwrap_or_else(|| panic!("a retry of no command: {line}"));
+            echoed.remove(retried);
+        }
+    }
+    let mut lines: Vec<String> = echoed.into_iter().map(|(_, command)| command).collect();
     lines.sort();
     lines
+}
+
+#[test]
+fn a_retried_push_counts_once_in_the_real_runs_commands() {
+    let stderr = "$ podman manifest push A docker://r/n:v1\n\
+                  [latest] $ podman manifest push A docker://r/n:latest\n\
+                  [abc1234] $ podman manifest push A docker://r/n:abc1234\n\
+                  [abc1234] Error: unexpected HTTP status: 500\n\
+                  [abc1234] push: attempt 1 of 3 failed; retrying in 1 s\n\
+                  [abc1234] $ podman manifest push A docker://r/n:abc1234\n";
+    let output = std::process::Output {
+        status: std::process::ExitStatus::default(),
+        stdout: Vec::new(),
+        stderr: stderr.as_bytes().to_vec(),
+    };
+    assert_eq!(
+        commands(&output, false),
+        [
+            "podman manifest push A docker://r/n:abc1234",
+            "podman manifest push A docker://r/n:latest",
+            "podman manifest push A docker://r/n:v1",
+        ]
+    );
 }
 
 fn normalize(line: &str) -> String {
