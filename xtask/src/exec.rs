@@ -27,6 +27,30 @@ pub struct Command {
     pub stdin: Option<Stdin>,
     /// Working directory of the child (ours when `None`).
     pub dir: Option<std::path::PathBuf>,
+    /// Variables of ours that hold secrets and that this child needs (see
+    /// [`is_secret_variable`]); every other such variable is withheld.
+    pub secrets_inherited: Vec<String>,
+}
+
+/// Names of variables that hold secrets (`REGISTRY_TOKEN`, `GITHUB_TOKEN`,
+/// `COSIGN_PASSWORD`, `ACTIONS_ID_TOKEN_REQUEST_TOKEN`, a user's
+/// `AWS_SECRET_ACCESS_KEY`...). No child sees them unless its command names
+/// one in [`Command::inherit_secret`]: `/proc/PID/environ` of a `podman
+/// build`, its `conmon` or a `RUN` step is readable by whoever else runs as
+/// the same user, and a build step can print its environment.
+pub fn is_secret_variable(name: &str) -> bool {
+    let name = name.to_ascii_uppercase();
+    [
+        "TOKEN",
+        "PASSWORD",
+        "PASSWD",
+        "SECRET",
+        "CREDENTIAL",
+        "PRIVATE_KEY",
+        "API_KEY",
+    ]
+    .iter()
+    .any(|marker| name.contains(marker))
 }
 
 /// What a [`Command`] reads on standard input.
@@ -58,6 +82,7 @@ impl Command {
             env_remove: Vec::new(),
             stdin: None,
             dir: None,
+            secrets_inherited: Vec::new(),
         }
     }
 
@@ -87,6 +112,13 @@ impl Command {
 
     /// Keeps our `name` from the child (podman 5.6 turns an exported
     /// `SOURCE_DATE_EPOCH` into a build flag of its own, for example).
+    /// Lets this child have one of our secret variables (by name; the value
+    /// is never part of the command).
+    pub fn inherit_secret(mut self, name: impl Into<String>) -> Command {
+        self.secrets_inherited.push(name.into());
+        self
+    }
+
     pub fn env_remove(mut self, name: impl Into<String>) -> Command {
         self.env_remove.push(name.into());
         self
@@ -94,6 +126,15 @@ impl Command {
 
     fn expression(&self) -> duct::Expression {
         let mut expression = duct::cmd(&self.program, &self.args);
+        for (name, _) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
+            if is_secret_variable(name)
+                && !self.secrets_inherited.iter().any(|kept| kept == name)
+                && !self.env.iter().any(|(set, _)| set == name)
+            {
+                expression = expression.env_remove(name);
+            }
+        }
         for name in &self.env_remove {
             expression = expression.env_remove(name);
         }
@@ -189,6 +230,17 @@ impl Runner {
 
     /// Like [`Runner::run`], with every output line prefixed (`[linux/arm64] `).
     pub fn run_prefixed(&self, command: &Command, prefix: &str) -> Result<()> {
+        self.run_prefixed_observed(command, prefix, |_| {})
+    }
+
+    /// [`Runner::run_prefixed`], telling `started` the child's process IDs
+    /// as soon as it runs (for a watchdog that may have to stop it).
+    pub fn run_prefixed_observed(
+        &self,
+        command: &Command,
+        prefix: &str,
+        started_as: impl FnOnce(&[u32]),
+    ) -> Result<()> {
         if self.dry_run {
             println!("{command}");
             return Ok(());
@@ -203,6 +255,7 @@ impl Runner {
             .with_context(|| format!("cannot start `{}`", command.program))?;
         let pids = reader.pids();
         interrupt::register(&pids);
+        started_as(&pids);
         let _registered = Registered(pids);
         let mut lines = BufReader::new(&reader);
         let mut line = Vec::new();
@@ -272,6 +325,52 @@ impl Runner {
             .with_context(|| format!("output of `{command}` is not UTF-8"))
     }
 
+    /// [`Runner::read`], for a query that may never answer (a podman whose
+    /// machine went away): past `limit` the query is killed and this fails,
+    /// saying so.
+    pub fn read_within(&self, command: &Command, limit: std::time::Duration) -> Result<String> {
+        let started = std::time::Instant::now();
+        let handle = command
+            .expression()
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .start()
+            .with_context(|| format!("cannot start `{}`", command.program))?;
+        let pids = handle.pids();
+        interrupt::register(&pids);
+        let _registered = Registered(pids.clone());
+        let output = loop {
+            if let Some(output) = handle
+                .try_wait()
+                .with_context(|| format!("cannot wait for `{}`", command.program))?
+            {
+                break output.clone();
+            }
+            if started.elapsed() >= limit {
+                for pid in &pids {
+                    interrupt::kill_group(*pid);
+                }
+                let _ = handle.wait();
+                bail!(
+                    "no answer within {} s: {command}",
+                    limit.as_secs_f64().round()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        report_timing(command, started);
+        if !output.status.success() {
+            bail!(
+                "command failed ({}): {command}\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim_end()
+            );
+        }
+        String::from_utf8(output.stdout)
+            .with_context(|| format!("output of `{command}` is not UTF-8"))
+    }
+
     /// Runs a query and reports only whether it succeeded (e.g. "does this image exist").
     pub fn succeeds(&self, command: &Command) -> Result<bool> {
         let output = wait_registered(command, command.expression().stdout_null().stderr_null())?;
@@ -321,6 +420,58 @@ impl Drop for Registered {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variables_that_hold_secrets_are_known_by_name() {
+        for secret in [
+            "REGISTRY_TOKEN",
+            "REGISTRY_PASSWORD",
+            "GITHUB_TOKEN",
+            "COSIGN_PASSWORD",
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+            "AWS_SECRET_ACCESS_KEY",
+            "CARGO_REGISTRY_TOKEN",
+            "npm_token",
+        ] {
+            assert!(is_secret_variable(secret), "{secret}");
+        }
+        for plain in [
+            "PATH",
+            "HOME",
+            "REGISTRY_USER",
+            "GITHUB_ACTOR",
+            "CONTAINER_SSHKEY",
+            "REGISTRY_AUTH_FILE",
+        ] {
+            assert!(!is_secret_variable(plain), "{plain}");
+        }
+    }
+
+    #[test]
+    fn a_query_that_never_answers_is_cut_off_and_says_so() {
+        let runner = Runner::new(false);
+        let error = runner
+            .read_within(
+                &Command::new("sleep").arg("600"),
+                std::time::Duration::from_secs(1),
+            )
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("no answer within 1 s: sleep 600"),
+            "{error:#}"
+        );
+        assert_eq!(
+            runner
+                .read_within(
+                    &Command::new("echo").arg("here"),
+                    std::time::Duration::from_secs(30)
+                )
+                .unwrap(),
+            "here\n"
+        );
+    }
 
     #[test]
     fn display_is_pasteable_shell() {

@@ -198,6 +198,17 @@ pub struct BuildAndPush {
         value_name = "PLATFORM=CONNECTION"
     )]
     pub builders: Vec<String>,
+    /// Give up a builder whose podman has not answered `podman info` for
+    /// this many seconds (its machine went away, its service stopped): its
+    /// platform fails, the others are released
+    #[arg(
+        long,
+        env = "BUILDER_TIMEOUT",
+        default_value_t = 120,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub builder_timeout: u64,
     #[command(flatten)]
     pub output: OutputFlags,
 }

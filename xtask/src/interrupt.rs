@@ -219,6 +219,31 @@ fn stop(child: u32) {
     }
 }
 
+/// Kills `pid`'s process group at once (a query that will never answer).
+pub fn kill_group(pid: u32) {
+    send_group(pid, SIGKILL);
+}
+
+/// Stops a child whose work can no longer finish (its builder stopped
+/// answering): SIGTERM, so it can tidy what it can; after a grace period
+/// SIGKILL to it and to everything below it, which would otherwise wait on
+/// the silent machine forever.
+pub fn give_up(child: u32) {
+    // Taken before: once the child is gone, what it started is ours
+    // (subreaper) and no longer below it.
+    let mut below = descendants(child, &process_table());
+    send_group(child, SIGTERM);
+    if wait_for(child, TERM_GRACE) {
+        return;
+    }
+    below.extend(descendants(child, &process_table()));
+    send_group(child, SIGKILL);
+    for pid in below {
+        send_group(pid, SIGKILL);
+        send(pid, SIGKILL);
+    }
+}
+
 /// Descendants of `root` that live in another session than ours: processes
 /// of containers (the runtime starts each in a session of its own).
 fn container_processes(root: u32, session: u32) -> Vec<u32> {

@@ -78,7 +78,48 @@ fn prepare(runner: &Runner, host_lane: bool) -> Result<()> {
             "npm",
         ]))?;
     }
+    if host_lane && !std::path::Path::new(SSHD).exists() {
+        install_sshd(runner)?;
+    }
     Ok(())
+}
+
+/// The remote-builder test reaches a builder over ssh through a sshd of its
+/// own on 127.0.0.1.
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// Debian's openssh-server, for its sshd program only: the machine's own
+/// ssh service is not started (policy-rc.d says no while it installs), so
+/// nothing listens but what the test starts.
+fn install_sshd(runner: &Runner) -> Result<()> {
+    const POLICY: &str = "/usr/sbin/policy-rc.d";
+    eprintln!("test: installing openssh-server (its sshd, for the ssh builder test)");
+    let ours = !std::path::Path::new(POLICY).exists();
+    if ours {
+        std::fs::write(
+            POLICY,
+            "#!/bin/sh\n# cargo xtask test: no service starts now\nexit 101\n",
+        )
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(POLICY, std::fs::Permissions::from_mode(0o755))
+        })
+        .with_context(|| format!("cannot write {POLICY}"))?;
+    }
+    let installed = runner.run(
+        &Command::new("apt-get")
+            .args([
+                "install",
+                "--yes",
+                "--no-install-recommends",
+                "openssh-server",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    );
+    if ours {
+        let _ = std::fs::remove_file(POLICY);
+    }
+    installed
 }
 
 fn host_lane(runner: &Runner, cargo_test_args: &[String]) -> Result<()> {

@@ -350,6 +350,12 @@ fn a_registry_that_fails_is_named_and_the_other_keeps_the_release() {
         )),
         "{stderr}"
     );
+    // Refused for want of credentials: running it again would not help.
+    assert!(
+        stderr.contains("The registry refused: check the credentials"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Run the same command again"), "{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(
         report["failed_registries"],

@@ -8,7 +8,7 @@ mod support;
 
 use support::{
     podman_succeeds, repository_root, scratch_dir, serial, xtask_in, Registry, RemoteEngine,
-    ServiceRepository,
+    ServiceRepository, SshServer,
 };
 
 const IMAGE: &str = "acme/hello-service";
@@ -173,39 +173,43 @@ fn give_base_images(engines: &[&RemoteEngine]) {
 }
 
 #[test]
-fn two_builders_release_one_list_and_a_builder_that_is_down_is_a_failed_platform() {
+fn two_builders_one_over_ssh_release_one_list_and_a_builder_lost_mid_release_is_a_failed_platform()
+{
     let _serial = serial();
     let amd64 = RemoteEngine::start("builder-amd64", None);
     let mut arm64 = RemoteEngine::start("builder-arm64", None);
     give_base_images(&[&amd64, &arm64]);
+    // The arm64 builder is reached over ssh, as a machine of its own would be.
+    let ssh = SshServer::start("builders");
+    let arm64_url = ssh.url(&arm64.socket());
     let registry = Registry::start("builders");
     let host = registry.host();
     let service = ServiceRepository::new("builders", "v2.0.0");
     let builders = [
         format!("linux/amd64={}", amd64.url),
-        format!("linux/arm64={}", arm64.url),
+        format!("linux/arm64={arm64_url}"),
     ];
-    let release = || {
-        xtask_in(
-            &service.path,
-            &[
-                "build-and-push",
-                "--builder",
-                &builders[0],
-                "--builder",
-                &builders[1],
-                "--registry",
-                &host,
-                "--tls-verify",
-                "false",
-                "--json",
-            ],
-            &[],
-        )
-    };
+    let mut env = ssh.client_env();
+    env.push(("BUILDER_TIMEOUT".to_owned(), "10".to_owned()));
+    let env: Vec<(&str, &str)> = env
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let arguments = [
+        "build-and-push",
+        "--builder",
+        &builders[0],
+        "--builder",
+        &builders[1],
+        "--registry",
+        &host,
+        "--tls-verify",
+        "false",
+        "--json",
+    ];
 
     // Each platform on its builder, one list with every tag.
-    let output = release();
+    let output = xtask_in(&service.path, &arguments, &env);
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -216,6 +220,20 @@ fn two_builders_release_one_list_and_a_builder_that_is_down_is_a_failed_platform
             "{tag}"
         );
     }
+    // skopeo, an independent client, reads the same list back.
+    let inspected = support::run(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{host}/{IMAGE}:v2.0.0"),
+        ],
+    );
+    assert_eq!(
+        support::index_platforms(&inspected),
+        ["linux/amd64", "linux/arm64"]
+    );
     assert_eq!(
         report["platforms"].as_object().unwrap().len(),
         2,
@@ -235,28 +253,89 @@ fn two_builders_release_one_list_and_a_builder_that_is_down_is_a_failed_platform
         stderr.contains("[linux/arm64] "),
         "each builder's output is marked: {stderr}"
     );
-
-    // The arm64 builder goes down: a partial result, named, `latest` held back.
-    arm64.stop();
-    let started = std::time::Instant::now();
-    let output = release();
-    let stderr = stderr_of(&output);
-    assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(300),
-        "no hang"
+        ssh.log().contains("Accepted publickey for root"),
+        "the arm64 builder was reached over ssh: {}",
+        ssh.log()
     );
+    let released = registry.index(IMAGE, "latest");
+
+    // The arm64 builder goes silent while it builds the next release: the
+    // release goes on without it, and says so; `latest` is held back.
+    service.release_again("v2.1.0");
+    let log = scratch_dir("builders-log").join("stderr");
+    let mut child = xtask_child(&service.path, &arguments, &env, &log);
+    let started = std::time::Instant::now();
+    support::wait_until(
+        "the arm64 builder compiles",
+        std::time::Duration::from_secs(300),
+        || {
+            std::fs::read_to_string(&log).is_ok_and(|text| {
+                text.lines()
+                    .any(|line| line.starts_with("[linux/arm64] ") && line.contains("RUN "))
+            })
+        },
+    );
+    arm64.freeze();
+    let status = support::wait_for_exit(&mut child, std::time::Duration::from_secs(300));
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    eprintln!("--- the release with a silent builder:\n{stderr}");
+    assert_eq!(status.code(), Some(3), "{stderr}");
     assert!(
-        stderr.contains(&format!("FAILED: linux/arm64 on builder {}", arm64.url)),
+        stderr.contains(&format!(
+            "linux/arm64: builder {arm64_url} has not answered for"
+        )),
         "{stderr}"
     );
+    assert!(
+        stderr.contains(&format!("FAILED: linux/arm64 on builder {arm64_url}")),
+        "{stderr}"
+    );
+    eprintln!(
+        "the release with a silent builder ended in {} s",
+        started.elapsed().as_secs()
+    );
     assert_eq!(
-        support::index_platforms(&registry.index(IMAGE, "v2.0.0")),
+        support::index_platforms(&registry.index(IMAGE, "v2.1.0")),
         ["linux/amd64"]
     );
     assert_eq!(
-        support::index_platforms(&registry.index(IMAGE, "latest")),
-        ["linux/amd64", "linux/arm64"],
+        registry.index(IMAGE, "latest"),
+        released,
         "latest still names the complete release"
     );
+    // Nothing of the lost builder's is left waiting on it here.
+    let waiting = support::processes_with(&format!("{host}/{IMAGE}"));
+    assert!(waiting.is_empty(), "left behind: {waiting:?}");
+    arm64.thaw();
+
+    // The arm64 builder is down before the release: refused at once.
+    arm64.stop();
+    let output = xtask_in(&service.path, &arguments, &env);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!("FAILED: linux/arm64 on builder {arm64_url}")),
+        "{stderr}"
+    );
+    assert_eq!(registry.index(IMAGE, "latest"), released);
+}
+
+/// The xtask in the background, its stderr (and stdout) going to `log`.
+fn xtask_child(
+    directory: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    log: &std::path::Path,
+) -> std::process::Child {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command
+        .current_dir(directory)
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("REGISTRY")
+        .env_remove("BUILDERS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    command.spawn().expect("run xtask")
 }

@@ -226,6 +226,11 @@ pub fn info() -> Command {
     podman().args(["info", "--format", "json"])
 }
 
+/// The engine's architecture: the shortest question that needs its answer.
+pub fn architecture() -> Command {
+    podman().args(["info", "--format", "{{.Host.Arch}}"])
+}
+
 pub fn image_exists(reference: &str) -> Command {
     podman().args(["image", "exists", reference])
 }
@@ -388,6 +393,11 @@ pub struct VersionInfo {
     pub version: String,
 }
 
+/// How long `podman info` may take: a local podman answers within a second,
+/// a remote one within a few; one that has not answered by then is not
+/// going to (a VM or a machine that went away, a stopped service).
+pub const ANSWER_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 impl Info {
     /// `podman info`, asked once per process, and on Linux remembered between
     /// runs while podman and its configuration stay the same (see
@@ -408,7 +418,11 @@ impl Info {
         let info = match kept {
             Some(info) => info,
             None => {
-                let info = Info::parse(&runner.read(&info())?)?;
+                let info = Info::parse(&runner.read_within(&info(), ANSWER_LIMIT).context(
+                    "podman did not answer; is its service running? (`podman machine start` \
+                     on macOS; for CONTAINER_HOST or a connection, the podman.socket of the \
+                     machine it names)",
+                )?)?;
                 // A remote engine is not kept: it can change (another
                 // version, other storage) while nothing here does, and its
                 // disk figures are the only measure of its storage.

@@ -10,7 +10,23 @@
 //! checks, fallback, retries and read-back hold there as anywhere, and a
 //! builder that fails or cannot be reached is one failed platform (exit 3,
 //! `latest` held back), named in the summary. The children work under this
-//! run's lock.
+//! run's lock, and with its logins (`REGISTRY_AUTH_FILE`): like every child,
+//! they never see the variables that hold the credentials.
+//!
+//! A builder can also go silent mid-release (its machine gone, its service
+//! stopped): podman's client then waits forever. So while a builder's child
+//! runs, the builder's podman is asked `podman info` every few seconds, each
+//! question bounded; once it has not answered for `--builder-timeout`, the
+//! child is given up (SIGTERM, then SIGKILL to it and what it started) and
+//! its platform has failed like any other.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex, OnceLock,
+    },
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result};
 
@@ -64,6 +80,91 @@ impl Builder {
     }
 }
 
+impl Builder {
+    /// Asks the builder's podman whether it is there.
+    fn probe(&self) -> Command {
+        let ((name, value), other) = self.variables();
+        crate::engine::podman::architecture()
+            .env(name, value)
+            .env_remove(other)
+    }
+}
+
+/// What the watchdog of one builder knows and decides.
+#[derive(Default)]
+struct Watch {
+    /// The child's process IDs, once it runs.
+    child: OnceLock<Vec<u32>>,
+    /// The child has ended: stop watching.
+    ended: AtomicBool,
+    /// Why the child was given up.
+    lost: Mutex<Option<String>>,
+}
+
+impl Watch {
+    /// Sleeps `period` unless the child ends first; false if it did.
+    fn wait(&self, period: Duration) -> bool {
+        let until = Instant::now() + period;
+        while Instant::now() < until {
+            if self.ended.load(Ordering::SeqCst) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        !self.ended.load(Ordering::SeqCst)
+    }
+
+    fn lost(&self) -> Option<String> {
+        self.lost
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+/// How often a builder is asked, for a given timeout: a few times within
+/// it, at most every 15 s.
+fn probe_period(timeout: Duration) -> Duration {
+    (timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(15))
+}
+
+/// Watches `builder` until its child ends; gives the child up once the
+/// builder has not answered for `timeout`.
+fn watch(builder: &Builder, timeout: Duration, runner: &Runner, watch: &Watch) {
+    let mut answered = Instant::now();
+    while watch.wait(probe_period(timeout)) {
+        // Each question gets what is left of the timeout (at least 1 s).
+        let limit = timeout
+            .saturating_sub(answered.elapsed())
+            .max(Duration::from_secs(1));
+        let error = match runner.read_within(&builder.probe(), limit) {
+            Ok(_) => {
+                answered = Instant::now();
+                continue;
+            }
+            Err(error) => error,
+        };
+        if answered.elapsed() < timeout || watch.ended.load(Ordering::SeqCst) {
+            continue;
+        }
+        let why = format!(
+            "builder {} has not answered for {} s ({}); given up",
+            builder.connection,
+            answered.elapsed().as_secs(),
+            format!("{error:#}").lines().next().unwrap_or_default()
+        );
+        eprintln!("\nbuild-and-push: {}: {why}\n", builder.platform);
+        *watch
+            .lost
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(why);
+        for &pid in watch.child.get().into_iter().flatten() {
+            crate::interrupt::give_up(pid);
+        }
+        return;
+    }
+}
+
 /// The builders of `texts`, each for one of `platforms`, each platform once.
 pub fn parse_all(
     texts: &[String],
@@ -101,11 +202,14 @@ pub fn child_arguments(own: &[String], platform: Platform, digest_file: &str) ->
     while let Some(argument) = own.next() {
         match argument.as_str() {
             "build-and-push" => arguments.push("push-by-digest".to_owned()),
-            "--builder" | "--platform" => {
+            "--builder" | "--builder-timeout" | "--platform" => {
                 own.next();
             }
             "--json" => {}
-            other if other.starts_with("--builder=") || other.starts_with("--platform=") => {}
+            other
+                if ["--builder=", "--builder-timeout=", "--platform="]
+                    .iter()
+                    .any(|flag| other.starts_with(flag)) => {}
             other => arguments.push(other.to_owned()),
         }
     }
@@ -158,6 +262,15 @@ pub fn run(flags: &flags::BuildAndPush, runner: &Runner) -> Result<crate::Status
                 let ((name, value), other) = builder.variables();
                 command = command.env(name, value).env_remove(other);
             }
+            // The children push with this run's logins (podman's and
+            // skopeo's own variable): the credentials themselves stay here.
+            if let Some(authfile) = session
+                .targets
+                .iter()
+                .find_map(|target| target.destination.authfile.as_ref())
+            {
+                command = command.env("REGISTRY_AUTH_FILE", authfile.to_string_lossy());
+            }
             (platform, builder, file, command)
         })
         .collect();
@@ -169,12 +282,29 @@ pub fn run(flags: &flags::BuildAndPush, runner: &Runner) -> Result<crate::Status
                 .as_str())
         );
     }
-    // Side by side: each builder is a machine of its own.
+    // Side by side: each builder is a machine of its own. A builder is
+    // watched while its child runs.
+    let timeout = Duration::from_secs(flags.builder_timeout);
+    let watches: Vec<Watch> = jobs.iter().map(|_| Watch::default()).collect();
     let results: Vec<Result<()>> = std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
             .iter()
-            .map(|(platform, _, _, command)| {
-                scope.spawn(move || runner.run_prefixed(command, &format!("[{platform}] ")))
+            .zip(&watches)
+            .map(|((platform, builder, _, command), watched)| {
+                if let Some(builder) = builder.filter(|_| !runner.dry_run) {
+                    scope.spawn(move || watch(builder, timeout, runner, watched));
+                }
+                scope.spawn(move || {
+                    let result =
+                        runner.run_prefixed_observed(command, &format!("[{platform}] "), |pids| {
+                            let _ = watched.child.set(pids.to_vec());
+                        });
+                    watched.ended.store(true, Ordering::SeqCst);
+                    match watched.lost() {
+                        Some(why) => Err(anyhow::anyhow!(why)),
+                        None => result,
+                    }
+                })
             })
             .collect();
         handles
@@ -272,6 +402,19 @@ mod tests {
     }
 
     #[test]
+    fn a_builder_is_asked_a_few_times_within_its_timeout() {
+        assert_eq!(
+            probe_period(Duration::from_secs(120)),
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            probe_period(Duration::from_secs(20)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(probe_period(Duration::from_secs(2)), Duration::from_secs(1));
+    }
+
+    #[test]
     fn a_builder_runs_this_command_as_push_by_digest_of_its_platform() {
         let own: Vec<String> = [
             "build-and-push",
@@ -283,6 +426,9 @@ mod tests {
             "--registry",
             "127.0.0.1:5000",
             "--json",
+            "--builder-timeout",
+            "30",
+            "--builder-timeout=40",
             "--tag",
             "v1",
         ]

@@ -353,21 +353,37 @@ impl PushSession {
             }
             return Ok(None);
         }
-        let not_updated = |failed: &[&String]| {
+        let not_updated = |failed: &[&String], error: &anyhow::Error| {
             let done: Vec<&str> = tags
                 .iter()
                 .filter(|tag| !failed.contains(tag))
                 .map(String::as_str)
                 .collect();
             let failed: Vec<&str> = failed.iter().map(|tag| tag.as_str()).collect();
+            // Refused (credentials, permissions): the same command would be
+            // refused again.
+            let next = if registry::is_permanent_failure(&format!("{error:#}")) {
+                format!(
+                    "The registry refused: check the credentials (REGISTRY_USER/REGISTRY_TOKEN, \
+                     or `podman login {}`) and that they may push to {}, then run the command again",
+                    target.destination.registry, target.repository.name()
+                )
+            } else {
+                "Run the same command again to finish".to_owned()
+            };
             format!(
-                "updated in the registry: {}; NOT updated: {}. Run the same command again to finish",
-                if done.is_empty() { "none".to_owned() } else { done.join(", ") },
+                "updated in the registry: {}; NOT updated: {}. {next}",
+                if done.is_empty() {
+                    "none".to_owned()
+                } else {
+                    done.join(", ")
+                },
                 failed.join(", ")
             )
         };
         if let Err(error) = push_one(first, "") {
-            return Err(error.context(not_updated(&tags.iter().collect::<Vec<_>>())));
+            let context = not_updated(&tags.iter().collect::<Vec<_>>(), &error);
+            return Err(error.context(context));
         }
         let (first_index, others) = std::thread::scope(|scope| {
             let first_index = scope.spawn(|| verify_one(first));
@@ -403,7 +419,8 @@ impl PushSession {
             }
         }
         if let Some(error) = push_error {
-            return Err(error.context(not_updated(&failed)));
+            let context = not_updated(&failed, &error);
+            return Err(error.context(context));
         }
         let first_index = first_index?;
         for (tag, index) in read_back {

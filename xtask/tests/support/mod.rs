@@ -42,6 +42,8 @@ pub fn xtask_in(directory: &Path, args: &[&str], env: &[(&str, &str)]) -> Output
     command.current_dir(directory).args(args);
     for name in [
         "BUILD_PLATFORMS",
+        "BUILDERS",
+        "BUILDER_TIMEOUT",
         "REGISTRY",
         "IMAGE_NAME",
         "RELEASE_PACKAGE",
@@ -626,10 +628,28 @@ impl RemoteEngine {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// The service's socket, as a path on this machine.
+    pub fn socket(&self) -> PathBuf {
+        self.directory.join("podman.sock")
+    }
+
+    /// Freezes the service (SIGSTOP): a builder whose machine went silent.
+    /// Connections are still accepted, and nothing answers them.
+    pub fn freeze(&self) {
+        signal(self.child.id(), "STOP");
+    }
+
+    pub fn thaw(&self) {
+        signal(self.child.id(), "CONT");
+    }
 }
 
 impl Drop for RemoteEngine {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
         // The namespace (and its mounts) went with the service.
@@ -671,6 +691,33 @@ impl ServiceRepository {
         git(&["tag", tag]);
         ServiceRepository { path }
     }
+
+    /// A new commit that changes the source (its build compiles again),
+    /// tagged `tag`.
+    pub fn release_again(&self, tag: &str) {
+        let main = self.path.join("src/main.rs");
+        let mut text = std::fs::read_to_string(&main).unwrap();
+        text.push_str(&format!("// {tag}\n"));
+        std::fs::write(&main, text).unwrap();
+        let repository = self.path.to_str().unwrap();
+        run(
+            "git",
+            &[
+                "-C",
+                repository,
+                "-c",
+                "user.name=Acme",
+                "-c",
+                "user.email=dev@acme.example",
+                "commit",
+                "--quiet",
+                "--all",
+                "-m",
+                tag,
+            ],
+        );
+        run("git", &["-C", repository, "tag", tag]);
+    }
 }
 
 impl Drop for ServiceRepository {
@@ -691,5 +738,139 @@ fn copy_tree(from: &Path, to: &Path) {
         } else {
             std::fs::copy(entry.path(), &target).unwrap();
         }
+    }
+}
+
+/// Debian's sshd on 127.0.0.1, for podman's `ssh://` connections: its own
+/// host key, a key pair for root, and a home directory whose
+/// `.ssh/known_hosts` holds the host key (podman checks it; the real one is
+/// not touched). Remote podman over ssh dials the service's socket through
+/// it (StreamLocal forwarding).
+pub struct SshServer {
+    child: Child,
+    pub port: u16,
+    directory: PathBuf,
+    /// The client's private key: `CONTAINER_SSHKEY`.
+    pub identity: PathBuf,
+    /// `HOME` for podman's client (its known_hosts).
+    pub home: PathBuf,
+}
+
+impl SshServer {
+    pub fn start(name: &str) -> SshServer {
+        let sshd = Path::new("/usr/sbin/sshd");
+        assert!(
+            sshd.exists(),
+            "sshd is not installed; `cargo xtask test` installs openssh-server"
+        );
+        let directory = scratch_dir(&format!("sshd-{name}"));
+        let key = |file: &str| {
+            let path = directory.join(file);
+            run(
+                "ssh-keygen",
+                &[
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "rc-e2e",
+                    "-f",
+                    path.to_str().unwrap(),
+                ],
+            );
+            path
+        };
+        let host_key = key("host");
+        let identity = key("id");
+        let authorized = directory.join("authorized_keys");
+        std::fs::copy(identity.with_extension("pub"), &authorized).unwrap();
+        let port = free_loopback_port();
+        let config = directory.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress 127.0.0.1:{port}\n\
+                 HostKey {host}\n\
+                 AuthorizedKeysFile {authorized}\n\
+                 PermitRootLogin prohibit-password\n\
+                 PasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\n\
+                 UsePAM no\n\
+                 StrictModes no\n\
+                 AllowStreamLocalForwarding yes\n\
+                 PidFile {pid}\n",
+                host = host_key.display(),
+                authorized = authorized.display(),
+                pid = directory.join("sshd.pid").display(),
+            ),
+        )
+        .unwrap();
+        // Its privilege separation directory.
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(directory.join("sshd.log")).unwrap())
+            .spawn()
+            .expect("sshd runs");
+        let home = directory.join("home");
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        let host_public = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
+        let host_public: Vec<&str> = host_public.split_whitespace().take(2).collect();
+        std::fs::write(
+            home.join(".ssh/known_hosts"),
+            format!("[127.0.0.1]:{port} {}\n", host_public.join(" ")),
+        )
+        .unwrap();
+        let server = SshServer {
+            child,
+            port,
+            directory,
+            identity,
+            home,
+        };
+        wait_until("sshd listens", Duration::from_secs(20), || {
+            TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
+        });
+        server
+    }
+
+    /// `ssh://root@127.0.0.1:PORT/SOCKET`: podman over this server.
+    pub fn url(&self, socket: &Path) -> String {
+        format!("ssh://root@127.0.0.1:{}{}", self.port, socket.display())
+    }
+
+    /// What sshd logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.directory.join("sshd.log")).unwrap_or_default()
+    }
+
+    /// What podman's client needs to use it.
+    pub fn client_env(&self) -> Vec<(String, String)> {
+        let own_home = std::env::var("HOME").unwrap_or_else(|_| "/root".to_owned());
+        let mut env = vec![
+            ("HOME".to_owned(), self.home.display().to_string()),
+            (
+                "CONTAINER_SSHKEY".to_owned(),
+                self.identity.display().to_string(),
+            ),
+        ];
+        // The toolchain stays found (the xtask runs cargo metadata).
+        for (name, default) in [("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo")] {
+            let value = std::env::var(name).unwrap_or_else(|_| format!("{own_home}/{default}"));
+            env.push((name.to_owned(), value));
+        }
+        env
+    }
+}
+
+impl Drop for SshServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.directory);
     }
 }
