@@ -37,6 +37,9 @@ pub enum XtaskCommand {
     /// Merge images pushed by digest into a manifest list, give it every tag
     /// and push it (the release's last job)
     Merge(Merge),
+    /// Check a release's signatures and attestations (cosign): the list,
+    /// each platform image, each image's provenance and SBOM
+    Verify(Verify),
     /// Remove build cache, dangling images, leftover build containers and broken lists
     CleanBuildCache(CleanBuildCache),
     /// Report free space for podman's storage and what each kind of build needs
@@ -166,12 +169,51 @@ pub struct BuildImage {
     pub build: BuildFlags,
 }
 
+/// How a release is signed (see `sign`).
+#[derive(Debug, Clone, Args)]
+pub struct SignFlags {
+    /// Sign the release (the list, each image, their provenance and SBOM)
+    /// with this cosign key (a `cosign generate-key-pair` file or a KMS URI);
+    /// its password in COSIGN_PASSWORD. In GitHub Actions with `id-token:
+    /// write` and no key, the release is signed keyless
+    #[arg(long, env = "SIGNING_KEY", value_name = "KEY")]
+    pub signing_key: Option<String>,
+    /// Do not sign, even with a key or OIDC at hand
+    #[arg(long)]
+    pub no_sign: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Verify {
+    /// `REGISTRY/NAME:TAG` or `REGISTRY/NAME@sha256:...`
+    pub image: String,
+    /// The release's public key (`cosign.pub`, or a KMS URI)
+    #[arg(long, env = "VERIFY_KEY", value_name = "KEY")]
+    pub key: Option<String>,
+    /// For a keyless release: the signer's identity (the workflow's URL with
+    /// its ref)
+    #[arg(long, value_name = "IDENTITY")]
+    pub certificate_identity: Option<String>,
+    /// For a keyless release: the OIDC issuer
+    /// (https://token.actions.githubusercontent.com)
+    #[arg(long, value_name = "URL")]
+    pub certificate_oidc_issuer: Option<String>,
+    /// Verify the registry's TLS certificate
+    #[arg(long, env = "REGISTRY_TLS_VERIFY", default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
+    pub tls_verify: bool,
+    /// Print every check as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct PushImage {
     #[command(flatten)]
     pub image: ImageFlags,
     #[command(flatten)]
     pub push: PushFlags,
+    #[command(flatten)]
+    pub sign: SignFlags,
     /// Platforms the lists must hold (default: whatever was built)
     #[arg(long = "platform", value_name = "LIST")]
     pub platforms: Option<String>,
@@ -187,6 +229,8 @@ pub struct BuildAndPush {
     pub build: BuildFlags,
     #[command(flatten)]
     pub push: PushFlags,
+    #[command(flatten)]
+    pub sign: SignFlags,
     /// Build PLATFORM on another podman: PLATFORM=CONNECTION, a `podman
     /// system connection` name or a URL (ssh://..., unix://...); repeatable
     /// or comma-separated. Each builder pushes its image by digest; the
@@ -243,6 +287,8 @@ pub struct Merge {
     pub image: ImageFlags,
     #[command(flatten)]
     pub push: PushFlags,
+    #[command(flatten)]
+    pub sign: SignFlags,
     /// Platforms the release should have; missing ones make a partial result
     /// [default: the declared `platforms`]
     #[arg(long = "platform", env = "BUILD_PLATFORMS", value_name = "LIST")]

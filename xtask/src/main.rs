@@ -18,6 +18,7 @@ mod registry;
 mod release;
 mod report;
 mod setup;
+mod sign;
 mod test;
 
 use std::process::ExitCode;
@@ -67,6 +68,7 @@ fn main() -> ExitCode {
         flags::XtaskCommand::BuildAndPush(build_and_push) => build_and_push.run(),
         flags::XtaskCommand::PushByDigest(push_by_digest) => push_by_digest.run(),
         flags::XtaskCommand::Merge(merge) => merge.run(),
+        flags::XtaskCommand::Verify(verify) => verify.run(),
         flags::XtaskCommand::CleanBuildCache(clean) => clean.run().map(|()| Status::Success),
         flags::XtaskCommand::CheckDiskSpace(check) => check.run().map(|()| Status::Success),
         flags::XtaskCommand::Test(test) => test.run().map(|()| Status::Success),

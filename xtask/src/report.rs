@@ -26,6 +26,11 @@ pub struct Report {
     pub failed_platforms: Vec<String>,
     /// Things a reader should know (why `latest` did not move, ...).
     pub notes: Vec<String>,
+    /// The list, each image, their provenance and SBOM are signed (in every
+    /// registry that has the release).
+    pub signed: bool,
+    /// `key cosign.key`, keyless, or why the release is not signed.
+    pub signature: String,
 }
 
 impl Report {
@@ -51,6 +56,8 @@ impl Report {
             list_digest: remote.map(|remote| remote.digest.clone()),
             failed_platforms: failed.iter().map(ToString::to_string).collect(),
             notes,
+            signed: false,
+            signature: String::new(),
         }
     }
 

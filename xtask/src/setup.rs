@@ -74,6 +74,7 @@ pub fn run(runner: &Runner, with_cargo_make: bool) -> Result<()> {
         .map(|metadata| metadata.uid() == 0)
         .unwrap_or(false);
     install_packages(runner, is_root)?;
+    install_cosign(runner, is_root)?;
     configure_podman(runner, is_root)?;
     register_binfmt(runner, is_root)?;
     open_tun_device(runner, is_root)?;
@@ -134,6 +135,104 @@ fn install_packages(runner: &Runner, is_root: bool) -> Result<()> {
     runner
         .run(&install)
         .context("cannot install the packages the pipeline needs")
+}
+
+/// The Debian release that packages cosign (2.5).
+const COSIGN_SUITE: &str = "trixie";
+
+/// cosign signs and verifies releases. Debian 13 packages it; Debian 12 and
+/// Ubuntu 24.04 do not, and the package needs only libc6 >= 2.34, so there
+/// it is fetched from Debian 13 with an apt configuration of its own (this
+/// machine's sources stay as they are: adding Debian 13 to them would
+/// upgrade libc) and installed with dpkg.
+fn install_cosign(runner: &Runner, is_root: bool) -> Result<()> {
+    if let Ok(path) = which::which("cosign") {
+        eprintln!("setup: cosign: {}", path.display());
+        return Ok(());
+    }
+    let candidate = runner
+        .read(&Command::new("apt-cache").args(["policy", "cosign"]))
+        .unwrap_or_default();
+    let packaged = candidate
+        .lines()
+        .any(|line| line.trim_start().starts_with("Candidate:") && !line.contains("(none)"));
+    let directory = std::env::temp_dir().join(format!("rc-xtask-cosign-{}", std::process::id()));
+    let apt = |verb: &str| {
+        Command::new("apt-get")
+            .arg("-o")
+            .arg(format!(
+                "Dir::Etc::SourceList={}",
+                directory.join("sources.list").display()
+            ))
+            .args(["-o", "Dir::Etc::SourceParts=/dev/null"])
+            .arg("-o")
+            .arg(format!(
+                "Dir::State::Lists={}",
+                directory.join("lists").display()
+            ))
+            .arg("-o")
+            .arg(format!("Dir::Cache={}", directory.join("cache").display()))
+            .args(["-o", "Dir::Etc::Preferences=/dev/null"])
+            .args(["-o", "Dir::Etc::PreferencesParts=/dev/null"])
+            // The download lands in a root-only directory.
+            .args(["-o", "APT::Sandbox::User=root"])
+            .arg(verb)
+    };
+    let install = if packaged {
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "--no-install-recommends", "cosign"])
+    } else {
+        apt("download").arg("cosign").current_dir(&directory)
+    };
+    require_root(
+        is_root,
+        "install cosign",
+        &format!(
+            "    {install}{}",
+            if packaged {
+                String::new()
+            } else {
+                format!(
+                    " (with deb http://deb.debian.org/debian {COSIGN_SUITE} main in its own \
+                     sources.list; then dpkg -i cosign_*.deb)"
+                )
+            }
+        ),
+    )?;
+    if packaged {
+        eprintln!("setup: cosign: installing Debian's package");
+        return runner.run(&install).context("cannot install cosign");
+    }
+    eprintln!("setup: cosign: installing Debian {COSIGN_SUITE}'s package (this release has none)");
+    if runner.dry_run {
+        println!("{}", apt("update"));
+        println!("{install}");
+        println!("dpkg -i {}/cosign_*.deb", directory.display());
+        return Ok(());
+    }
+    let result = (|| -> Result<()> {
+        for partial in ["lists/partial", "cache/archives/partial"] {
+            fs::create_dir_all(directory.join(partial))?;
+        }
+        fs::write(
+            directory.join("sources.list"),
+            format!("deb http://deb.debian.org/debian {COSIGN_SUITE} main\n"),
+        )?;
+        runner.run(&apt("update"))?;
+        runner.run(&install)?;
+        let package = fs::read_dir(&directory)?
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .find(|path| path.extension().is_some_and(|extension| extension == "deb"))
+            .context("apt-get download wrote no cosign package")?;
+        runner.run(
+            &Command::new("dpkg")
+                .arg("-i")
+                .arg(package.to_string_lossy()),
+        )
+    })();
+    let _ = fs::remove_dir_all(&directory);
+    result.context("cannot install cosign")
 }
 
 /// The containers.conf this machine needs, or `None` when podman's defaults work.

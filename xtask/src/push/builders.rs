@@ -202,14 +202,20 @@ pub fn child_arguments(own: &[String], platform: Platform, digest_file: &str) ->
     while let Some(argument) = own.next() {
         match argument.as_str() {
             "build-and-push" => arguments.push("push-by-digest".to_owned()),
-            "--builder" | "--builder-timeout" | "--platform" => {
+            "--builder" | "--builder-timeout" | "--platform" | "--signing-key" => {
                 own.next();
             }
-            "--json" => {}
+            // The merge here signs; a builder pushes an image by digest.
+            "--json" | "--no-sign" => {}
             other
-                if ["--builder=", "--builder-timeout=", "--platform="]
-                    .iter()
-                    .any(|flag| other.starts_with(flag)) => {}
+                if [
+                    "--builder=",
+                    "--builder-timeout=",
+                    "--platform=",
+                    "--signing-key=",
+                ]
+                .iter()
+                .any(|flag| other.starts_with(flag)) => {}
             other => arguments.push(other.to_owned()),
         }
     }
@@ -231,6 +237,7 @@ pub fn run(flags: &flags::BuildAndPush, runner: &Runner) -> Result<crate::Status
     let session = PushSession::open_checked(
         &flags.image,
         &flags.push,
+        Some(&flags.sign),
         crate::build::overrides(&flags.build),
         problems,
         runner,

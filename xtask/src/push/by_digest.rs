@@ -188,6 +188,7 @@ impl flags::PushByDigest {
         let session = PushSession::open_checked(
             &self.image,
             &self.push,
+            None,
             build::overrides(&self.build),
             problems,
             &runner,

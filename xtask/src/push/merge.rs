@@ -235,6 +235,7 @@ pub fn finish(
 pub fn print_summary(command: &str, session: &PushSession, plan: &MergePlan, pushed: &Pushed) {
     eprintln!("\n{command}: summary");
     eprintln!("  platforms: {}", platform::join(&plan.push.platforms));
+    session.signing.print_summary(pushed);
     if !plan.failed.is_empty() {
         eprintln!(
             "  MISSING:   {} (its build job failed or pushed nothing)",
@@ -275,6 +276,7 @@ impl flags::Merge {
         let session = PushSession::open(
             &self.image,
             &self.push,
+            Some(&self.sign),
             release::Overrides {
                 platforms: self.platforms.as_deref(),
                 ..release::Overrides::default()

@@ -21,6 +21,7 @@ use crate::{
     registry::{self, Destination, PrivateAuth},
     release::{self, reference::Repository, Release},
     report::Report,
+    sign::Signing,
 };
 
 /// One registry a release goes to.
@@ -36,6 +37,8 @@ pub struct PushSession {
     pub release: Release,
     pub targets: Vec<Target>,
     attempts: u32,
+    /// Whether each registry's list is signed once pushed and read back.
+    pub signing: Signing,
     /// Keeps this run's private auth file until the session ends.
     _auth: Option<PrivateAuth>,
 }
@@ -110,20 +113,24 @@ impl PushSession {
     pub fn open(
         image: &flags::ImageFlags,
         push_flags: &flags::PushFlags,
+        sign: Option<&flags::SignFlags>,
         overrides: release::Overrides,
         problems: Vec<String>,
         runner: &Runner,
     ) -> Result<PushSession> {
-        Self::open_checked(image, push_flags, overrides, problems, runner, |_| {
+        Self::open_checked(image, push_flags, sign, overrides, problems, runner, |_| {
             Vec::new()
         })
     }
 
     /// [`open`](Self::open), with the caller's checks of the release
     /// (`check`), whose problems are listed with the session's.
+    /// `sign`: `None` for a step that is not a release (push-by-digest: the
+    /// merge signs).
     pub fn open_checked(
         image: &flags::ImageFlags,
         push_flags: &flags::PushFlags,
+        sign: Option<&flags::SignFlags>,
         overrides: release::Overrides,
         problems: Vec<String>,
         runner: &Runner,
@@ -131,6 +138,10 @@ impl PushSession {
     ) -> Result<PushSession> {
         let release = Release::read(runner, image, overrides, problems)?;
         let mut problems = check(&release);
+        let signing = match sign {
+            Some(flags) => Signing::from_flags(flags, runner, &mut problems),
+            None => Signing::Off("not a release (the merge signs it)".to_owned()),
+        };
         let credentials: Vec<_> = release
             .repositories
             .iter()
@@ -194,6 +205,7 @@ impl PushSession {
             release,
             targets,
             attempts: push_flags.attempts,
+            signing,
             _auth: auth,
         })
     }
@@ -292,7 +304,20 @@ impl PushSession {
         let mut results = Vec::new();
         for target in &self.targets {
             crate::interrupt::check()?;
-            let result = self.push_and_verify_tags(target, plan, runner);
+            let result = self
+                .push_and_verify_tags(target, plan, runner)
+                .and_then(|index| {
+                    if let Some(index) = &index {
+                        self.signing.sign(
+                            runner,
+                            &self.release,
+                            &target.destination,
+                            &target.repository.name(),
+                            index,
+                        )?;
+                    }
+                    Ok(index)
+                });
             if let Err(error) = &result {
                 if crate::interrupt::received().is_some() {
                     bail!("{error:#}");
@@ -460,6 +485,7 @@ fn list_digests(runner: &Runner, name: &str) -> Result<Option<Vec<String>>> {
 pub fn print_summary(session: &PushSession, plan: &PushPlan, pushed: &Pushed) {
     eprintln!("\npush-image: summary");
     eprintln!("  platforms: {}", platform::join(&plan.platforms));
+    session.signing.print_summary(pushed);
     for (target, (_, result)) in session.targets.iter().zip(&pushed.results) {
         let repository = target.repository.name();
         match result {
@@ -492,6 +518,7 @@ impl flags::PushImage {
         let session = PushSession::open(
             &self.image,
             &self.push,
+            Some(&self.sign),
             release::Overrides::default(),
             problems,
             &runner,
@@ -527,6 +554,7 @@ impl flags::BuildAndPush {
         let session = PushSession::open(
             &self.image,
             &self.push,
+            Some(&self.sign),
             build::overrides(&self.build),
             problems,
             &runner,
@@ -595,6 +623,7 @@ pub(super) fn report_of_push(
         .map(|target| target.repository.name())
         .collect();
     report.failed_registries = pushed.failed_registries();
+    (report.signed, report.signature) = session.signing.state(pushed);
     report
 }
 

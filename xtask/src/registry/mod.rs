@@ -410,6 +410,7 @@ pub fn verify_remote(
     let index: serde_json::Value = serde_json::from_str(&raw)
         .with_context(|| format!("{remote}: the registry returned no JSON"))?;
     let media_type = index["mediaType"].as_str().unwrap_or("(none)");
+    // (The format is checked first: it says more than the platforms would.)
     if media_type != destination.format.media_type() {
         bail!(
             "{remote} is {media_type}, expected {} (--format {})",
@@ -433,19 +434,35 @@ pub fn verify_remote(
             wanted.join(", ")
         );
     }
-    Ok(RemoteIndex {
-        digest: digest_of(raw.as_bytes()),
-        entries: list
-            .manifests
-            .iter()
-            .map(|entry| {
-                (
-                    entry.platform_string().unwrap_or_default(),
-                    entry.digest.clone(),
-                )
-            })
-            .collect(),
-    })
+    Ok(RemoteIndex::of(&raw, &list))
+}
+
+impl RemoteIndex {
+    fn of(raw: &str, list: &podman::ManifestList) -> RemoteIndex {
+        RemoteIndex {
+            digest: digest_of(raw.as_bytes()),
+            entries: list
+                .manifests
+                .iter()
+                .map(|entry| {
+                    (
+                        entry.platform_string().unwrap_or_default(),
+                        entry.digest.clone(),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The list `remote` (`repo:tag` or `repo@digest`) as the registry holds
+/// it, whatever its platforms.
+pub fn read_index(runner: &Runner, destination: &Destination, remote: &str) -> Result<RemoteIndex> {
+    let raw = read_back(runner, &inspect_remote_command(destination, remote))
+        .with_context(|| format!("cannot read {remote} from the registry"))?;
+    let list = podman::ManifestList::parse(&raw)
+        .with_context(|| format!("{remote} is not a manifest list"))?;
+    Ok(RemoteIndex::of(&raw, &list))
 }
 
 /// A private directory for this run's auth file, removed on drop.
