@@ -1,0 +1,454 @@
+//! Signed releases, end to end, with a real registry on 127.0.0.1 and
+//! Debian's cosign: a release signed with a key verifies with `cargo xtask
+//! verify`, with `cosign verify` and with an independent client (skopeo
+//! under a `sigstoreSigned` policy, as podman pulls would be checked); an
+//! unsigned release, the wrong key, a tag moved to an unsigned list and an
+//! attestation of another image are each refused; and the key's password
+//! shows in no process's argv, in no child's environment and in no output.
+
+mod support;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use support::{command_lines, run, scratch_dir, serial, xtask_in, Registry, ServiceRepository};
+
+const IMAGE: &str = "acme/hello-service";
+
+fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `cosign generate-key-pair` in `directory`: (cosign.key, cosign.pub).
+fn key_pair(directory: &Path, password: &str) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(directory).unwrap();
+    let output = std::process::Command::new("cosign")
+        .arg("generate-key-pair")
+        .current_dir(directory)
+        .env("COSIGN_PASSWORD", password)
+        .output()
+        .expect("cosign is installed (`cargo xtask setup`)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (directory.join("cosign.key"), directory.join("cosign.pub"))
+}
+
+/// Runs `args` while every process's argv, and the environment of every
+/// process but the xtask itself, is scanned for `secret`; returns the
+/// output and what was found.
+fn scanning_for(
+    secret: &str,
+    directory: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Output, Vec<String>, usize) {
+    let xtask = std::fs::canonicalize(env!("CARGO_BIN_EXE_xtask")).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let scanner = {
+        let (stop, secret) = (stop.clone(), secret.to_owned());
+        std::thread::spawn(move || {
+            let (mut leaks, mut cosigns_seen) = (Vec::new(), 0);
+            while !stop.load(Ordering::SeqCst) {
+                for (pid, line) in command_lines() {
+                    if line.contains(&secret) {
+                        leaks.push(format!("{pid} argv: {line}"));
+                    }
+                    if line.starts_with("cosign ") {
+                        cosigns_seen += 1;
+                    }
+                    let environment =
+                        std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                    let is_xtask = std::fs::read_link(format!("/proc/{pid}/exe"))
+                        .is_ok_and(|exe| exe == xtask);
+                    if !is_xtask && String::from_utf8_lossy(&environment).contains(&secret) {
+                        leaks.push(format!("{pid} environment: {line}"));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (leaks, cosigns_seen)
+        })
+    };
+    let output = xtask_in(directory, args, env);
+    stop.store(true, Ordering::SeqCst);
+    let (leaks, cosigns_seen) = scanner.join().unwrap();
+    (output, leaks, cosigns_seen)
+}
+
+fn verify(reference: &str, public_key: &Path) -> (std::process::Output, serde_json::Value) {
+    let output = xtask_in(
+        &support::repository_root(),
+        &[
+            "verify",
+            reference,
+            "--key",
+            public_key.to_str().unwrap(),
+            "--tls-verify",
+            "false",
+            "--json",
+        ],
+        &[],
+    );
+    let report = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+    (output, report)
+}
+
+fn failed_checks(report: &serde_json::Value) -> Vec<String> {
+    report["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|check| check["passed"] == false)
+        .map(|check| {
+            format!(
+                "{} {}: {}",
+                check["what"], check["subject"], check["detail"]
+            )
+        })
+        .collect()
+}
+
+/// skopeo under a policy that accepts only images signed with `public_key`
+/// in `host` (podman and skopeo read the same policy.json and registries.d):
+/// copies `reference` (a list with `--all`, or one image).
+fn policy_copy(host: &str, public_key: &Path, reference: &str, all: bool) -> std::process::Output {
+    let directory = scratch_dir("signing-policy");
+    let policy = directory.join("policy.json");
+    std::fs::write(
+        &policy,
+        serde_json::json!({
+            "default": [{"type": "reject"}],
+            "transports": {"docker": {host: [{
+                "type": "sigstoreSigned",
+                "keyPath": public_key,
+                "signedIdentity": {"type": "matchRepository"},
+            }]}},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let registries_d = directory.join("registries.d");
+    std::fs::create_dir_all(&registries_d).unwrap();
+    std::fs::write(
+        registries_d.join("loopback.yaml"),
+        format!("docker:\n  {host}:\n    use-sigstore-attachments: true\n"),
+    )
+    .unwrap();
+    let destination = format!("oci:{}", directory.join("copy").display());
+    let mut args = vec![
+        "--policy".to_owned(),
+        policy.display().to_string(),
+        "--registries.d".to_owned(),
+        registries_d.display().to_string(),
+        "copy".to_owned(),
+        "--src-tls-verify=false".to_owned(),
+        // Checked on the way in; an oci: layout cannot store them.
+        "--remove-signatures".to_owned(),
+    ];
+    if all {
+        args.push("--all".to_owned());
+    }
+    args.extend([format!("docker://{reference}"), destination]);
+    let output = std::process::Command::new("skopeo")
+        .args(&args)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&directory);
+    output
+}
+
+/// Debian 12 builds containers/image (podman 4.3, skopeo 1.9) without
+/// sigstore: its policy check refuses every signed image with this. Debian
+/// 13's (the podman 5 lane, where this test runs too) checks them.
+const SIGSTORE_DISABLED: &str = "sigstore disabled";
+
+/// Whether this machine's skopeo can check sigstore signatures at all; where
+/// it cannot, it must be the Debian 12 build, which says so.
+fn policy_checks_sigstore(refused: &std::process::Output) -> bool {
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    if !stderr.contains(SIGSTORE_DISABLED) {
+        return true;
+    }
+    let version = run("skopeo", &["--version"]);
+    assert!(
+        version.contains("version 1.9."),
+        "only Debian 12's skopeo 1.9 is known to be built without sigstore: {version}"
+    );
+    eprintln!("{version}: built without sigstore; the policy checks run in the podman 5 lane");
+    false
+}
+
+#[test]
+fn a_signed_release_verifies_everywhere_and_tampering_is_refused() {
+    let _serial = serial();
+    let registry = Registry::start("signing");
+    let host = registry.host();
+    let service = ServiceRepository::new("signed", "v3.0.0");
+    let keys = scratch_dir("signing-keys");
+    let password = format!("pw-{}-e2e", std::process::id());
+    let (private_key, public_key) = key_pair(&keys.join("release"), &password);
+    let (_, other_public_key) = key_pair(&keys.join("other"), "other");
+
+    // A signed release of both platforms; the password is scanned for.
+    let (output, leaks, cosigns_seen) = scanning_for(
+        &password,
+        &service.path,
+        &[
+            "build-and-push",
+            "--registry",
+            &host,
+            "--tls-verify",
+            "false",
+            "--signing-key",
+            private_key.to_str().unwrap(),
+            "--json",
+        ],
+        &[("COSIGN_PASSWORD", &password)],
+    );
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(cosigns_seen > 0, "the scan ran while cosign signed");
+    assert!(leaks.is_empty(), "the password leaked: {leaks:#?}");
+    assert!(
+        !stderr.contains(&password) && !String::from_utf8_lossy(&output.stdout).contains(&password),
+        "the password is in the output"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["signed"], true, "{report}");
+    assert!(
+        stderr.contains("  signed:    the list, each image"),
+        "{stderr}"
+    );
+    let list_digest = report["list_digest"].as_str().unwrap().to_owned();
+    let platforms: Vec<(String, String)> = report["platforms"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(platform, digest)| (platform.clone(), digest.as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(platforms.len(), 2);
+
+    // `cargo xtask verify`: the list, both images, their provenance and SBOM.
+    let tagged = format!("{host}/{IMAGE}:v3.0.0");
+    let (verified, checks) = verify(&tagged, &public_key);
+    assert_eq!(verified.status.code(), Some(0), "{}", stderr_of(&verified));
+    assert_eq!(checks["verified"], true);
+    assert_eq!(checks["list_digest"], list_digest.as_str());
+    assert_eq!(
+        checks["checks"].as_array().unwrap().len(),
+        1 + 2 * 3,
+        "{checks}"
+    );
+    for kind in ["signature", "provenance", "sbom"] {
+        assert!(
+            checks["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|check| check["what"] == kind && check["passed"] == true),
+            "{kind}: {checks}"
+        );
+    }
+
+    // Independent clients: cosign itself, and skopeo under a policy.
+    for (_, digest) in &platforms {
+        let reference = format!("{host}/{IMAGE}@{digest}");
+        run(
+            "cosign",
+            &[
+                "verify",
+                "--key",
+                public_key.to_str().unwrap(),
+                "--insecure-ignore-tlog",
+                "--allow-insecure-registry",
+                "--allow-http-registry",
+                &reference,
+            ],
+        );
+    }
+    let copied = policy_copy(&host, &public_key, &tagged, true);
+    let policy_checks = policy_checks_sigstore(&copied);
+    if policy_checks {
+        assert!(
+            copied.status.success(),
+            "the policy refused the signed list: {}",
+            String::from_utf8_lossy(&copied.stderr)
+        );
+        for (platform, digest) in &platforms {
+            let copied = policy_copy(
+                &host,
+                &public_key,
+                &format!("{host}/{IMAGE}@{digest}"),
+                false,
+            );
+            assert!(
+                copied.status.success(),
+                "{platform}: the policy refused a signed image: {}",
+                String::from_utf8_lossy(&copied.stderr)
+            );
+        }
+    }
+    // Refused by the policy, for the want of a good signature.
+    let refused_by_policy = |reference: &str, key: &Path| {
+        let copied = policy_copy(&host, key, reference, true);
+        assert!(!copied.status.success(), "the policy took {reference}");
+        if policy_checks {
+            let stderr = String::from_utf8_lossy(&copied.stderr);
+            assert!(stderr.contains("Source image rejected"), "{stderr}");
+            assert!(!stderr.contains(SIGSTORE_DISABLED), "{stderr}");
+        }
+    };
+    // The SBOM names the crates compiled in, the provenance the commit.
+    let statements = run(
+        "cosign",
+        &[
+            "verify-attestation",
+            "--type",
+            "cyclonedx",
+            "--key",
+            public_key.to_str().unwrap(),
+            "--insecure-ignore-tlog",
+            "--allow-insecure-registry",
+            "--allow-http-registry",
+            &format!("{host}/{IMAGE}@{}", platforms[0].1),
+        ],
+    );
+    assert!(statements.contains("\"payloadType\":\"application/vnd.in-toto+json\""));
+
+    // The wrong key: refused.
+    let (refused, checks) = verify(&tagged, &other_public_key);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr_of(&refused));
+    assert_eq!(failed_checks(&checks).len(), 7, "{checks}");
+    refused_by_policy(&tagged, &other_public_key);
+
+    // An attestation of one image put on another: signed, but about the
+    // wrong digest.
+    let (amd64, arm64) = (&platforms[0].1, &platforms[1].1);
+    let attachment = |digest: &str| format!("{host}/{IMAGE}:{}.att", digest.replace(':', "-"));
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &format!("docker://{}", attachment(amd64)),
+            &format!("docker://{}", attachment(arm64)),
+        ],
+    );
+    let (refused, checks) = verify(&tagged, &public_key);
+    assert_eq!(refused.status.code(), Some(1));
+    let failed = failed_checks(&checks);
+    // (cosign 2.5 refuses it itself; the xtask's own subject check is the
+    // second line.)
+    assert!(
+        failed.iter().any(|check| check.contains("arm64")
+            && (check.contains("not this image") || check.contains("no matching subject digest"))),
+        "{failed:#?}"
+    );
+
+    // An unsigned release is refused by verify and by the policy.
+    let unsigned = xtask_in(
+        &service.path,
+        &[
+            "build-and-push",
+            "--image",
+            "acme/unsigned",
+            "--platform",
+            "linux/amd64",
+            "--registry",
+            &host,
+            "--tls-verify",
+            "false",
+            "--no-sign",
+        ],
+        &[],
+    );
+    assert_eq!(unsigned.status.code(), Some(0), "{}", stderr_of(&unsigned));
+    assert!(stderr_of(&unsigned).contains("NOT SIGNED: --no-sign"));
+    let unsigned_tag = format!("{host}/acme/unsigned:v3.0.0");
+    let (refused, _) = verify(&unsigned_tag, &public_key);
+    assert_eq!(refused.status.code(), Some(1));
+    let copied = policy_copy(&host, &public_key, &unsigned_tag, true);
+    assert!(
+        !copied.status.success(),
+        "the policy took an unsigned image"
+    );
+
+    // The signed tag moved to that unsigned list: refused (the list is not
+    // the one signed), while the signed list, by digest, still verifies.
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &format!("docker://{unsigned_tag}"),
+            &format!("docker://{tagged}"),
+        ],
+    );
+    let (refused, checks) = verify(&tagged, &public_key);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        failed_checks(&checks)
+            .iter()
+            .any(|check| check.contains("signature") && check.contains("list")),
+        "{checks}"
+    );
+    let _ = std::fs::remove_dir_all(&keys);
+}
+
+#[test]
+fn a_key_that_does_not_open_is_refused_before_anything_is_built() {
+    let _serial = serial();
+    let registry = Registry::start("signing-refused");
+    let host = registry.host();
+    let service = ServiceRepository::new("signing-refused", "v3.1.0");
+    let keys = scratch_dir("signing-refused-keys");
+    let (private_key, _) = key_pair(&keys, "right");
+    let lists_before = run("podman", &["images", "--format", "{{.ID}}"]);
+    for (key, password, expected) in [
+        (
+            private_key.to_str().unwrap(),
+            "wrong",
+            "does not open: set COSIGN_PASSWORD",
+        ),
+        ("/nonexistent/cosign.key", "x", "no such file"),
+    ] {
+        let output = xtask_in(
+            &service.path,
+            &[
+                "build-and-push",
+                "--registry",
+                &host,
+                "--tls-verify",
+                "false",
+                "--signing-key",
+                key,
+            ],
+            &[("COSIGN_PASSWORD", password)],
+        );
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(
+            !stderr.contains("podman build"),
+            "nothing was built: {stderr}"
+        );
+    }
+    assert_eq!(
+        run("podman", &["images", "--format", "{{.ID}}"]),
+        lists_before
+    );
+    assert!(registry.stored_tags(IMAGE).is_empty());
+    let _ = std::fs::remove_dir_all(&keys);
+}
