@@ -29,7 +29,7 @@ pub struct Command {
     pub dir: Option<std::path::PathBuf>,
     /// Variables of ours that hold secrets and that this child needs (see
     /// [`is_secret_variable`]); every other such variable is withheld.
-    pub secrets_inherited: Vec<String>,
+    pub kept_secret_variables: Vec<String>,
 }
 
 /// Names of variables that hold secrets (`REGISTRY_TOKEN`, `GITHUB_TOKEN`,
@@ -82,7 +82,7 @@ impl Command {
             env_remove: Vec::new(),
             stdin: None,
             dir: None,
-            secrets_inherited: Vec::new(),
+            kept_secret_variables: Vec::new(),
         }
     }
 
@@ -115,7 +115,7 @@ impl Command {
     /// Lets this child have one of our secret variables (by name; the value
     /// is never part of the command).
     pub fn inherit_secret(mut self, name: impl Into<String>) -> Command {
-        self.secrets_inherited.push(name.into());
+        self.kept_secret_variables.push(name.into());
         self
     }
 
@@ -129,7 +129,7 @@ impl Command {
         for (name, _) in std::env::vars_os() {
             let Some(name) = name.to_str() else { continue };
             if is_secret_variable(name)
-                && !self.secrets_inherited.iter().any(|kept| kept == name)
+                && !self.kept_secret_variables.iter().any(|kept| kept == name)
                 && !self.env.iter().any(|(set, _)| set == name)
             {
                 expression = expression.env_remove(name);

@@ -110,6 +110,22 @@ fn secrets_reach_children_on_stdin_only() {
         "a secret's variable is read outside registry/mod.rs (credentials_from_env):\n{}",
         found.join("\n")
     );
+    // The signing key's password, likewise, in sign/mod.rs only.
+    let found = offenders(&["COSIGN_PASSWORD\""], &["sign/mod.rs"]);
+    assert!(
+        found.is_empty(),
+        "the signing key's password is read outside sign/mod.rs:\n{}",
+        found.join("\n")
+    );
+    let passwords = offenders(&["password.clone()", "password.to_vec()"], &[]);
+    assert!(
+        !passwords.is_empty()
+            && passwords
+                .iter()
+                .all(|line| line.contains("Stdin::Secret(password.clone())")),
+        "the signing key's password is used other than as Stdin::Secret:\n{}",
+        passwords.join("\n")
+    );
     // ...and a secret's bytes go nowhere but a command's stdin, which
     // exec::Command never prints.
     let uses = offenders(&[".secret"], &[]);

@@ -370,13 +370,13 @@ mod tests {
         );
         assert!(!format!("{command:?}{signer:?}").contains("hunter2"));
         assert_eq!(command.stdin, Some(Stdin::Secret(b"hunter2".to_vec())));
-        assert!(command.secrets_inherited.is_empty());
+        assert!(command.kept_secret_variables.is_empty());
     }
 
     #[test]
     fn keyless_signing_alone_gets_the_oidc_variables() {
         let command = sign_command(&Signer::Keyless, &destination(true), "ghcr.io/a@sha256:00");
-        assert_eq!(command.secrets_inherited, OIDC_VARIABLES);
+        assert_eq!(command.kept_secret_variables, OIDC_VARIABLES);
         assert!(command.stdin.is_none());
         assert!(!command.args.iter().any(|arg| arg == "--key"));
     }
