@@ -91,11 +91,12 @@ impl Report {
             })
             .unwrap_or_default();
         Ok(format!(
-            "image={}\ntags={}\ndigest={digest}\nfailed-platforms={}\npartial={}\njson={}\n",
+            "image={}\ntags={}\ndigest={digest}\nfailed-platforms={}\npartial={}\nsigned={}\njson={}\n",
             self.image,
             self.tags.join(","),
             self.failed_platforms.join(","),
             self.is_partial(),
+            self.signed,
             serde_json::to_string(self)?
         ))
     }
@@ -129,6 +130,14 @@ impl Report {
         }
         for tag in &self.held_back {
             text.push_str(&format!("\nNot moved: `{tag}` (partial result)\n"));
+        }
+        if self.signed {
+            text.push_str(&format!(
+                "\nSigned (the list, each image, their provenance and SBOM): {}\n",
+                self.signature
+            ));
+        } else if !self.signature.is_empty() {
+            text.push_str(&format!("\n> **NOT SIGNED:** {}\n", self.signature));
         }
         for note in &self.notes {
             text.push_str(&format!("\nNote: {note}\n"));
