@@ -425,6 +425,31 @@ fn every_cargo_make_task_runs() {
         index_platforms(&registry.index("rc-web", "make-e2e")),
         ["linux/amd64"]
     );
+    // Not signed (no key here): `verify` says so, check by check.
+    let keys = support::scratch_dir("make-keys");
+    let generated = std::process::Command::new("cosign")
+        .arg("generate-key-pair")
+        .current_dir(&keys)
+        .env("COSIGN_PASSWORD", "")
+        .output()
+        .expect("cosign is installed (run `cargo xtask setup`)");
+    assert!(generated.status.success());
+    let verified = cargo_make(
+        "verify",
+        &[
+            &format!("{host}/rc-web:make-e2e"),
+            "--key",
+            keys.join("cosign.pub").to_str().unwrap(),
+        ],
+        &env,
+    );
+    let stderr = String::from_utf8_lossy(&verified.stderr);
+    assert_eq!(verified.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("FAILED signature") && stderr.contains("is NOT verified"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&keys);
     let wrong = cargo_make("push-image-arm64", &[], &env);
     assert!(
         !wrong.status.success(),
