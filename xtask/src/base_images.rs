@@ -361,6 +361,15 @@ fn ensure_builder(runner: &Runner, debian: &Recipe, rebuild: bool) -> Result<()>
         value: debian.name.clone(),
     }];
     let labels = [(DEFINITION_LABEL.to_owned(), wanted)];
+    // Its cargo-auditable step fetches from crates.io: with this machine's
+    // CA bundle (for that step only; a secret is no part of the image).
+    let engine = crate::engine::Engine::read(runner)?;
+    let bundle = crate::build::machine::host_ca_bundle(engine);
+    let secrets: Vec<(&str, &Path)> = bundle
+        .as_deref()
+        .map(|bundle| ("ca-bundle", bundle))
+        .into_iter()
+        .collect();
     runner
         .run(&podman::build_tagged(
             &containerfile,
@@ -368,6 +377,7 @@ fn ensure_builder(runner: &Runner, debian: &Recipe, rebuild: bool) -> Result<()>
             project::BUILDER_IMAGE,
             &build_args,
             &labels,
+            &secrets,
         ))
         .with_context(|| format!("cannot build {}", project::BUILDER_IMAGE))
 }

@@ -177,6 +177,38 @@ fn rc_web_builds_for_both_platforms_and_each_image_runs_as_its_architecture() {
         run_and_check(&list, platform, digest, machine);
     }
 
+    // Each binary carries its dependency list (cargo-auditable), as read by
+    // cargo-auditable's own reader (what trivy, syft and grype read): rc-web,
+    // its library, and the versions Cargo.lock pins.
+    let lock = std::fs::read_to_string(repository_root().join("Cargo.lock")).unwrap();
+    let tokio = lock
+        .split("[[package]]")
+        .find(|entry| entry.contains("name = \"tokio\"\n"))
+        .and_then(|entry| {
+            entry
+                .lines()
+                .find_map(|line| line.strip_prefix("version = "))
+        })
+        .map(|version| version.trim_matches('"').to_owned())
+        .expect("Cargo.lock pins tokio");
+    for (platform, digest) in &entries {
+        let binary = copy_out(&entry_image(&list, digest), "/usr/local/bin/rc-web");
+        let info = auditable_info::audit_info_from_file(&binary, Default::default())
+            .unwrap_or_else(|error| panic!("{platform}: no dependency list in rc-web: {error}"));
+        let packages: Vec<String> = info
+            .packages
+            .iter()
+            .map(|package| format!("{} {}", package.name, package.version))
+            .collect();
+        for wanted in ["rc-web ", "rc-web-server ", &format!("tokio {tokio}")] {
+            assert!(
+                packages.iter().any(|package| package.starts_with(wanted)),
+                "{platform}: {wanted:?} is not in {packages:?}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(binary.parent().unwrap());
+    }
+
     // A rerun (warm cache) replaces the list instead of adding to it.
     let output = xtask_in(&repository_root(), &BUILD, &[]);
     assert!(output.status.success(), "second build-image failed");
@@ -394,4 +426,26 @@ impl Drop for Lists {
                 .output();
         }
     }
+}
+
+/// `path` out of `image` (which need not run here), into a scratch file.
+fn copy_out(image: &str, path: &str) -> std::path::PathBuf {
+    let directory = support::scratch_dir("copy-out");
+    let container = podman(&["create", image]).trim().to_owned();
+    let target = directory.join("binary");
+    let copied = std::process::Command::new("podman")
+        .args([
+            "cp",
+            &format!("{container}:{path}"),
+            target.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    podman(&["rm", &container]);
+    assert!(
+        copied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    target
 }

@@ -308,21 +308,72 @@ fn a_signed_release_verifies_everywhere_and_tampering_is_refused() {
         }
     };
     // The SBOM names the crates compiled in, the provenance the commit.
-    let statements = run(
-        "cosign",
-        &[
-            "verify-attestation",
-            "--type",
-            "cyclonedx",
-            "--key",
-            public_key.to_str().unwrap(),
-            "--insecure-ignore-tlog",
-            "--allow-insecure-registry",
-            "--allow-http-registry",
-            &format!("{host}/{IMAGE}@{}", platforms[0].1),
-        ],
+    let commit = run(
+        "git",
+        &["-C", service.path.to_str().unwrap(), "rev-parse", "HEAD"],
     );
-    assert!(statements.contains("\"payloadType\":\"application/vnd.in-toto+json\""));
+    let commit = commit.trim();
+    let statement = |kind: &str, digest: &str| -> serde_json::Value {
+        let answer = run(
+            "cosign",
+            &[
+                "verify-attestation",
+                "--type",
+                kind,
+                "--key",
+                public_key.to_str().unwrap(),
+                "--insecure-ignore-tlog",
+                "--allow-insecure-registry",
+                "--allow-http-registry",
+                &format!("{host}/{IMAGE}@{digest}"),
+            ],
+        );
+        let envelope: serde_json::Value =
+            serde_json::from_str(answer.lines().next().unwrap()).unwrap();
+        serde_json::from_slice(&base64_decode(envelope["payload"].as_str().unwrap())).unwrap()
+    };
+    for (platform, digest) in &platforms {
+        let provenance = statement("slsaprovenance1", digest);
+        assert_eq!(
+            provenance["subject"][0]["digest"]["sha256"],
+            digest.trim_start_matches("sha256:")
+        );
+        let predicate = &provenance["predicate"];
+        assert_eq!(
+            predicate["buildDefinition"]["externalParameters"]["platform"],
+            platform.as_str()
+        );
+        let dependencies = predicate["buildDefinition"]["resolvedDependencies"]
+            .as_array()
+            .unwrap();
+        assert_eq!(
+            dependencies[0]["digest"]["gitCommit"], commit,
+            "{predicate}"
+        );
+        let builder_image = dependencies
+            .iter()
+            .find(|dependency| dependency["name"] == "BUILDER_IMAGE")
+            .unwrap_or_else(|| panic!("no base image: {predicate}"));
+        assert_eq!(
+            builder_image["digest"]["sha256"].as_str().map(str::len),
+            Some(64),
+            "the base image's digest: {predicate}"
+        );
+        let podman_version = run("podman", &["version", "--format", "{{.Client.Version}}"]);
+        assert_eq!(
+            predicate["runDetails"]["builder"]["version"]["podman"],
+            podman_version.trim()
+        );
+        let sbom = statement("cyclonedx", digest);
+        let component = &sbom["predicate"]["metadata"]["component"];
+        assert_eq!(component["name"], "hello-service", "{sbom}");
+        assert_eq!(component["version"], "0.3.0");
+        assert!(component["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|property| property["value"] == commit));
+    }
 
     // The wrong key: refused.
     let (refused, checks) = verify(&tagged, &other_public_key);
@@ -451,4 +502,24 @@ fn a_key_that_does_not_open_is_refused_before_anything_is_built() {
     );
     assert!(registry.stored_tags(IMAGE).is_empty());
     let _ = std::fs::remove_dir_all(&keys);
+}
+
+/// DSSE payloads are standard base64: coreutils decodes them.
+fn base64_decode(text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("base64")
+        .arg("--decode")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    output.stdout
 }

@@ -8,7 +8,7 @@
 //! lists as they were, and a rerun never accumulates entries.
 
 mod execute;
-mod machine;
+pub mod machine;
 mod plan;
 
 pub use execute::{execute_alongside, print_summary, Outcome};

@@ -170,12 +170,14 @@ fn label_instruction(labels: &[(String, String)]) -> (Option<String>, Vec<&(Stri
 }
 
 /// A plain single-platform build tagged `tag` (used for the builder base).
+/// `secrets`: `(id, file)`, for `RUN --mount=type=secret,id=ID` steps.
 pub fn build_tagged(
     containerfile: &Path,
     context: &Path,
     tag: &str,
     build_args: &[BuildArg],
     labels: &[(String, String)],
+    secrets: &[(&str, &Path)],
 ) -> Command {
     let mut command = podman()
         .arg("build")
@@ -183,6 +185,11 @@ pub fn build_tagged(
         .arg(tag)
         .arg("--file")
         .arg(path_text(containerfile));
+    for (id, file) in secrets {
+        command = command
+            .arg("--secret")
+            .arg(format!("id={id},src={}", path_text(file)));
+    }
     for build_arg in build_args {
         command = command
             .arg("--build-arg")
@@ -274,6 +281,11 @@ pub fn container_remove(id: &str) -> Command {
 
 pub fn manifest_inspect(name: &str) -> Command {
     podman().args(["manifest", "inspect", name])
+}
+
+/// The digest podman knows `reference` by (a base image's, for provenance).
+pub fn image_digest(reference: &str) -> Command {
+    podman().args(["image", "inspect", "--format", "{{.Digest}}", reference])
 }
 
 pub fn image_inspect(reference: &str) -> Command {

@@ -234,7 +234,7 @@ pub fn run(flags: &flags::BuildAndPush, runner: &Runner) -> Result<crate::Status
     crate::build::parse_build_args(&flags.build.build_args, &mut problems);
     let builder_texts = flags.builders.clone();
     let mut builders = Vec::new();
-    let session = PushSession::open_checked(
+    let mut session = PushSession::open_checked(
         &flags.image,
         &flags.push,
         Some(&flags.sign),
@@ -247,6 +247,7 @@ pub fn run(flags: &flags::BuildAndPush, runner: &Runner) -> Result<crate::Status
             problems
         },
     )?;
+    session.build_args = flags.build.build_args.clone();
     let platforms = session.release.declared.platforms.clone();
     let _lock = session.release.lock(runner, "build-and-push")?;
     let directory = crate::project::TemporaryDirectory::create("rc-xtask-builders")?;

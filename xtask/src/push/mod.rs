@@ -39,6 +39,8 @@ pub struct PushSession {
     attempts: u32,
     /// Whether each registry's list is signed once pushed and read back.
     pub signing: Signing,
+    /// The user's `--build-arg`s, when this run builds (for provenance).
+    pub build_args: Vec<String>,
     /// Keeps this run's private auth file until the session ends.
     _auth: Option<PrivateAuth>,
 }
@@ -206,6 +208,7 @@ impl PushSession {
             targets,
             attempts: push_flags.attempts,
             signing,
+            build_args: Vec::new(),
             _auth: auth,
         })
     }
@@ -311,6 +314,7 @@ impl PushSession {
                         self.signing.sign(
                             runner,
                             &self.release,
+                            &self.build_args,
                             &target.destination,
                             &target.repository.name(),
                             index,
@@ -551,7 +555,7 @@ impl flags::BuildAndPush {
         // registry cost nothing.
         let mut problems = Vec::new();
         build::parse_build_args(&self.build.build_args, &mut problems);
-        let session = PushSession::open(
+        let mut session = PushSession::open(
             &self.image,
             &self.push,
             Some(&self.sign),
@@ -559,6 +563,7 @@ impl flags::BuildAndPush {
             problems,
             &runner,
         )?;
+        session.build_args = self.build.build_args.clone();
         let prepared = build::prepare(&self.image, &self.build, &runner)?;
         let _lock = session.release.lock(&runner, "build-and-push")?;
         // The push starts as soon as the list is verified, from its image

@@ -66,8 +66,11 @@ pub fn rust_target(platform: Platform) -> &'static str {
 pub struct Builder {
     pub xtask_version: String,
     pub podman_version: String,
-    /// `(build argument, image)` of the declared base images.
-    pub base_images: Vec<(String, String)>,
+    /// `(build argument, image, its digest where this podman has it)` of
+    /// the declared base images.
+    pub base_images: Vec<(String, String, Option<String>)>,
+    /// The user's own `--build-arg`s, where this run built the images.
+    pub build_args: Vec<String>,
 }
 
 pub fn provenance(release: &Release, builder: &Builder, platform: Platform) -> Value {
@@ -88,8 +91,15 @@ pub fn provenance(release: &Release, builder: &Builder, platform: Platform) -> V
         "uri": format!("{source}@{}", release.tags.primary()),
         "digest": {"gitCommit": commit},
     })];
-    for (argument, image) in &builder.base_images {
-        dependencies.push(json!({"name": argument, "uri": image}));
+    for (argument, image, digest) in &builder.base_images {
+        let mut dependency = json!({"name": argument, "uri": image});
+        if let Some(hex) = digest
+            .as_deref()
+            .and_then(|digest| digest.strip_prefix("sha256:"))
+        {
+            dependency["digest"] = json!({"sha256": hex});
+        }
+        dependencies.push(dependency);
     }
     json!({
         "buildDefinition": {
@@ -103,6 +113,8 @@ pub fn provenance(release: &Release, builder: &Builder, platform: Platform) -> V
             },
             "internalParameters": {
                 "recipe": if release.declared.stages.is_empty() { "plain" } else { "staged" },
+                "buildArgs": builder.build_args,
+                "sourceDateEpoch": release.source.commit_time,
             },
             "resolvedDependencies": dependencies,
         },

@@ -133,10 +133,12 @@ impl Signing {
 
     /// Signs the list `index` (as pushed to `destination`'s `repository`)
     /// and every image in it.
+    /// `build_args`: the user's `--build-arg`s, where this run built it.
     pub fn sign(
         &self,
         runner: &Runner,
         release: &Release,
+        build_args: &[String],
         destination: &Destination,
         repository: &str,
         index: &RemoteIndex,
@@ -159,7 +161,7 @@ impl Signing {
         runner
             .run(&sign_command(signer, destination, &reference))
             .with_context(unsigned)?;
-        self.attest(runner, release, destination, repository, index)
+        self.attest(runner, release, build_args, destination, repository, index)
             .with_context(unsigned)
     }
 
@@ -168,6 +170,7 @@ impl Signing {
         &self,
         runner: &Runner,
         release: &Release,
+        build_args: &[String],
         destination: &Destination,
         repository: &str,
         index: &RemoteIndex,
@@ -183,8 +186,16 @@ impl Signing {
                 .declared
                 .base_images
                 .iter()
-                .map(|argument| (argument.name.clone(), argument.value.clone()))
+                .map(|argument| {
+                    let digest = runner
+                        .read(&crate::engine::podman::image_digest(&argument.value))
+                        .ok()
+                        .map(|digest| digest.trim().to_owned())
+                        .filter(|digest| digest.starts_with("sha256:"));
+                    (argument.name.clone(), argument.value.clone(), digest)
+                })
                 .collect(),
+            build_args: build_args.to_vec(),
         };
         let directory = crate::project::TemporaryDirectory::create("rc-xtask-attest")?;
         for (platform_text, digest) in &index.entries {
