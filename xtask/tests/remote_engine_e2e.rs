@@ -234,6 +234,10 @@ fn two_builders_one_over_ssh_release_one_list_and_a_builder_lost_mid_release_is_
         support::index_platforms(&inspected),
         ["linux/amd64", "linux/arm64"]
     );
+    eprintln!(
+        "skopeo inspect --raw docker://{host}/{IMAGE}:v2.0.0: {:?}",
+        support::index_platforms(&inspected)
+    );
     assert_eq!(
         report["platforms"].as_object().unwrap().len(),
         2,
