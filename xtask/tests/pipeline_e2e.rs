@@ -444,7 +444,8 @@ fn every_cargo_make_task_runs() {
         &env,
     );
     let stderr = String::from_utf8_lossy(&verified.stderr);
-    assert_eq!(verified.status.code(), Some(1), "{stderr}");
+    // (cargo-make reports a task's failure as its own exit code 105.)
+    assert!(!verified.status.success(), "{stderr}");
     assert!(
         stderr.contains("FAILED signature") && stderr.contains("is NOT verified"),
         "{stderr}"
