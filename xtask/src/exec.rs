@@ -310,72 +310,42 @@ impl Runner {
     /// Runs a read-only query and returns its stdout. Queries run in dry-run
     /// mode too, so a dry run plans from the real state.
     pub fn read(&self, command: &Command) -> Result<String> {
-        let output = wait_registered(
-            command,
-            command.expression().stdout_capture().stderr_capture(),
-        )?;
-        if !output.status.success() {
-            bail!(
-                "command failed ({}): {command}\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim_end()
-            );
-        }
-        String::from_utf8(output.stdout)
-            .with_context(|| format!("output of `{command}` is not UTF-8"))
+        read_bounded(command, None)
     }
 
     /// [`Runner::read`], for a query that may never answer (a podman whose
     /// machine went away): past `limit` the query is killed and this fails,
     /// saying so.
     pub fn read_within(&self, command: &Command, limit: std::time::Duration) -> Result<String> {
-        let started = std::time::Instant::now();
-        let handle = command
-            .expression()
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-            .start()
-            .with_context(|| format!("cannot start `{}`", command.program))?;
-        let pids = handle.pids();
-        interrupt::register(&pids);
-        let _registered = Registered(pids.clone());
-        let output = loop {
-            if let Some(output) = handle
-                .try_wait()
-                .with_context(|| format!("cannot wait for `{}`", command.program))?
-            {
-                break output.clone();
-            }
-            if started.elapsed() >= limit {
-                for pid in &pids {
-                    interrupt::kill_group(*pid);
-                }
-                let _ = handle.wait();
-                bail!(
-                    "no answer within {} s: {command}",
-                    limit.as_secs_f64().round()
-                );
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        };
-        report_timing(command, started);
-        if !output.status.success() {
-            bail!(
-                "command failed ({}): {command}\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim_end()
-            );
-        }
-        String::from_utf8(output.stdout)
-            .with_context(|| format!("output of `{command}` is not UTF-8"))
+        read_bounded(command, Some(limit))
     }
 
     /// Runs a query and reports only whether it succeeded (e.g. "does this image exist").
     pub fn succeeds(&self, command: &Command) -> Result<bool> {
-        let output = wait_registered(command, command.expression().stdout_null().stderr_null())?;
+        let output = wait_registered(
+            command,
+            command.expression().stdout_null().stderr_null(),
+            None,
+        )?;
         Ok(output.status.success())
     }
+}
+
+/// A query's stdout, within `limit` if one is given.
+fn read_bounded(command: &Command, limit: Option<std::time::Duration>) -> Result<String> {
+    let output = wait_registered(
+        command,
+        command.expression().stdout_capture().stderr_capture(),
+        limit,
+    )?;
+    if !output.status.success() {
+        bail!(
+            "command failed ({}): {command}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim_end()
+        );
+    }
+    String::from_utf8(output.stdout).with_context(|| format!("output of `{command}` is not UTF-8"))
 }
 
 /// With `XTASK_TIMINGS` set, every command's wall time goes to stderr.
@@ -388,10 +358,12 @@ fn report_timing(command: &Command, started: std::time::Instant) {
     }
 }
 
-/// Runs an expression to completion, registered with `interrupt` meanwhile.
+/// Runs an expression to completion (killed past `limit`, if given),
+/// registered with `interrupt` meanwhile.
 fn wait_registered(
     command: &Command,
     expression: duct::Expression,
+    limit: Option<std::time::Duration>,
 ) -> Result<std::process::Output> {
     let started = std::time::Instant::now();
     let handle = expression
@@ -400,10 +372,27 @@ fn wait_registered(
         .with_context(|| format!("cannot start `{}`", command.program))?;
     let pids = handle.pids();
     interrupt::register(&pids);
-    let _registered = Registered(pids);
-    let output = handle
-        .wait()
-        .with_context(|| format!("cannot wait for `{}`", command.program))?;
+    let _registered = Registered(pids.clone());
+    let waited = || format!("cannot wait for `{}`", command.program);
+    let output = match limit {
+        None => handle.wait().with_context(waited)?,
+        Some(limit) => loop {
+            if let Some(output) = handle.try_wait().with_context(waited)? {
+                break output;
+            }
+            if started.elapsed() >= limit {
+                for pid in &pids {
+                    interrupt::kill_group(*pid);
+                }
+                let _ = handle.wait();
+                bail!(
+                    "no answer within {} s: {command}",
+                    limit.as_secs_f64().round()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        },
+    };
     report_timing(command, started);
     Ok(output.clone())
 }

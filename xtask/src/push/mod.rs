@@ -313,11 +313,13 @@ impl PushSession {
                     if let Some(index) = &index {
                         self.signing.sign(
                             runner,
-                            &self.release,
-                            &self.build_args,
-                            &target.destination,
-                            &target.repository.name(),
-                            index,
+                            &crate::sign::PushedRelease {
+                                release: &self.release,
+                                build_args: &self.build_args,
+                                destination: &target.destination,
+                                repository: target.repository.name(),
+                                index,
+                            },
                         )?;
                     }
                     Ok(index)

@@ -131,21 +131,18 @@ impl Signing {
         }
     }
 
-    /// Signs the list `index` (as pushed to `destination`'s `repository`)
-    /// and every image in it.
-    /// `build_args`: the user's `--build-arg`s, where this run built it.
-    pub fn sign(
-        &self,
-        runner: &Runner,
-        release: &Release,
-        build_args: &[String],
-        destination: &Destination,
-        repository: &str,
-        index: &RemoteIndex,
-    ) -> Result<()> {
+    /// Signs the list `pushed.index` and every image in it, then has each
+    /// image's provenance and SBOM attested.
+    pub fn sign(&self, runner: &Runner, pushed: &PushedRelease) -> Result<()> {
         let Signing::Sign(signer) = self else {
             return Ok(());
         };
+        let PushedRelease {
+            destination,
+            repository,
+            index,
+            ..
+        } = pushed;
         let reference = format!("{repository}@{}", index.digest);
         eprintln!(
             "sign: {reference} and its {} image(s), {}",
@@ -161,78 +158,84 @@ impl Signing {
         runner
             .run(&sign_command(signer, destination, &reference))
             .with_context(unsigned)?;
-        self.attest(runner, release, build_args, destination, repository, index)
-            .with_context(unsigned)
+        attest(signer, runner, pushed).with_context(unsigned)
     }
+}
 
-    /// Each platform image's provenance and SBOM, signed.
-    fn attest(
-        &self,
-        runner: &Runner,
-        release: &Release,
-        build_args: &[String],
-        destination: &Destination,
-        repository: &str,
-        index: &RemoteIndex,
-    ) -> Result<()> {
-        let Signing::Sign(signer) = self else {
-            return Ok(());
+/// A release as one registry holds it, and what is known of its build.
+pub struct PushedRelease<'a> {
+    pub release: &'a Release,
+    /// The user's `--build-arg`s, where this run built it.
+    pub build_args: &'a [String],
+    pub destination: &'a Destination,
+    /// `REGISTRY/NAME`.
+    pub repository: String,
+    pub index: &'a RemoteIndex,
+}
+
+/// Each platform image's provenance and SBOM, signed.
+fn attest(signer: &Signer, runner: &Runner, pushed: &PushedRelease) -> Result<()> {
+    let PushedRelease {
+        release,
+        build_args,
+        destination,
+        repository,
+        index,
+    } = pushed;
+    let engine = crate::engine::Engine::read(runner)?;
+    let builder = attest::Builder {
+        xtask_version: env!("CARGO_PKG_VERSION").to_owned(),
+        podman_version: engine.version.to_string(),
+        base_images: release
+            .declared
+            .base_images
+            .iter()
+            .map(|argument| {
+                let digest = runner
+                    .read(&crate::engine::podman::image_digest(&argument.value))
+                    .ok()
+                    .map(|digest| digest.trim().to_owned())
+                    .filter(|digest| digest.starts_with("sha256:"));
+                (argument.name.clone(), argument.value.clone(), digest)
+            })
+            .collect(),
+        build_args: build_args.to_vec(),
+    };
+    let directory = crate::project::TemporaryDirectory::create("rc-xtask-attest")?;
+    for (platform_text, digest) in &index.entries {
+        let platform: Platform = platform_text
+            .parse()
+            .with_context(|| format!("the list holds an image for {platform_text}"))?;
+        let reference = format!("{repository}@{digest}");
+        let stem = platform_text.replace('/', "-");
+        let provenance = directory.path().join(format!("{stem}.provenance.json"));
+        std::fs::write(
+            &provenance,
+            serde_json::to_vec_pretty(&attest::provenance(release, &builder, platform))?,
+        )?;
+        let metadata = if runner.dry_run {
+            serde_json::Value::Null
+        } else {
+            attest::cargo_metadata(runner, release, platform)?
         };
-        let engine = crate::engine::Engine::read(runner)?;
-        let builder = attest::Builder {
-            xtask_version: env!("CARGO_PKG_VERSION").to_owned(),
-            podman_version: engine.version.to_string(),
-            base_images: release
-                .declared
-                .base_images
-                .iter()
-                .map(|argument| {
-                    let digest = runner
-                        .read(&crate::engine::podman::image_digest(&argument.value))
-                        .ok()
-                        .map(|digest| digest.trim().to_owned())
-                        .filter(|digest| digest.starts_with("sha256:"));
-                    (argument.name.clone(), argument.value.clone(), digest)
-                })
-                .collect(),
-            build_args: build_args.to_vec(),
-        };
-        let directory = crate::project::TemporaryDirectory::create("rc-xtask-attest")?;
-        for (platform_text, digest) in &index.entries {
-            let platform: Platform = platform_text
-                .parse()
-                .with_context(|| format!("the list holds an image for {platform_text}"))?;
-            let reference = format!("{repository}@{digest}");
-            let stem = platform_text.replace('/', "-");
-            let provenance = directory.path().join(format!("{stem}.provenance.json"));
+        let sbom = directory.path().join(format!("{stem}.cdx.json"));
+        if !runner.dry_run {
             std::fs::write(
-                &provenance,
-                serde_json::to_vec_pretty(&attest::provenance(release, &builder, platform))?,
+                &sbom,
+                serde_json::to_vec_pretty(&attest::sbom(release, platform, &metadata)?)?,
             )?;
-            let metadata = if runner.dry_run {
-                serde_json::Value::Null
-            } else {
-                attest::cargo_metadata(runner, release, platform)?
-            };
-            let sbom = directory.path().join(format!("{stem}.cdx.json"));
-            if !runner.dry_run {
-                std::fs::write(
-                    &sbom,
-                    serde_json::to_vec_pretty(&attest::sbom(release, platform, &metadata)?)?,
-                )?;
-            }
-            for (kind, predicate) in [(attest::PROVENANCE, &provenance), (attest::SBOM, &sbom)] {
-                runner.run(&attest::attest_command(
-                    signer,
-                    destination,
-                    kind,
-                    predicate,
-                    &reference,
-                ))?;
-            }
         }
-        Ok(())
+        for (kind, predicate) in [(attest::PROVENANCE, &provenance), (attest::SBOM, &sbom)] {
+            runner.run(&attest::attest_command(
+                signer,
+                destination,
+                kind,
+                predicate,
+                &reference,
+            ))?;
+        }
     }
+    Ok(())
 }
 
 /// The choice, from what is given (pure).

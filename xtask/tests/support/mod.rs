@@ -672,25 +672,33 @@ impl ServiceRepository {
         let path = scratch_dir(&format!("service-{name}"));
         let fixture = repository_root().join("xtask/tests/fixtures/hello-service");
         copy_tree(&fixture, &path);
-        let git = |args: &[&str]| {
-            let mut all = vec!["-C", path.to_str().unwrap()];
-            all.extend(args);
-            run("git", &all)
-        };
-        git(&["init", "--quiet", "--initial-branch=main"]);
-        git(&["add", "."]);
-        git(&[
+        let service = ServiceRepository { path };
+        service.git(&["init", "--quiet", "--initial-branch=main"]);
+        service.git(&["add", "."]);
+        service.commit("hello-service");
+        service.git(&["tag", tag]);
+        service
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        let mut all = vec!["-C", self.path.to_str().unwrap()];
+        all.extend(args);
+        run("git", &all)
+    }
+
+    /// Commits every change (`--all`) and what is staged.
+    fn commit(&self, message: &str) {
+        self.git(&[
             "-c",
             "user.name=Acme",
             "-c",
             "user.email=dev@acme.example",
             "commit",
             "--quiet",
+            "--all",
             "-m",
-            "hello-service",
+            message,
         ]);
-        git(&["tag", tag]);
-        ServiceRepository { path }
     }
 
     /// A new commit that changes the source (its build compiles again),
@@ -700,24 +708,8 @@ impl ServiceRepository {
         let mut text = std::fs::read_to_string(&main).unwrap();
         text.push_str(&format!("// {tag}\n"));
         std::fs::write(&main, text).unwrap();
-        let repository = self.path.to_str().unwrap();
-        run(
-            "git",
-            &[
-                "-C",
-                repository,
-                "-c",
-                "user.name=Acme",
-                "-c",
-                "user.email=dev@acme.example",
-                "commit",
-                "--quiet",
-                "--all",
-                "-m",
-                tag,
-            ],
-        );
-        run("git", &["-C", repository, "tag", tag]);
+        self.commit(tag);
+        self.git(&["tag", tag]);
     }
 }
 
