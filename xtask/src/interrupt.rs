@@ -229,6 +229,10 @@ pub fn kill_group(pid: u32) {
 /// SIGKILL to it and to everything below it, which would otherwise wait on
 /// the silent machine forever.
 pub fn give_up(child: u32) {
+    // Collected meanwhile: its pid may be another's by now.
+    if !still_running(child) {
+        return;
+    }
     // Taken before: once the child is gone, what it started is ours
     // (subreaper) and no longer below it.
     let mut below = descendants(child, &process_table());

@@ -198,6 +198,31 @@ fn a_signed_release_verifies_everywhere_and_tampering_is_refused() {
     let (private_key, public_key) = key_pair(&keys.join("release"), &password);
     let (_, other_public_key) = key_pair(&keys.join("other"), "other");
 
+    // Its dry run prints the signing too (by what it cannot know yet).
+    let planned = xtask_in(
+        &service.path,
+        &[
+            "build-and-push",
+            "--registry",
+            &host,
+            "--tls-verify",
+            "false",
+            "--signing-key",
+            private_key.to_str().unwrap(),
+            "--dry-run",
+        ],
+        &[("COSIGN_PASSWORD", &password)],
+    );
+    assert_eq!(planned.status.code(), Some(0), "{}", stderr_of(&planned));
+    let planned = String::from_utf8_lossy(&planned.stdout).into_owned();
+    assert_eq!(
+        planned.matches("cosign sign --yes --recursive").count(),
+        1,
+        "{planned}"
+    );
+    assert_eq!(planned.matches("cosign attest ").count(), 4, "{planned}");
+    assert!(!planned.contains(&password));
+
     // A signed release of both platforms; the password is scanned for.
     let (output, leaks, cosigns_seen) = scanning_for(
         &password,

@@ -307,10 +307,24 @@ impl PushSession {
         let mut results = Vec::new();
         for target in &self.targets {
             crate::interrupt::check()?;
+            // A dry run signs (prints) what it cannot know by name.
+            let unknown = runner.dry_run.then(|| registry::RemoteIndex {
+                digest: "'<digest of the pushed list>'".to_owned(),
+                entries: plan
+                    .platforms
+                    .iter()
+                    .map(|platform| {
+                        (
+                            platform.to_string(),
+                            format!("'<digest of its {platform} image>'"),
+                        )
+                    })
+                    .collect(),
+            });
             let result = self
                 .push_and_verify_tags(target, plan, runner)
                 .and_then(|index| {
-                    if let Some(index) = &index {
+                    if let Some(index) = index.as_ref().or(unknown.as_ref()) {
                         self.signing.sign(
                             runner,
                             &crate::sign::PushedRelease {
