@@ -312,6 +312,7 @@ fn two_builders_one_over_ssh_release_one_list_and_a_builder_lost_mid_release_is_
     let waiting = support::processes_with(&format!("{host}/{IMAGE}"));
     assert!(waiting.is_empty(), "left behind: {waiting:?}");
     arm64.thaw();
+    let _ = std::fs::remove_dir_all(log.parent().unwrap());
 
     // The arm64 builder is down before the release: refused at once.
     arm64.stop();
