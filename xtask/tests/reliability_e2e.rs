@@ -775,37 +775,10 @@ fn a_push_with_credentials_succeeds_and_the_secret_never_shows_in_argv_or_logs()
     build_small(&registry.host(), "rc-web", "v1.0.0,latest", &directory);
     let auth_dirs_before = auth_dirs();
 
-    // Scans every process's argv, and every child's environment, while the
-    // push runs (the xtask itself was given the secret in its environment).
-    let xtask = std::fs::canonicalize(env!("CARGO_BIN_EXE_xtask")).unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let scanner = {
-        let (stop, secret) = (stop.clone(), secret.clone());
-        std::thread::spawn(move || {
-            let (mut leaks, mut pushes_seen) = (Vec::new(), 0);
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                for (pid, line) in command_lines() {
-                    if line.contains(&secret) {
-                        leaks.push(format!("{pid}: {line}"));
-                    }
-                    let environment =
-                        std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-                    if String::from_utf8_lossy(&environment).contains(&secret)
-                        && std::fs::read_link(format!("/proc/{pid}/exe")).ok().as_ref()
-                            != Some(&xtask)
-                    {
-                        leaks.push(format!("{pid}'s environment: {line}"));
-                    }
-                    if line.contains("podman manifest push") || line.contains("podman login") {
-                        pushes_seen += 1;
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            (leaks, pushes_seen)
-        })
-    };
-    let output = xtask_in(
+    // Every process's argv, and every child's environment, is scanned
+    // while the push runs.
+    let (output, leaks, pushes_seen) = support::xtask_scanned_for(
+        &secret,
         &repository_root(),
         &[
             "push-image",
@@ -819,9 +792,8 @@ fn a_push_with_credentials_succeeds_and_the_secret_never_shows_in_argv_or_logs()
             "false",
         ],
         &[("REGISTRY_USER", "ci-bot"), ("REGISTRY_TOKEN", &secret)],
+        |line| line.contains("podman manifest push") || line.contains("podman login"),
     );
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (leaks, pushes_seen) = scanner.join().unwrap();
 
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
     assert_eq!(registry.stored_tags("rc-web"), ["latest", "v1.0.0"]);

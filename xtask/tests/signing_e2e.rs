@@ -8,16 +8,9 @@
 
 mod support;
 
-use std::{
-    path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::path::{Path, PathBuf};
 
-use support::{command_lines, run, scratch_dir, serial, xtask_in, Registry, ServiceRepository};
+use support::{run, scratch_dir, serial, xtask_in, Registry, ServiceRepository};
 
 const IMAGE: &str = "acme/hello-service";
 
@@ -40,48 +33,6 @@ fn key_pair(directory: &Path, password: &str) -> (PathBuf, PathBuf) {
         String::from_utf8_lossy(&output.stderr)
     );
     (directory.join("cosign.key"), directory.join("cosign.pub"))
-}
-
-/// Runs `args` while every process's argv, and the environment of every
-/// process but the xtask itself, is scanned for `secret`; returns the
-/// output and what was found.
-fn scanning_for(
-    secret: &str,
-    directory: &Path,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (std::process::Output, Vec<String>, usize) {
-    let xtask = std::fs::canonicalize(env!("CARGO_BIN_EXE_xtask")).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let scanner = {
-        let (stop, secret) = (stop.clone(), secret.to_owned());
-        std::thread::spawn(move || {
-            let (mut leaks, mut cosigns_seen) = (Vec::new(), 0);
-            while !stop.load(Ordering::SeqCst) {
-                for (pid, line) in command_lines() {
-                    if line.contains(&secret) {
-                        leaks.push(format!("{pid} argv: {line}"));
-                    }
-                    if line.starts_with("cosign ") {
-                        cosigns_seen += 1;
-                    }
-                    let environment =
-                        std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-                    let is_xtask = std::fs::read_link(format!("/proc/{pid}/exe"))
-                        .is_ok_and(|exe| exe == xtask);
-                    if !is_xtask && String::from_utf8_lossy(&environment).contains(&secret) {
-                        leaks.push(format!("{pid} environment: {line}"));
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            (leaks, cosigns_seen)
-        })
-    };
-    let output = xtask_in(directory, args, env);
-    stop.store(true, Ordering::SeqCst);
-    let (leaks, cosigns_seen) = scanner.join().unwrap();
-    (output, leaks, cosigns_seen)
 }
 
 fn verify(reference: &str, public_key: &Path) -> (std::process::Output, serde_json::Value) {
@@ -198,20 +149,23 @@ fn a_signed_release_verifies_everywhere_and_tampering_is_refused() {
     let (private_key, public_key) = key_pair(&keys.join("release"), &password);
     let (_, other_public_key) = key_pair(&keys.join("other"), "other");
 
+    let signing_key = private_key.to_str().unwrap();
+    let release = [
+        "build-and-push",
+        "--registry",
+        &host,
+        "--tls-verify",
+        "false",
+        "--signing-key",
+        signing_key,
+    ];
+    let with_password = [("COSIGN_PASSWORD", password.as_str())];
+
     // Its dry run prints the signing too (by what it cannot know yet).
     let planned = xtask_in(
         &service.path,
-        &[
-            "build-and-push",
-            "--registry",
-            &host,
-            "--tls-verify",
-            "false",
-            "--signing-key",
-            private_key.to_str().unwrap(),
-            "--dry-run",
-        ],
-        &[("COSIGN_PASSWORD", &password)],
+        &[&release[..], &["--dry-run"]].concat(),
+        &with_password,
     );
     assert_eq!(planned.status.code(), Some(0), "{}", stderr_of(&planned));
     let planned = String::from_utf8_lossy(&planned.stdout).into_owned();
@@ -224,20 +178,12 @@ fn a_signed_release_verifies_everywhere_and_tampering_is_refused() {
     assert!(!planned.contains(&password));
 
     // A signed release of both platforms; the password is scanned for.
-    let (output, leaks, cosigns_seen) = scanning_for(
+    let (output, leaks, cosigns_seen) = support::xtask_scanned_for(
         &password,
         &service.path,
-        &[
-            "build-and-push",
-            "--registry",
-            &host,
-            "--tls-verify",
-            "false",
-            "--signing-key",
-            private_key.to_str().unwrap(),
-            "--json",
-        ],
-        &[("COSIGN_PASSWORD", &password)],
+        &[&release[..], &["--json"]].concat(),
+        &with_password,
+        |line| line.starts_with("cosign "),
     );
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(0), "{stderr}");

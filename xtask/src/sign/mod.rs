@@ -283,12 +283,7 @@ fn check(signer: &Signer, runner: &Runner, problems: &mut Vec<String>) {
         problems.push(format!(
             "the signing key {key} does not open: set {PASSWORD_VARIABLE} to its password \
              (cosign said: {})",
-            format!("{error:#}")
-                .lines()
-                .rev()
-                .find(|line| !line.trim().is_empty())
-                .unwrap_or_default()
-                .trim()
+            verify::last_line(&error)
         ));
     }
 }

@@ -357,6 +357,51 @@ pub fn processes_with(needle: &str) -> Vec<u32> {
         .collect()
 }
 
+/// Runs the xtask with `args` while every process's argv, and the
+/// environment of every process but the xtask itself (which was given the
+/// secret), is scanned for `secret` every 5 ms. Returns the output, what
+/// was found, and how many scans saw a process `watched` picks (so that the
+/// scan is known to have run while that work did).
+pub fn xtask_scanned_for(
+    secret: &str,
+    directory: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    watched: impl Fn(&str) -> bool + Send + 'static,
+) -> (Output, Vec<String>, usize) {
+    let xtask = std::fs::canonicalize(env!("CARGO_BIN_EXE_xtask")).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scanner = {
+        let (stop, secret) = (stop.clone(), secret.to_owned());
+        thread::spawn(move || {
+            let (mut leaks, mut seen) = (Vec::new(), 0);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for (pid, line) in command_lines() {
+                    if line.contains(&secret) {
+                        leaks.push(format!("{pid} argv: {line}"));
+                    }
+                    if watched(&line) {
+                        seen += 1;
+                    }
+                    let environment =
+                        std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                    let is_xtask = std::fs::read_link(format!("/proc/{pid}/exe"))
+                        .is_ok_and(|exe| exe == xtask);
+                    if !is_xtask && String::from_utf8_lossy(&environment).contains(&secret) {
+                        leaks.push(format!("{pid} environment: {line}"));
+                    }
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+            (leaks, seen)
+        })
+    };
+    let output = xtask_in(directory, args, env);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (leaks, seen) = scanner.join().unwrap();
+    (output, leaks, seen)
+}
+
 /// `(pid, command line with spaces for NULs)` of every process.
 pub fn command_lines() -> Vec<(u32, String)> {
     std::fs::read_dir("/proc")
