@@ -4,6 +4,12 @@
 //! filesystem; the image is imported per architecture and gathered into a
 //! manifest list. Every image carries the fingerprint of its definition in the
 //! label [`DEFINITION_LABEL`]; an image whose label matches is not rebuilt.
+//!
+//! With a [`Store`] (the registry layer cache's repository), a machine that
+//! lacks an image pulls it from there, tagged with its fingerprint, and one
+//! that had to build it pushes it there: a fresh CI runner makes none of them
+//! again, and its builds start from the very images the cache's layers were
+//! built on (the cache's keys hold the base's history, name included).
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +22,7 @@ use crate::{
     exec::{Command, Runner},
     platform::{Arch, Platform, SUPPORTED},
     project,
+    registry::{self, Destination},
 };
 
 pub const DEFINITION_LABEL: &str = "org.rc-release.definition";
@@ -152,7 +159,7 @@ pub fn images_and_fingerprint(build_platform: Platform) -> Result<(Vec<String>, 
 /// [`import`] into another storage: another user's (rootless podman), or
 /// another podman's, without building them again.
 pub fn export(runner: &Runner, build_platform: Platform, archive: &Path) -> Result<()> {
-    ensure(runner, build_platform, false)?;
+    ensure(runner, build_platform, false, None)?;
     let (images, _) = images_and_fingerprint(build_platform)?;
     if let Some(directory) = archive.parent() {
         std::fs::create_dir_all(directory)
@@ -176,19 +183,170 @@ pub fn import(runner: &Runner, build_platform: Platform, archive: &Path) -> Resu
     runner
         .run(&podman::load(archive))
         .with_context(|| format!("cannot load the base images from {}", archive.display()))?;
-    ensure(runner, build_platform, false)
+    ensure(runner, build_platform, false, None)
 }
 
-/// Makes sure every base image exists and matches its definition.
-pub fn ensure(runner: &Runner, build_platform: Platform, rebuild: bool) -> Result<()> {
+/// Makes sure every base image exists and matches its definition: taken
+/// from `store` when it has it, else built (and then kept in `store`).
+pub fn ensure(
+    runner: &Runner,
+    build_platform: Platform,
+    rebuild: bool,
+    store: Option<&Store>,
+) -> Result<()> {
     let (runtime, debian) = recipes()?;
     if !rebuild && all_up_to_date(runner, &runtime, &debian, build_platform)? {
         eprintln!("base-images: every base image is up to date");
         return Ok(());
     }
+    let wanted = wanted(&runtime, &debian, build_platform)?;
+    let to_keep = match store {
+        Some(store) if !rebuild => store.fetch(runner, &wanted)?,
+        Some(_) => wanted.iter().collect(),
+        None => Vec::new(),
+    };
     ensure_rootfs_image(runner, &runtime, build_platform, rebuild)?;
     ensure_rootfs_image(runner, &debian, build_platform, rebuild)?;
-    ensure_builder(runner, &debian, rebuild)
+    ensure_builder(runner, &debian, rebuild)?;
+    if let Some(store) = store {
+        store.keep(runner, &to_keep);
+    }
+    Ok(())
+}
+
+/// One base image (not a list) and the definition it must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub image: String,
+    pub arch: Arch,
+    pub definition: String,
+}
+
+/// Every base image this machine needs, the builder last.
+fn wanted(runtime: &Recipe, debian: &Recipe, build_platform: Platform) -> Result<Vec<Wanted>> {
+    let mut wanted: Vec<Wanted> = [runtime, debian]
+        .iter()
+        .flat_map(|recipe| {
+            recipe
+                .architectures(build_platform)
+                .into_iter()
+                .map(|arch| Wanted {
+                    image: recipe.image_for(arch),
+                    arch,
+                    definition: recipe.fingerprint.clone(),
+                })
+        })
+        .collect();
+    wanted.push(Wanted {
+        image: project::BUILDER_IMAGE.to_owned(),
+        arch: build_platform.arch,
+        definition: builder_definition(debian)?,
+    });
+    Ok(wanted)
+}
+
+/// A registry repository that keeps base images under their definition's
+/// fingerprint (the layer cache's: its own tags are buildah's hex keys, so
+/// these cannot meet them).
+pub struct Store {
+    pub repository: String,
+    pub destination: Destination,
+}
+
+impl Store {
+    pub fn new(
+        repository: &crate::release::reference::Repository,
+        tls_verify: bool,
+        authfile: Option<PathBuf>,
+    ) -> Store {
+        Store {
+            repository: repository.name(),
+            destination: Destination {
+                registry: repository.registry.clone(),
+                tls_verify,
+                format: registry::Format::Oci,
+                authfile,
+                skopeo_runtime_dir: None,
+            },
+        }
+    }
+
+    /// `localhost/rc-base/runtime:bookworm-arm64`, arm64 →
+    /// `REPO:base-runtime-bookworm-arm64-<fingerprint>`.
+    pub fn reference(&self, wanted: &Wanted) -> String {
+        let name = wanted.image.rsplit('/').next().unwrap_or(&wanted.image);
+        let mut tag = format!("base-{}", sanitize(name));
+        let arch = format!("-{}", wanted.arch.oci_name());
+        if !tag.ends_with(&arch) {
+            tag.push_str(&arch);
+        }
+        format!("{}:{tag}-{}", self.repository, wanted.definition)
+    }
+
+    /// Pulls every wanted image this storage lacks (or has out of date)
+    /// and the store has, under its own name only (a build's history names
+    /// its base, and the cache's keys hold that history); returns those the
+    /// store lacks, for [`Store::keep`] once they are built.
+    fn fetch<'a>(&self, runner: &Runner, wanted: &'a [Wanted]) -> Result<Vec<&'a Wanted>> {
+        let mut lacking = Vec::new();
+        for image in wanted {
+            if definition_of(runner, &image.image)?.as_deref() == Some(image.definition.as_str()) {
+                continue;
+            }
+            let remote = self.reference(image);
+            let pulled = runner
+                .run_quietly(&registry::pull_image_command(&self.destination, &remote))
+                .unwrap_or(false);
+            if !pulled {
+                eprintln!(
+                    "base-images: {} is not in {} under its fingerprint; building it here",
+                    image.image, self.repository
+                );
+                lacking.push(image);
+                continue;
+            }
+            runner.run(&podman::tag_all(&remote, &[&image.image]))?;
+            runner.run(&podman::untag(&remote))?;
+            if !runner.dry_run
+                && definition_of(runner, &image.image)?.as_deref() != Some(image.definition.as_str())
+            {
+                bail!(
+                    "{remote} does not carry the definition its tag names ({DEFINITION_LABEL}); \
+                     delete that tag from the registry, or run `cargo xtask base-images --rebuild \
+                     --cache-repo {}` to replace it",
+                    self.repository
+                );
+            }
+            eprintln!("base-images: {} taken from {remote}", image.image);
+        }
+        Ok(lacking)
+    }
+
+    /// Pushes what this machine built, for the next one. A push the
+    /// registry refuses costs the next machine a build, not this release.
+    fn keep(&self, runner: &Runner, built: &[&Wanted]) {
+        for image in built {
+            let remote = self.reference(image);
+            match runner.run(&registry::push_image_command(
+                &self.destination,
+                &image.image,
+                &remote,
+            )) {
+                Ok(()) => eprintln!("base-images: {} kept as {remote}", image.image),
+                Err(error) => eprintln!(
+                    "base-images: warning: cannot keep {} in {} ({}); the next machine without \
+                     it builds it too",
+                    image.image,
+                    self.repository,
+                    first_line(&format!("{error:#}"))
+                ),
+            }
+        }
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
 }
 
 /// The usual case, asked in three podman calls: one `podman image inspect`
@@ -203,20 +361,8 @@ fn all_up_to_date(
     build_platform: Platform,
 ) -> Result<bool> {
     let recipes = [runtime, debian];
-    let mut wanted: Vec<(String, String)> = recipes
-        .iter()
-        .flat_map(|recipe| {
-            recipe
-                .architectures(build_platform)
-                .into_iter()
-                .map(|arch| (recipe.image_for(arch), recipe.fingerprint.clone()))
-        })
-        .collect();
-    wanted.push((
-        project::BUILDER_IMAGE.to_owned(),
-        builder_definition(debian)?,
-    ));
-    let references: Vec<&str> = wanted.iter().map(|(image, _)| image.as_str()).collect();
+    let wanted = wanted(runtime, debian, build_platform)?;
+    let references: Vec<&str> = wanted.iter().map(|wanted| wanted.image.as_str()).collect();
     let images_match = runner
         .read(&podman::image_inspect_all(&references))
         .ok()
@@ -226,8 +372,8 @@ fn all_up_to_date(
                 && configs
                     .iter()
                     .zip(&wanted)
-                    .all(|(config, (_, definition))| {
-                        config.label(DEFINITION_LABEL) == Some(definition.as_str())
+                    .all(|(config, wanted)| {
+                        config.label(DEFINITION_LABEL) == Some(wanted.definition.as_str())
                     })
         });
     Ok(images_match
@@ -413,7 +559,19 @@ impl crate::flags::BaseImages {
         match (&self.export, &self.import) {
             (Some(archive), _) => export(&runner, build_platform, archive),
             (None, Some(archive)) => import(&runner, build_platform, archive),
-            (None, None) => ensure(&runner, build_platform, self.rebuild),
+            (None, None) => {
+                let store = match self.cache_repo.as_deref().map(str::trim) {
+                    None => None,
+                    Some(text) => {
+                        let repository = crate::release::reference::Repository::parse(text)
+                            .map_err(|error| {
+                                crate::BadInput(vec![format!("--cache-repo (or CACHE_REPO): {error:#}")])
+                            })?;
+                        Some(Store::new(&repository, self.cache_tls_verify, None))
+                    }
+                };
+                ensure(&runner, build_platform, self.rebuild, store.as_ref())
+            }
         }
     }
 }

@@ -397,7 +397,7 @@ pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
     let runner = Runner::new(false);
     let info = podman::Info::read(&runner)?;
     let build_platform = info.build_platform()?;
-    base_images::ensure(&runner, build_platform, false)?;
+    base_images::ensure(&runner, build_platform, false, None)?;
     let scratch = project::TemporaryDirectory::create("rc-bench")?;
     let clone = scratch.path().join("clone");
     git2::Repository::clone(&project::root().to_string_lossy(), &clone)
@@ -1026,6 +1026,8 @@ mod tests {
         assert_eq!(
             froms,
             [
+                // It writes a file: where it runs changes nothing.
+                "FROM --platform=$BUILDPLATFORM ${BUILDER_IMAGE} AS rust-targets",
                 "FROM --platform=$TARGETPLATFORM ${BUILDER_IMAGE} AS dependencies",
                 "FROM dependencies AS compiled-dependencies",
                 "FROM --platform=$TARGETPLATFORM ${RUNTIME_IMAGE} AS library",

@@ -72,6 +72,14 @@ pub struct BaseImages {
     /// Load the base images from an archive of --export when they are not up to date here
     #[arg(long, value_name = "ARCHIVE", conflicts_with = "rebuild")]
     pub import: Option<PathBuf>,
+    /// Take the base images this machine lacks from REPO (a registry
+    /// repository, no tag), where they are kept by definition fingerprint;
+    /// push there those built here
+    #[arg(long, env = "CACHE_REPO", value_name = "REPO", conflicts_with_all = ["import", "export"])]
+    pub cache_repo: Option<String>,
+    /// Verify the TLS certificate of --cache-repo's registry
+    #[arg(long, env = "CACHE_TLS_VERIFY", default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
+    pub cache_tls_verify: bool,
     /// Print the commands that would run; build nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -136,9 +144,20 @@ pub struct BuildFlags {
     /// Clean the build cache afterwards (for machines short of disk)
     #[arg(long)]
     pub clean: bool,
-    /// Build every step again instead of using cached layers (a clean build)
+    /// Build every step again instead of using cached layers (a clean build;
+    /// no registry cache either)
     #[arg(long)]
     pub no_cache: bool,
+    /// Registry layer cache: read and write layers (and the base images, by
+    /// fingerprint) in REPO, a repository with no tag; without REPO, beside
+    /// the image (`<registry>/<name>-cache`) [default: the declared
+    /// `cache-repo`, else none]
+    #[arg(long, env = "CACHE_REPO", value_name = "REPO", num_args = 0..=1, default_missing_value = "")]
+    pub cache_repo: Option<String>,
+    /// Verify the cache registry's TLS certificate (push commands use
+    /// `--tls-verify` when the cache is in a registry they push to)
+    #[arg(long, env = "CACHE_TLS_VERIFY", default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
+    pub cache_tls_verify: bool,
     /// Never change this machine: fail when podman, mmdebstrap or qemu's
     /// registration is missing, instead of running `setup` first
     #[arg(long, env = "XTASK_NO_SETUP", value_parser = clap::builder::BoolishValueParser::new(), action = ArgAction::SetTrue)]

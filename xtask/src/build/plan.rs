@@ -47,6 +47,8 @@ pub struct Request {
     /// image's own build.
     pub targets_arg: Option<String>,
     pub no_cache: bool,
+    /// The registry layer cache every build (stages too) reads and writes.
+    pub cache: Option<podman::LayerCache>,
 }
 
 /// Facts about this machine and source tree that the plan depends on.
@@ -200,6 +202,7 @@ impl<'a> Planner<'a> {
             labels: Vec::new(),
             timestamp: Some(self.environment.source.commit_time),
             no_cache: self.request.no_cache,
+            cache: self.request.cache.clone().filter(|_| !self.request.no_cache),
             iid_file: None,
         }
     }
@@ -330,6 +333,7 @@ mod tests {
             latest_on_partial: false,
             labels: vec![("org.opencontainers.image.version".into(), "v1.2.3".into())],
             no_cache: false,
+            cache: None,
             base_images: Vec::new(),
             stages: Vec::new(),
             targets_arg: Some("RUST_TARGETS".into()),
@@ -434,6 +438,54 @@ mod tests {
             .unwrap();
         let theirs = args.iter().position(|arg| arg == "FEATURE=on").unwrap();
         assert!(ours < theirs);
+    }
+
+    #[test]
+    fn the_registry_cache_reaches_every_build_and_stage_unless_no_cache() {
+        let cache = podman::LayerCache {
+            repository: "ghcr.io/daksha-rc/rc-web-cache".into(),
+            tls_verify: true,
+            authfile: None,
+        };
+        let cached = Request {
+            stages: rc_web_stages(),
+            cache: Some(cache),
+            ..request(Mode::AllAtOnce)
+        };
+        let plan = plan(&cached, &environment(false));
+        let commands: Vec<String> = plan
+            .builds
+            .iter()
+            .chain(&plan.single_platform_builds)
+            .flat_map(|build| {
+                build
+                    .stages
+                    .iter()
+                    .map(|stage| &stage.command)
+                    .chain([&build.command])
+            })
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(commands.len(), 9, "3 builds of 3 steps");
+        for command in &commands {
+            assert!(
+                command.contains(
+                    "--cache-from ghcr.io/daksha-rc/rc-web-cache --cache-to ghcr.io/daksha-rc/rc-web-cache"
+                ),
+                "{command}"
+            );
+        }
+        let clean = plan_of(Request {
+            no_cache: true,
+            ..cached
+        });
+        assert!(!clean.contains("--cache-"), "{clean}");
+    }
+
+    fn plan_of(request: Request) -> String {
+        plan(&request, &environment(false)).builds[0]
+            .command
+            .to_string()
     }
 
     #[test]

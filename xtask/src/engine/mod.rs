@@ -128,6 +128,15 @@ impl Engine {
         self.run_root.parent().map(std::path::Path::to_path_buf)
     }
 
+    /// Whether the registry layer cache is looked up after an `ARG` inside a
+    /// stage. buildah 1.28 (podman 4.3, Debian 12) never looks an `ARG`
+    /// step up there, and builds every later step of that stage again
+    /// (checked: steps before it came from the cache, the `RUN` after it
+    /// did not). Fixed in buildah 1.29 (podman 4.4; buildah#4315, #4326).
+    pub fn looks_up_cache_after_arg(&self) -> bool {
+        self.version >= semver::Version::new(4, 4, 0)
+    }
+
     /// RUN steps reach the network through a tap device that rootless podman
     /// makes (slirp4netns up to 4.x, pasta from 5.0): they need to open
     /// `/dev/net/tun`.
@@ -212,5 +221,14 @@ mod tests {
         let old = info(r#"{"host":{"arch":"amd64","os":"linux"},"store":{"graphRoot":"/s"}}"#);
         let engine = Engine::from_info(&old, semver::Version::new(4, 2, 0)).unwrap();
         assert!(!engine.builds_manifest_lists());
+    }
+
+    #[test]
+    fn only_podman_4_4_and_later_look_the_cache_up_after_an_arg() {
+        let json = info(r#"{"host":{"arch":"amd64","os":"linux"},"store":{"graphRoot":"/s"}}"#);
+        let engine = |minor| Engine::from_info(&json, semver::Version::new(4, minor, 1)).unwrap();
+        assert!(!engine(3).looks_up_cache_after_arg(), "Debian 12's 4.3.1");
+        assert!(engine(4).looks_up_cache_after_arg());
+        assert!(engine(9).looks_up_cache_after_arg(), "Ubuntu 24.04's 4.9.3");
     }
 }

@@ -74,6 +74,8 @@ pub struct Build {
     pub timestamp: Option<i64>,
     /// Build every step again instead of using cached layers.
     pub no_cache: bool,
+    /// A registry layer cache to read and write (see [`LayerCache`]).
+    pub cache: Option<LayerCache>,
     /// Where podman writes the image ID of the list (`--iidfile`; with
     /// `--manifest` it is the list's ID, for one platform or several).
     pub iid_file: Option<PathBuf>,
@@ -130,11 +132,69 @@ impl Build {
         if self.no_cache {
             command = command.arg("--no-cache");
         }
+        if let Some(cache) = &self.cache {
+            command = cache.flags(command);
+        }
         if let Some(iid_file) = &self.iid_file {
             command = command.arg("--iidfile").arg(path_text(iid_file));
         }
         command.arg(path_text(&self.context))
     }
+}
+
+/// A registry layer cache: one repository whose tags are buildah's cache
+/// keys. A step this storage lacks is looked up there (`--cache-from`) and
+/// every step built is pushed there (`--cache-to`); `--layers` is podman's
+/// default, named because the cache needs it. The same on podman 4.3 to 5.x,
+/// as root or not, local or remote (the client sends the login). A key that
+/// is not there, or a registry that refuses the lookup, is a miss; a push
+/// the registry refuses fails the build (see [`failed_pushing_cache`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerCache {
+    /// `registry/name`, no tag.
+    pub repository: String,
+    pub tls_verify: bool,
+    /// This run's login (a private auth file), else podman's own.
+    pub authfile: Option<PathBuf>,
+}
+
+impl LayerCache {
+    fn flags(&self, command: Command) -> Command {
+        let mut command = command
+            .arg("--layers")
+            .arg("--cache-from")
+            .arg(&self.repository)
+            .arg("--cache-to")
+            .arg(&self.repository)
+            .arg(format!("--tls-verify={}", self.tls_verify));
+        if let Some(authfile) = &self.authfile {
+            command = command.arg("--authfile").arg(path_text(authfile));
+        }
+        command
+    }
+}
+
+/// Whether a failed build failed because the registry refused its cache
+/// (buildah: `failed pushing cache to "…"`, the same from 4.3 to 5.x).
+pub fn failed_pushing_cache(error: &str) -> bool {
+    error.contains("failed pushing cache to")
+}
+
+/// The same build without the registry cache (after
+/// [`failed_pushing_cache`]: its layers are in this storage by then).
+pub fn without_layer_cache(build: &Command) -> Command {
+    let mut command = build.clone();
+    let mut args = Vec::with_capacity(command.args.len());
+    let mut given = build.args.iter();
+    while let Some(arg) = given.next() {
+        if arg == "--cache-from" || arg == "--cache-to" {
+            given.next();
+        } else {
+            args.push(arg.clone());
+        }
+    }
+    command.args = args;
+    command
 }
 
 /// `labels` as one Containerfile `LABEL` instruction (a line), with the
@@ -708,8 +768,39 @@ mod tests {
             labels: vec![("org.opencontainers.image.version".into(), "v1.2.3".into())],
             timestamp: Some(1_700_000_000),
             no_cache: true,
+            cache: None,
             iid_file: None,
         }
+    }
+
+    #[test]
+    fn a_layer_cache_is_read_and_written_and_can_be_left_out() {
+        let cached = Build {
+            no_cache: false,
+            cache: Some(LayerCache {
+                repository: "ghcr.io/acme/app-cache".into(),
+                tls_verify: true,
+                authfile: Some("/run/xtask/auth.json".into()),
+            }),
+            ..build()
+        }
+        .command();
+        let text = cached.to_string();
+        assert!(
+            text.contains(
+                " --layers --cache-from ghcr.io/acme/app-cache --cache-to ghcr.io/acme/app-cache \
+                 --tls-verify=true --authfile /run/xtask/auth.json "
+            ),
+            "{text}"
+        );
+        let plain = without_layer_cache(&cached).to_string();
+        assert!(!plain.contains("--cache-"), "{plain}");
+        assert!(plain.ends_with("--tls-verify=true --authfile /run/xtask/auth.json ."), "{plain}");
+        assert!(failed_pushing_cache(
+            "command failed (exit status: 125): podman build ...\nError: failed pushing cache to \
+             \"127.0.0.1:5000/acme/app-cache:4b40e7f\": connection refused"
+        ));
+        assert!(!failed_pushing_cache("Error: building at STEP \"RUN false\": exit status 1"));
     }
 
     #[test]

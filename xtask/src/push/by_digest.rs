@@ -204,7 +204,7 @@ impl flags::PushByDigest {
         let [platform] = session.release.declared.platforms[..] else {
             unreachable!("checked when the session opened")
         };
-        let prepared = build::prepare(&self.image, &self.build, &runner)?;
+        let prepared = build::prepare(&self.image, &self.build, &runner, &session.logins())?;
         let _lock = session.release.lock(&runner, "push-by-digest")?;
         build::run_prepared(&prepared, &self.build, &runner, build::NOTHING_ALONGSIDE)?;
         crate::interrupt::check()?;

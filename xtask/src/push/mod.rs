@@ -218,6 +218,11 @@ impl PushSession {
         self.release.repository()
     }
 
+    /// How this session reaches each registry (for a registry cache there).
+    pub fn logins(&self) -> Vec<&Destination> {
+        self.targets.iter().map(|target| &target.destination).collect()
+    }
+
     /// The plan of `push-image`: every tag whose local list is this
     /// build's (the same images as the primary tag's list), read from
     /// local storage, in a dry run too. `expected`: the platforms the lists
@@ -580,7 +585,7 @@ impl flags::BuildAndPush {
             &runner,
         )?;
         session.build_args = self.build.build_args.clone();
-        let prepared = build::prepare(&self.image, &self.build, &runner)?;
+        let prepared = build::prepare(&self.image, &self.build, &runner, &session.logins())?;
         let _lock = session.release.lock(&runner, "build-and-push")?;
         // The push starts as soon as the list is verified, from its image
         // ID, while the local tags move; else once they have moved.

@@ -158,6 +158,29 @@ pub fn push_list_command(
     command.arg(local_list).arg(format!("docker://{remote}"))
 }
 
+/// Pulls one image from a registry into podman's storage, quietly (a base
+/// image kept under its definition's fingerprint).
+pub fn pull_image_command(destination: &Destination, remote: &str) -> Command {
+    let mut command = Command::new(podman::PROGRAM)
+        .args(["pull", "--quiet"])
+        .arg(tls_flag(destination.tls_verify));
+    if let Some(authfile) = &destination.authfile {
+        command = command.arg("--authfile").arg(authfile.to_string_lossy());
+    }
+    command.arg(format!("docker://{remote}"))
+}
+
+/// Pushes one local image to `remote`, quietly.
+pub fn push_image_command(destination: &Destination, local: &str, remote: &str) -> Command {
+    let mut command = Command::new(podman::PROGRAM)
+        .args(["push", "--quiet", "--format", destination.format.podman_name()])
+        .arg(tls_flag(destination.tls_verify));
+    if let Some(authfile) = &destination.authfile {
+        command = command.arg("--authfile").arg(authfile.to_string_lossy());
+    }
+    command.arg(local).arg(format!("docker://{remote}"))
+}
+
 /// Copies one image from podman's storage into a `dir:` layout, compressed
 /// and in the destination's format: its manifest there is byte for byte the
 /// one the registry will hold, so its digest is known before the push.

@@ -11,6 +11,8 @@
 //! platforms = ["linux/amd64", "linux/arm64"]
 //! recipe = "plain"                        # or "staged", with [[...stages]]
 //! targets-arg = "RUST_TARGETS"            # optional: gets "amd64 arm64"
+//! cache-repo = true                       # optional: a registry layer cache
+//!                                         # beside the image, or "host/path"
 //!
 //! [package.metadata.container-image.base-images]   # build argument = image
 //! BUILDER_IMAGE = "localhost/rc-base/rust-builder:bookworm"
@@ -18,7 +20,7 @@
 //! ```
 //!
 //! `[workspace.metadata.container-image]` may give `registries`,
-//! `platforms` and `base-images` for every package of the workspace; a
+//! `platforms`, `cache-repo` and `base-images` for every package of the workspace; a
 //! package's own value wins. Flags and their environment variables
 //! (`--registry`, `--image`, `--file`, `--context`, `--platform`) win over
 //! both.
@@ -34,7 +36,7 @@ use crate::{
     engine::podman::BuildArg,
     exec::{Command, Runner},
     platform::Platform,
-    release::labels::Package,
+    release::{labels::Package, reference::Repository},
 };
 
 /// The table's name, under `[package.metadata]` and `[workspace.metadata]`.
@@ -52,6 +54,7 @@ struct PackageTable {
     recipe: Option<RecipeKind>,
     stages: Option<Vec<Stage>>,
     targets_arg: Option<String>,
+    cache_repo: Option<CacheRepoKey>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -60,6 +63,23 @@ struct WorkspaceTable {
     registries: Option<Vec<String>>,
     platforms: Option<Vec<String>>,
     base_images: Option<BTreeMap<String, String>>,
+    cache_repo: Option<CacheRepoKey>,
+}
+
+/// `cache-repo = true` (beside the image), `false`, or `"host/path"`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(untagged)]
+enum CacheRepoKey {
+    Beside(bool),
+    At(String),
+}
+
+/// Where the registry layer cache is (see `build::LayerCache`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheRepo {
+    /// `<first registry>/<name>-cache`.
+    Beside,
+    At(Repository),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -107,6 +127,7 @@ pub struct Declared {
     /// Empty for a plain recipe.
     pub stages: Vec<Stage>,
     pub targets_arg: Option<String>,
+    pub cache_repo: Option<CacheRepo>,
 }
 
 /// What `cargo metadata` says about the workspace: every package that
@@ -330,6 +351,14 @@ fn resolve(
             key("targets-arg")
         ));
     }
+    let cache_repo = match table.cache_repo.or(defaults.cache_repo) {
+        None | Some(CacheRepoKey::Beside(false)) => None,
+        Some(CacheRepoKey::Beside(true)) => Some(CacheRepo::Beside),
+        Some(CacheRepoKey::At(text)) => Repository::parse(&text)
+            .map_err(|error| problems.push(format!("{}: {error:#}", key("cache-repo"))))
+            .ok()
+            .map(CacheRepo::At),
+    };
     let containerfile = directory.join(
         table
             .containerfile
@@ -350,6 +379,7 @@ fn resolve(
         base_images,
         stages,
         targets_arg: table.targets_arg,
+        cache_repo,
     })
 }
 
@@ -480,6 +510,7 @@ mod tests {
             r#"{"name":"acme/svc","registries":["ghcr.io","docker.io"],
                 "containerfile":"../containers/svc/Containerfile","context":"..",
                 "platforms":["linux/arm64"],"recipe":"staged","targets-arg":"RUST_TARGETS",
+                "cache-repo":"quay.io/acme/svc-layers",
                 "base-images":{"RUNTIME_IMAGE":"localhost/rc-base/runtime:bookworm"},
                 "stages":[{"target":"deps","platform":"build","image-arg":"DEPS_IMAGE"}]}"#,
             "null",
@@ -498,6 +529,10 @@ mod tests {
         assert_eq!(image.base_images[0].name, "RUNTIME_IMAGE");
         assert_eq!(image.stages[0].platform, StagePlatform::Build);
         assert_eq!(image.targets_arg.as_deref(), Some("RUST_TARGETS"));
+        assert_eq!(
+            image.cache_repo,
+            Some(CacheRepo::At(Repository::new("quay.io", "acme/svc-layers").unwrap()))
+        );
     }
 
     #[test]
@@ -510,13 +545,19 @@ mod tests {
         assert_eq!(image.containerfile, PathBuf::from("/w/svc/Containerfile"));
         let image = declared(r#"{"name":"acme/svc","registries":["ghcr.io"]}"#, defaults).unwrap();
         assert_eq!(image.registries, ["ghcr.io"]);
+        assert_eq!(image.cache_repo, None, "no cache unless declared");
+        let cached = r#"{"container-image":{"registries":["quay.io"],"cache-repo":true}}"#;
+        let image = declared(r#"{"name":"acme/svc"}"#, cached).unwrap();
+        assert_eq!(image.cache_repo, Some(CacheRepo::Beside));
+        let image = declared(r#"{"name":"acme/svc","cache-repo":false}"#, cached).unwrap();
+        assert_eq!(image.cache_repo, None, "a package turns the workspace's off");
     }
 
     #[test]
     fn bad_metadata_names_each_key_at_once() {
         let problems = declared(
             r#"{"platforms":["linux/riscv64"],"recipe":"staged",
-                "base-images":{"1X":"a"},"targets-arg":"A-B"}"#,
+                "base-images":{"1X":"a"},"targets-arg":"A-B","cache-repo":"ghcr.io/a/b:c"}"#,
             "null",
         )
         .unwrap_err();
@@ -528,6 +569,7 @@ mod tests {
             "] base-images",
             "] recipe",
             "] targets-arg",
+            "] cache-repo",
         ] {
             assert!(all.contains(key), "{key} in:\n{all}");
         }

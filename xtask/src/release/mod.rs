@@ -31,6 +31,8 @@ pub struct Overrides<'a> {
     pub platforms: Option<&'a str>,
     pub containerfile: Option<&'a Path>,
     pub context: Option<&'a Path>,
+    /// `--cache-repo`: `""` beside the image, else a repository.
+    pub cache_repo: Option<&'a str>,
 }
 
 /// What a build or a push is named and tagged from, checked together with
@@ -122,6 +124,14 @@ impl Release {
         &self.repositories[0]
     }
 
+    /// The registry layer cache's repository, if there is one.
+    pub fn cache_repository(&self) -> Option<Repository> {
+        match self.declared.cache_repo.as_ref()? {
+            declared::CacheRepo::Beside => Some(self.repository().cache_beside()),
+            declared::CacheRepo::At(repository) => Some(repository.clone()),
+        }
+    }
+
     /// The lock that keeps two runs from tagging or pushing this image at
     /// once; none in a dry run. Taken after every input check, so a refused
     /// run leaves nothing behind.
@@ -184,6 +194,14 @@ fn apply(
     }
     if let Some(context) = overrides.context {
         declared.context = from_here(context);
+    }
+    match overrides.cache_repo.map(str::trim) {
+        None => {}
+        Some("") => declared.cache_repo = Some(declared::CacheRepo::Beside),
+        Some(text) => match Repository::parse(text) {
+            Ok(repository) => declared.cache_repo = Some(declared::CacheRepo::At(repository)),
+            Err(error) => problems.push(format!("--cache-repo (or CACHE_REPO): {error:#}")),
+        },
     }
     if !declared.containerfile.is_file() {
         problems.push(format!(

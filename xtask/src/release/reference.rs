@@ -33,6 +33,34 @@ impl Repository {
     pub fn with_tag(&self, tag: &str) -> String {
         format!("{}:{tag}", self.name())
     }
+
+    /// A whole repository reference, `host[:port]/path` with no tag (the
+    /// registry layer cache's: podman gives it tags of its own).
+    pub fn parse(text: &str) -> Result<Repository> {
+        let Some((registry, path)) = text.split_once('/') else {
+            bail!("{text:?} names no registry; write HOST/PATH, e.g. ghcr.io/acme/app-cache");
+        };
+        if path.contains(':') || path.contains('@') {
+            bail!(
+                "{text:?} has a tag or digest; name the repository alone (podman tags the cache \
+                 with its own keys), e.g. {}",
+                path.split([':', '@'])
+                    .next()
+                    .map(|path| format!("{registry}/{path}"))
+                    .unwrap_or_default()
+            );
+        }
+        Repository::new(registry, path)
+    }
+
+    /// The repository beside this one that holds its registry cache:
+    /// `ghcr.io/acme/app` → `ghcr.io/acme/app-cache`.
+    pub fn cache_beside(&self) -> Repository {
+        Repository {
+            registry: self.registry.clone(),
+            path: format!("{}-cache", self.path),
+        }
+    }
 }
 
 fn validate_registry(registry: &str) -> Result<()> {
@@ -155,5 +183,23 @@ mod tests {
         assert!(error("ghcr.io", "/rc-web").contains("not valid"));
         assert!(error("ghcr.io", "rc-web-").contains("not valid"));
         assert!(error("ghcr.io", "").contains("empty"));
+    }
+
+    #[test]
+    fn a_cache_repository_is_whole_and_has_no_tag() {
+        let beside = Repository::new("ghcr.io", "acme/app").unwrap().cache_beside();
+        assert_eq!(beside.name(), "ghcr.io/acme/app-cache");
+        assert_eq!(
+            Repository::parse("127.0.0.1:5000/acme/app-cache").unwrap(),
+            Repository::new("127.0.0.1:5000", "acme/app-cache").unwrap()
+        );
+        let error = |text: &str| format!("{:#}", Repository::parse(text).unwrap_err());
+        assert!(error("app-cache").contains("names no registry"));
+        let tagged = error("ghcr.io/acme/app-cache:latest");
+        assert!(
+            tagged.contains("has a tag") && tagged.contains("e.g. ghcr.io/acme/app-cache"),
+            "{tagged}"
+        );
+        assert!(error("ghcr.io/Acme/app").contains("lowercase"));
     }
 }
