@@ -337,6 +337,108 @@ impl Drop for TaggedClone {
     }
 }
 
+/// An empty podman storage beside this user's own, as a fresh CI runner
+/// has: every podman (and skopeo) of a command given [`FreshStorage::env`]
+/// uses it (`CONTAINERS_STORAGE_CONF`), with the same driver. Beside the
+/// real one, so that it is on the same kind of filesystem (the nested lane's
+/// container has overlay on a volume, not on its own overlay root).
+/// Removed on drop.
+pub struct FreshStorage {
+    directory: PathBuf,
+    run_root: PathBuf,
+    conf: PathBuf,
+}
+
+impl FreshStorage {
+    pub fn new(name: &str) -> FreshStorage {
+        let info = podman(&[
+            "info",
+            "--format",
+            "{{.Store.GraphRoot}}\n{{.Store.RunRoot}}\n{{.Store.GraphDriverName}}",
+        ]);
+        let mut lines = info.lines();
+        let (graph_root, run_root, driver) = (
+            PathBuf::from(lines.next().unwrap()),
+            PathBuf::from(lines.next().unwrap()),
+            lines.next().unwrap().to_owned(),
+        );
+        let leaf = format!("rc-e2e-fresh-{name}-{}", std::process::id());
+        let directory = graph_root.parent().unwrap().join(&leaf);
+        let run_root = run_root.parent().unwrap().join(&leaf);
+        let _ = std::fs::remove_dir_all(&directory);
+        std::fs::create_dir_all(&directory).unwrap();
+        let conf = directory.join("storage.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "[storage]\ndriver = \"{driver}\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+                directory.join("storage").display(),
+                run_root.display()
+            ),
+        )
+        .unwrap();
+        FreshStorage {
+            directory,
+            run_root,
+            conf,
+        }
+    }
+
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![(
+            "CONTAINERS_STORAGE_CONF",
+            self.conf.to_string_lossy().into_owned(),
+        )]
+    }
+
+    /// podman on this storage.
+    pub fn podman(&self, args: &[&str]) -> String {
+        let output = Command::new("podman")
+            .args(args)
+            .env("CONTAINERS_STORAGE_CONF", &self.conf)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "podman {args:?} on the fresh storage failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+}
+
+impl Drop for FreshStorage {
+    fn drop(&mut self) {
+        // Nothing of it stays mounted once podman is gone but what
+        // containers/storage mounts over its own directories.
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|line| line.split(' ').nth(4))
+            .filter(|point| {
+                Path::new(point).starts_with(&self.directory)
+                    || Path::new(point).starts_with(&self.run_root)
+            })
+            .collect();
+        points.sort_by_key(|point| std::cmp::Reverse(point.len()));
+        for point in points {
+            let _ = Command::new("umount").arg(point).output();
+        }
+        let rootless = run("id", &["-u"]).trim() != "0";
+        for path in [&self.directory, &self.run_root] {
+            if rootless {
+                // Files of the subordinate IDs: removable inside podman's
+                // user namespace only.
+                let _ = Command::new("podman")
+                    .args(["unshare", "rm", "-rf"])
+                    .arg(path)
+                    .output();
+            }
+            let _ = std::fs::remove_dir_all(path);
+        }
+    }
+}
+
 /// Where the xtask keeps this user's repository locks (see `lock.rs`).
 pub fn locks_directory() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
