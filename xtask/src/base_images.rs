@@ -195,11 +195,14 @@ pub fn ensure(
     store: Option<&Store>,
 ) -> Result<()> {
     let (runtime, debian) = recipes()?;
+    let wanted = wanted(&runtime, &debian, build_platform)?;
     if !rebuild && all_up_to_date(runner, &runtime, &debian, build_platform)? {
         eprintln!("base-images: every base image is up to date");
+        if let Some(store) = store {
+            store.keep(runner, &store.lacking(runner, &wanted));
+        }
         return Ok(());
     }
-    let wanted = wanted(&runtime, &debian, build_platform)?;
     let to_keep = match store {
         Some(store) if !rebuild => store.fetch(runner, &wanted)?,
         Some(_) => wanted.iter().collect(),
@@ -320,6 +323,23 @@ impl Store {
             eprintln!("base-images: {} taken from {remote}", image.image);
         }
         Ok(lacking)
+    }
+
+    /// Those of `wanted` the store has no tag for (all of them when it
+    /// cannot say: a repository not made yet).
+    fn lacking<'a>(&self, runner: &Runner, wanted: &'a [Wanted]) -> Vec<&'a Wanted> {
+        let tags = runner
+            .read(&registry::list_tags_command(&self.destination, &self.repository))
+            .and_then(|json| registry::parse_tags(&json))
+            .unwrap_or_default();
+        wanted
+            .iter()
+            .filter(|image| {
+                let reference = self.reference(image);
+                let tag = reference.rsplit(':').next().unwrap_or_default();
+                !tags.iter().any(|kept| kept == tag)
+            })
+            .collect()
     }
 
     /// Pushes what this machine built, for the next one. A push the
@@ -638,6 +658,38 @@ mod tests {
         assert!(is_ours("localhost/rc-base/runtime:bookworm"));
         assert!(is_ours(project::BUILDER_IMAGE));
         assert!(!is_ours("docker.io/library/debian:bookworm-slim"));
+    }
+
+    #[test]
+    fn the_store_keeps_each_image_under_its_name_arch_and_definition() {
+        let repository =
+            crate::release::reference::Repository::new("ghcr.io", "acme/app-cache").unwrap();
+        let store = Store::new(&repository, true, None);
+        let wanted = |image: &str, arch, definition: &str| Wanted {
+            image: image.into(),
+            arch,
+            definition: definition.into(),
+        };
+        assert_eq!(
+            store.reference(&wanted(
+                "localhost/rc-base/runtime:bookworm-arm64",
+                Arch::Arm64,
+                "abc"
+            )),
+            "ghcr.io/acme/app-cache:base-runtime-bookworm-arm64-abc"
+        );
+        // The builder is the build platform's: its arch is in the tag.
+        assert_eq!(
+            store.reference(&wanted(project::BUILDER_IMAGE, Arch::Arm64, "def")),
+            "ghcr.io/acme/app-cache:base-rust-builder-bookworm-arm64-def"
+        );
+        assert_eq!(
+            registry::parse_tags(r#"{"Repository":"r","Tags":["a","b"]}"#).unwrap(),
+            ["a", "b"]
+        );
+        assert!(registry::parse_tags(r#"{"Repository":"r","Tags":null}"#)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

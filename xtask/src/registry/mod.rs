@@ -246,6 +246,28 @@ fn skopeo_inspect(destination: &Destination, mode: &str, remote: &str) -> Comman
     command.arg(format!("docker://{remote}"))
 }
 
+/// `skopeo list-tags` of a repository (see [`parse_tags`]).
+pub fn list_tags_command(destination: &Destination, repository: &str) -> Command {
+    let mut command = skopeo(destination)
+        .arg("list-tags")
+        .arg(tls_flag(destination.tls_verify));
+    if let Some(authfile) = &destination.authfile {
+        command = command.arg("--authfile").arg(authfile.to_string_lossy());
+    }
+    command.arg(format!("docker://{repository}"))
+}
+
+/// The tags in `skopeo list-tags`' answer.
+pub fn parse_tags(json: &str) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Tags {
+        #[serde(rename = "Tags")]
+        tags: Option<Vec<String>>,
+    }
+    let tags: Tags = serde_json::from_str(json).context("skopeo list-tags printed no JSON")?;
+    Ok(tags.tags.unwrap_or_default())
+}
+
 pub fn inspect_remote_command(destination: &Destination, remote: &str) -> Command {
     skopeo_inspect(destination, "--raw", remote)
 }
