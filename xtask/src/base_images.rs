@@ -358,15 +358,19 @@ impl Store {
                      it builds it too",
                     image.image,
                     self.repository,
-                    first_line(&format!("{error:#}"))
+                    last_line(&format!("{error:#}"))
                 ),
             }
         }
     }
 }
 
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or(text)
+/// podman's own words: the last line of a failed command's error.
+fn last_line(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or(text)
 }
 
 /// The usual case, asked in three podman calls: one `podman image inspect`

@@ -141,3 +141,16 @@ fn actionlint_finds_mistakes_so_a_pass_means_something() {
     );
     let _ = std::fs::remove_dir_all(broken.parent().unwrap());
 }
+
+#[test]
+fn the_release_jobs_build_with_the_registry_cache() {
+    // A fresh runner takes the base images and the layers an earlier
+    // release built from the cache beside the image (docs/release.md).
+    let release =
+        std::fs::read_to_string(repository_root().join(".github/workflows/release.yml")).unwrap();
+    let build = release
+        .lines()
+        .find(|line| line.contains("cargo-xtask.sh push-by-digest"))
+        .expect("the build jobs run push-by-digest");
+    assert!(build.contains(" --cache-repo "), "{build}");
+}
