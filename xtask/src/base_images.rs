@@ -311,7 +311,8 @@ impl Store {
             runner.run(&podman::tag_all(&remote, &[&image.image]))?;
             runner.run(&podman::untag(&remote))?;
             if !runner.dry_run
-                && definition_of(runner, &image.image)?.as_deref() != Some(image.definition.as_str())
+                && definition_of(runner, &image.image)?.as_deref()
+                    != Some(image.definition.as_str())
             {
                 bail!(
                     "{remote} does not carry the definition its tag names ({DEFINITION_LABEL}); \
@@ -329,7 +330,10 @@ impl Store {
     /// cannot say: a repository not made yet).
     fn lacking<'a>(&self, runner: &Runner, wanted: &'a [Wanted]) -> Vec<&'a Wanted> {
         let tags = runner
-            .read(&registry::list_tags_command(&self.destination, &self.repository))
+            .read(&registry::list_tags_command(
+                &self.destination,
+                &self.repository,
+            ))
             .and_then(|json| registry::parse_tags(&json))
             .unwrap_or_default();
         wanted
@@ -393,12 +397,9 @@ fn all_up_to_date(
         .and_then(|json| podman::ImageConfig::parse_all(&json).ok())
         .is_some_and(|configs| {
             configs.len() == wanted.len()
-                && configs
-                    .iter()
-                    .zip(&wanted)
-                    .all(|(config, wanted)| {
-                        config.label(DEFINITION_LABEL) == Some(wanted.definition.as_str())
-                    })
+                && configs.iter().zip(&wanted).all(|(config, wanted)| {
+                    config.label(DEFINITION_LABEL) == Some(wanted.definition.as_str())
+                })
         });
     Ok(images_match
         && recipes.iter().all(|recipe| {
@@ -589,7 +590,9 @@ impl crate::flags::BaseImages {
                     Some(text) => {
                         let repository = crate::release::reference::Repository::parse(text)
                             .map_err(|error| {
-                                crate::BadInput(vec![format!("--cache-repo (or CACHE_REPO): {error:#}")])
+                                crate::BadInput(vec![format!(
+                                    "--cache-repo (or CACHE_REPO): {error:#}"
+                                )])
                             })?;
                         Some(Store::new(&repository, self.cache_tls_verify, None))
                     }

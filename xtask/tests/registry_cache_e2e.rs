@@ -70,10 +70,16 @@ fn a_fresh_storage_takes_the_base_images_and_the_dependency_compile_from_the_reg
     // A new runner: an empty storage, the same release.
     let fresh = FreshStorage::new("cache");
     let env = fresh.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let env: Vec<(&str, &str)> = env
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
     let second = xtask_in(&clone.path, &args, &env);
     let log = stderr_of(&second);
-    assert!(second.status.success(), "the release on a fresh storage failed");
+    assert!(
+        second.status.success(),
+        "the release on a fresh storage failed"
+    );
     assert!(
         log.contains("base-images: localhost/rc-base/rust-builder:bookworm taken from "),
         "the builder base was not taken from the registry"
@@ -100,7 +106,9 @@ fn a_fresh_storage_takes_the_base_images_and_the_dependency_compile_from_the_reg
     );
     let list = format!("{host}/acme/rc-web:v4.0.0");
     assert!(
-        fresh.podman(&["manifest", "inspect", &list]).contains("arm64"),
+        fresh
+            .podman(&["manifest", "inspect", &list])
+            .contains("arm64"),
         "the fresh storage has no list {list}"
     );
 }
@@ -128,10 +136,16 @@ fn a_cache_that_does_not_answer_or_refuses_the_layers_slows_the_build_and_fails_
     };
 
     // Nothing answers at the cache's address: said, and built without it.
-    let silent = format!("127.0.0.1:{}/acme/hello-service-cache", free_loopback_port());
+    let silent = format!(
+        "127.0.0.1:{}/acme/hello-service-cache",
+        free_loopback_port()
+    );
     let output = build(&silent);
     let log = stderr_of(&output);
-    assert!(output.status.success(), "an unreachable cache failed the build");
+    assert!(
+        output.status.success(),
+        "an unreachable cache failed the build"
+    );
     assert!(
         log.contains(&format!("the registry cache {silent} does not answer"))
             && log.contains("building without it: slower, not failed"),
@@ -150,7 +164,10 @@ fn a_cache_that_does_not_answer_or_refuses_the_layers_slows_the_build_and_fails_
     service.release_again("v0.5.1");
     let output = build(&format!("{}/acme/hello-service-cache", locked.host()));
     let log = stderr_of(&output);
-    assert!(output.status.success(), "a refused cache push failed the build");
+    assert!(
+        output.status.success(),
+        "a refused cache push failed the build"
+    );
     assert!(
         log.contains("failed pushing cache to")
             && log.contains("the registry cache did not take this build's layers")

@@ -95,7 +95,9 @@ pub fn prepare(
         .any(|base| base_images::is_ours(&base.value))
     {
         let store = cache.as_ref().map(|cache| {
-            let repository = release.cache_repository().expect("a cache has a repository");
+            let repository = release
+                .cache_repository()
+                .expect("a cache has a repository");
             base_images::Store::new(&repository, cache.tls_verify, cache.authfile.clone())
         });
         base_images::ensure(runner, build_platform, false, store.as_ref())?;
@@ -169,7 +171,10 @@ fn layer_cache(
                 "build-image: WARNING: the registry cache {} does not answer ({}); building \
                  without it: slower, not failed",
                 repository.name(),
-                format!("{error:#}").split("; check").next().unwrap_or_default()
+                format!("{error:#}")
+                    .split("; check")
+                    .next()
+                    .unwrap_or_default()
             );
             return None;
         }

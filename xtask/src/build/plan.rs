@@ -202,7 +202,11 @@ impl<'a> Planner<'a> {
             labels: Vec::new(),
             timestamp: Some(self.environment.source.commit_time),
             no_cache: self.request.no_cache,
-            cache: self.request.cache.clone().filter(|_| !self.request.no_cache),
+            cache: self
+                .request
+                .cache
+                .clone()
+                .filter(|_| !self.request.no_cache),
             iid_file: None,
         }
     }

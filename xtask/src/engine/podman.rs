@@ -795,12 +795,17 @@ mod tests {
         );
         let plain = without_layer_cache(&cached).to_string();
         assert!(!plain.contains("--cache-"), "{plain}");
-        assert!(plain.ends_with("--tls-verify=true --authfile /run/xtask/auth.json ."), "{plain}");
+        assert!(
+            plain.ends_with("--tls-verify=true --authfile /run/xtask/auth.json ."),
+            "{plain}"
+        );
         assert!(failed_pushing_cache(
             "command failed (exit status: 125): podman build ...\nError: failed pushing cache to \
              \"127.0.0.1:5000/acme/app-cache:4b40e7f\": connection refused"
         ));
-        assert!(!failed_pushing_cache("Error: building at STEP \"RUN false\": exit status 1"));
+        assert!(!failed_pushing_cache(
+            "Error: building at STEP \"RUN false\": exit status 1"
+        ));
     }
 
     #[test]

@@ -220,7 +220,10 @@ impl PushSession {
 
     /// How this session reaches each registry (for a registry cache there).
     pub fn logins(&self) -> Vec<&Destination> {
-        self.targets.iter().map(|target| &target.destination).collect()
+        self.targets
+            .iter()
+            .map(|target| &target.destination)
+            .collect()
     }
 
     /// The plan of `push-image`: every tag whose local list is this

@@ -173,7 +173,12 @@ pub fn pull_image_command(destination: &Destination, remote: &str) -> Command {
 /// Pushes one local image to `remote`, quietly.
 pub fn push_image_command(destination: &Destination, local: &str, remote: &str) -> Command {
     let mut command = Command::new(podman::PROGRAM)
-        .args(["push", "--quiet", "--format", destination.format.podman_name()])
+        .args([
+            "push",
+            "--quiet",
+            "--format",
+            destination.format.podman_name(),
+        ])
         .arg(tls_flag(destination.tls_verify));
     if let Some(authfile) = &destination.authfile {
         command = command.arg("--authfile").arg(authfile.to_string_lossy());

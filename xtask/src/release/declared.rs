@@ -531,7 +531,9 @@ mod tests {
         assert_eq!(image.targets_arg.as_deref(), Some("RUST_TARGETS"));
         assert_eq!(
             image.cache_repo,
-            Some(CacheRepo::At(Repository::new("quay.io", "acme/svc-layers").unwrap()))
+            Some(CacheRepo::At(
+                Repository::new("quay.io", "acme/svc-layers").unwrap()
+            ))
         );
     }
 
@@ -550,7 +552,10 @@ mod tests {
         let image = declared(r#"{"name":"acme/svc"}"#, cached).unwrap();
         assert_eq!(image.cache_repo, Some(CacheRepo::Beside));
         let image = declared(r#"{"name":"acme/svc","cache-repo":false}"#, cached).unwrap();
-        assert_eq!(image.cache_repo, None, "a package turns the workspace's off");
+        assert_eq!(
+            image.cache_repo, None,
+            "a package turns the workspace's off"
+        );
     }
 
     #[test]

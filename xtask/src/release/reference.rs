@@ -187,7 +187,9 @@ mod tests {
 
     #[test]
     fn a_cache_repository_is_whole_and_has_no_tag() {
-        let beside = Repository::new("ghcr.io", "acme/app").unwrap().cache_beside();
+        let beside = Repository::new("ghcr.io", "acme/app")
+            .unwrap()
+            .cache_beside();
         assert_eq!(beside.name(), "ghcr.io/acme/app-cache");
         assert_eq!(
             Repository::parse("127.0.0.1:5000/acme/app-cache").unwrap(),
