@@ -223,7 +223,7 @@ fn run_lane(
 
 /// The base images as an archive for the other lanes, written when there is
 /// none for their current definitions (older ones are removed).
-fn base_images_archive(runner: &Runner, engine: &Engine) -> Result<PathBuf> {
+pub fn base_images_archive(runner: &Runner, engine: &Engine) -> Result<PathBuf> {
     let (_, fingerprint) = base_images::images_and_fingerprint(engine.build_platform)?;
     let directory = project::scratch_dir().join("lanes");
     let archive = directory.join(format!("base-images-{fingerprint}.tar"));

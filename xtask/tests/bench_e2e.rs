@@ -31,17 +31,19 @@ fn the_quick_benchmark_measures_every_figure_and_writes_its_results() {
         .lines()
         .filter(|line| line.starts_with("| ") && !line.starts_with("| figure"))
         .collect();
-    assert_eq!(rows.len(), 10, "{written}");
+    assert_eq!(rows.len(), 12, "{written}");
     for figure in [
         "compile under qemu emulation / cross-compile",
         "rebuild after a one-line change",
         "bytes uploaded to the registry",
         "built without a layer cache (a fresh CI runner)",
+        "on a fresh runner (empty storage), with the registry cache / the same without it",
+        "the same fresh-runner release, with the cache / the same release on a warm machine",
         "raw podman commands, on a small image: a release's three tags, registry 20 ms away (layers built)",
         "the same, a release's three tags, registry 20 ms away (warm cache)",
         "the same, one tag, registry on loopback (layers built)",
         "the same, one tag, registry on loopback (warm cache)",
-        "both platforms built by one command",
+        "clean builds, for information",
         "`check-disk-space` wall time",
     ] {
         let row = rows
@@ -49,9 +51,10 @@ fn the_quick_benchmark_measures_every_figure_and_writes_its_results() {
             .find(|row| row.contains(figure))
             .unwrap_or_else(|| panic!("no row for {figure}: {written}"));
         assert!(stdout.contains(figure), "printed too: {figure}");
-        // Every figure but the emulated compile (skipped in --quick) has a number.
+        // Every figure but the emulated compile (skipped in --quick) and
+        // the information row has a number.
         let measured = row.split('|').nth(2).unwrap().trim();
-        if figure.contains("qemu") {
+        if figure.contains("qemu") || figure.contains("for information") {
             assert_eq!(measured, "-", "{row}");
         } else {
             assert!(
@@ -77,5 +80,15 @@ fn the_quick_benchmark_measures_every_figure_and_writes_its_results() {
         left.is_empty(),
         "the benchmark removes its images: {left:?}"
     );
+    // Nor is a fresh runner's storage left beside podman's own.
+    let graph_root = podman(&["info", "--format", "{{.Store.GraphRoot}}"]);
+    let beside = std::path::Path::new(graph_root.trim()).parent().unwrap();
+    let storages: Vec<String> = std::fs::read_dir(beside)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("rc-bench-fresh-"))
+        .collect();
+    assert!(storages.is_empty(), "left in {}: {storages:?}", beside.display());
     let _ = std::fs::remove_dir_all(directory);
 }
