@@ -435,17 +435,56 @@ pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
 
     // Clean builds from a cold cache, base images present: each alone, then
     // both at once (last, so that the rebuilds below start from its cache).
-    bench.cold_cache()?;
-    let (amd64_clean, amd64_cpu) =
-        bench.build_with_cpu("amd64", "clean", &["--platform", "linux/amd64"])?;
-    bench.cold_cache()?;
-    let (arm64_clean, arm64_cpu) =
-        bench.build_with_cpu("arm64", "clean", &["--platform", "linux/arm64"])?;
+    let engine_only = flags.engine_only;
+    let mut each_alone = None;
+    if !engine_only {
+        bench.cold_cache()?;
+        let amd64 = bench.build_with_cpu("amd64", "clean", &["--platform", "linux/amd64"])?;
+        bench.cold_cache()?;
+        let arm64 = bench.build_with_cpu("arm64", "clean", &["--platform", "linux/arm64"])?;
+        each_alone = Some((amd64, arm64));
+    }
     bench.cold_cache()?;
     let (both_clean, both_cpu) = bench.build_with_cpu("both", "clean", &[])?;
 
-    // 1. arm64: compiled under qemu / cross-compiled.
-    figures.push(if bench.quick {
+    if let Some((_, (arm64_clean, _))) = each_alone {
+        figures.push(emulated_figure(&bench, build_platform, arm64_clean)?);
+    }
+    figures.push(rebuild_figure(&mut bench, both_clean)?);
+    if !engine_only {
+        figures.extend(upload_figures(&mut bench)?);
+    }
+    // 7 and 8. A release on a fresh runner, with and without the registry
+    // cache, and against the same release on a warm machine.
+    figures.extend(fresh_runner_figures(&mut bench)?);
+
+    // 4. The xtask's build-and-push / the same podman commands by hand.
+    let small = tiny_workload(&scratch.path().join("small"))?;
+    // A release (its three tags, to a registry some way off), then one tag
+    // to the registry on loopback.
+    for release in [true, false] {
+        figures.push(wrapper_overhead(&bench, &small, release, true)?);
+        figures.push(wrapper_overhead(&bench, &small, release, false)?);
+    }
+    if let Some(((amd64_clean, amd64_cpu), (arm64_clean, arm64_cpu))) = each_alone {
+        figures.push(clean_builds_figure(
+            (both_clean, both_cpu),
+            (amd64_clean, amd64_cpu),
+            (arm64_clean, arm64_cpu),
+        ));
+        figures.push(check_figure(&bench)?);
+    }
+    remove_bench_images(&runner);
+    Ok(figures)
+}
+
+/// 1. arm64: compiled under qemu / cross-compiled.
+fn emulated_figure(
+    bench: &Bench,
+    build_platform: Platform,
+    arm64_clean: Duration,
+) -> Result<Figure> {
+    Ok(if bench.quick {
         Figure {
             name: "arm64 rc-web image: compile under qemu emulation / cross-compile",
             numerator: "skipped in --quick (the emulated compile takes tens of minutes)".into(),
@@ -470,16 +509,18 @@ pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
             target: Target::AtLeast(10.0),
             runs: "1 each".into(),
         }
-    });
+    })
+}
 
-    // 2. Rebuild after a one-line change / clean build.
+/// 2. Rebuild after a one-line change / clean build.
+fn rebuild_figure(bench: &mut Bench, both_clean: Duration) -> Result<Figure> {
     let mut rebuilds = Vec::new();
     for _ in 0..bench.runs {
         bench.edit()?;
         rebuilds.push(bench.build("both", "clean", &[])?);
     }
     let rebuild = median(rebuilds);
-    figures.push(Figure {
+    Ok(Figure {
         name:
             "rebuild after a one-line change to rc-web source / clean build (base images present)",
         numerator: format!(
@@ -491,45 +532,42 @@ pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
         value: Some(rebuild.as_secs_f64() / both_clean.as_secs_f64()),
         target: Target::AtMost(0.10),
         runs: format!("{} rebuilds, 1 clean build", bench.runs),
-    });
+    })
+}
 
-    // 3. Bytes uploaded for a release after a one-line change / its total bytes.
+/// 3. Bytes uploaded for a release after a one-line change / its total
+/// bytes; where it was built, then on a fresh machine.
+fn upload_figures(bench: &mut Bench) -> Result<Vec<Figure>> {
     bench.build("release", "r1", &[])?;
     bench.push("release", "r1")?;
     bench.edit()?;
     bench.build("release", "r2", &[])?;
-    figures.push(bench.upload_figure(
+    let here = bench.upload_figure(
         "bytes uploaded to the registry for that release / total image bytes",
         "r2",
-    )?);
+    )?;
     // The same on a fresh machine (GitHub's hosted runners): no layer cache,
     // and the release a commit of its own, so every layer the build makes is
     // dated anew.
     bench.edit()?;
     bench.commit("bench: the next release")?;
     bench.build("release", "r3", &["--no-cache"])?;
-    figures.push(bench.upload_figure(
+    let fresh = bench.upload_figure(
         "the same, the release a new commit built without a layer cache (a fresh CI runner)",
         "r3",
-    )?);
+    )?;
+    Ok(vec![here, fresh])
+}
 
-    // 7 and 8. A release on a fresh runner, with and without the registry
-    // cache, and against the same release on a warm machine.
-    figures.extend(fresh_runner_figures(&mut bench)?);
-
-    // 4. The xtask's build-and-push / the same podman commands by hand.
-    let small = tiny_workload(&scratch.path().join("small"))?;
-    // A release (its three tags, to a registry some way off), then one tag
-    // to the registry on loopback.
-    for release in [true, false] {
-        figures.push(wrapper_overhead(&bench, &small, release, true)?);
-        figures.push(wrapper_overhead(&bench, &small, release, false)?);
-    }
-
-    // The clean builds' work, as information (the retired figure 5: both
-    // at once against each alone has a floor on 2 cores, measured at 0.895
-    // in CPU-seconds: the same compile either way).
-    figures.push(Figure {
+/// The clean builds' work, as information (the retired figure 5: both at
+/// once against each alone has a floor on 2 cores, measured at 0.895 in
+/// CPU-seconds: the same compile either way).
+fn clean_builds_figure(
+    (both_clean, both_cpu): (Duration, f64),
+    (amd64_clean, amd64_cpu): (Duration, f64),
+    (arm64_clean, arm64_cpu): (Duration, f64),
+) -> Figure {
+    Figure {
         name: "clean builds, for information: wall time and CPU-seconds of the machine",
         numerator: format!(
             "both platforms at once: {} ({both_cpu:.0} CPU-seconds)",
@@ -544,24 +582,23 @@ pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
         value: None,
         target: Target::Information,
         runs: "1 each".into(),
-    });
+    }
+}
 
-    // 6. check-disk-space wall time.
+/// 6. check-disk-space wall time.
+fn check_figure(bench: &Bench) -> Result<Figure> {
     let checks = (0..bench.runs.max(5))
         .map(|_| bench.timed(&bench.xtask(&["check-disk-space"])))
         .collect::<Result<Vec<_>>>()?;
     let check = median(checks.clone());
-    figures.push(Figure {
+    Ok(Figure {
         name: "`check-disk-space` wall time",
         numerator: format!("{} (median)", seconds(check)),
         denominator: "1 s".into(),
         value: Some(check.as_secs_f64()),
         target: Target::AtMost(0.5),
         runs: checks.len().to_string(),
-    });
-
-    remove_bench_images(&runner);
-    Ok(figures)
+    })
 }
 
 /// A release of a one-line change on a fresh runner (an empty podman
@@ -639,7 +676,10 @@ fn fresh_runner_figures(bench: &mut Bench) -> Result<Vec<Figure>> {
                 bench.workload.name,
                 seconds(with_cache)
             ),
-            denominator: format!("the same without the cache ({what}): {}", seconds(without_cache)),
+            denominator: format!(
+                "the same without the cache ({what}): {}",
+                seconds(without_cache)
+            ),
             value: Some(with_cache.as_secs_f64() / without_cache.as_secs_f64()),
             target: Target::AtMost(0.25),
             runs: "1 each".into(),
@@ -1061,6 +1101,35 @@ fn remove_bench_images(runner: &Runner) {
     }
 }
 
+/// The figures that depend on the engine (2, 4, the fresh-runner
+/// release), measured by this xtask in the podman 5 lane's engine (Debian
+/// 13's podman 5.4, nested), as rows of the table.
+fn podman5_rows(flags: &crate::flags::Bench, runner: &Runner) -> Result<String> {
+    let exe = std::env::current_exe().context("the running xtask has no path")?;
+    let directory = exe.parent().context("the xtask has no directory")?;
+    let (nested, archive) = crate::lane::start_podman5(runner, &[directory.to_path_buf()])?;
+    let wrap = |program: &str, args: &[String]| nested.exec(program, args);
+    let prefix = "[podman 5] ";
+    crate::lane::prepare_engine(runner, prefix, (&exe, &archive), wrap)?;
+    let file = project::scratch_dir().join("bench-podman5-rows.md");
+    let _ = std::fs::remove_file(&file);
+    let mut args: Vec<String> = ["bench", "--engine-only", "--runs"]
+        .iter()
+        .map(|arg| (*arg).to_owned())
+        .collect();
+    args.push(flags.runs.to_string());
+    args.push("--rows".into());
+    args.push(file.to_string_lossy().into_owned());
+    if flags.quick {
+        args.push("--quick".into());
+    }
+    runner.run_prefixed(&wrap(&exe.to_string_lossy(), &args), prefix)?;
+    let rows = std::fs::read_to_string(&file)
+        .with_context(|| format!("the lane's benchmark wrote no {}", file.display()))?;
+    let _ = std::fs::remove_file(&file);
+    Ok(rows)
+}
+
 const RESULTS_BEGIN: &str = "<!-- bench results: written by `cargo xtask bench --output` -->";
 const RESULTS_END: &str = "<!-- end of bench results -->";
 
@@ -1079,10 +1148,17 @@ fn splice_results(document: &str, results: &str) -> String {
 }
 
 pub fn table(figures: &[Figure]) -> String {
-    let mut text = String::from("| figure | measured | target | verdict | numerator | denominator | runs |\n|---|---|---|---|---|---|---|\n");
+    String::from("| figure | measured | target | verdict | numerator | denominator | runs |\n|---|---|---|---|---|---|---|\n")
+        + &rows(figures, "")
+}
+
+/// The table's rows, each figure's name followed by `label` (the engine
+/// of a lane's figures).
+fn rows(figures: &[Figure], label: &str) -> String {
+    let mut text = String::new();
     for figure in figures {
         text.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {}{label} | {} | {} | {} | {} | {} | {} |\n",
             figure.name,
             figure.value_text(),
             figure.target.text(),
@@ -1132,10 +1208,24 @@ impl crate::flags::Bench {
         let started = Instant::now();
         // podman's own calls slow down as its storage grows (figures 4 and 6
         // most), so the size it started from goes with the results.
-        let storage = storage_size(&Runner::new(false));
+        let runner = Runner::new(false);
+        let storage = storage_size(&runner);
         let figures = run(&self)?;
-        let machine = format!("{}, {storage} at the start", machine(&Runner::new(false)));
-        let table = table(&figures);
+        if let Some(file) = &self.rows {
+            let version = runner
+                .read(&podman::version())
+                .map(|version| version.trim().to_owned())
+                .unwrap_or_default();
+            std::fs::write(file, rows(&figures, &format!(" [podman {version}]")))
+                .with_context(|| format!("cannot write {}", file.display()))?;
+        }
+        let mut table = table(&figures);
+        for lane in &self.lanes {
+            // One value is accepted (`podman5`).
+            eprintln!("bench: the engine's figures again, in the {lane} lane");
+            table.push_str(&podman5_rows(&self, &runner)?);
+        }
+        let machine = format!("{}, {storage} at the start", machine(&runner));
         println!("\n{table}");
         println!(
             "machine: {machine}; the whole run took {}",

@@ -351,6 +351,19 @@ pub struct Bench {
     /// Write the results (Markdown) to this file
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
+    /// Also measure the figures that depend on the engine (2, 4 and the
+    /// fresh-runner release) on Debian 13's podman 5.4, nested as in the
+    /// test lane, in the same run
+    #[arg(long = "lane", value_name = "LANE", value_parser = ["podman5"])]
+    pub lanes: Vec<String>,
+    /// Only the figures that depend on the engine (what `--lane` runs in
+    /// the lane's engine)
+    #[arg(long)]
+    pub engine_only: bool,
+    /// Write the table's rows (Markdown) to this file, each figure's name
+    /// marked with the engine (what `--lane` reads back)
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub rows: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

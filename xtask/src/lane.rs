@@ -189,22 +189,7 @@ fn run_lane(
     wrap: impl Fn(&str, &[String]) -> Command,
 ) -> Result<()> {
     let prefix = format!("[{lane}] ");
-    let xtask = xtask.to_string_lossy();
-    runner.run_prefixed(
-        &wrap(&xtask, &["setup".into(), "--no-cargo-make".into()]),
-        &prefix,
-    )?;
-    runner.run_prefixed(
-        &wrap(
-            &xtask,
-            &[
-                "base-images".into(),
-                "--import".into(),
-                archive.to_string_lossy().into_owned(),
-            ],
-        ),
-        &prefix,
-    )?;
+    prepare_engine(runner, &prefix, (xtask, archive), &wrap)?;
     let mut failed = Vec::new();
     for ((target, name), (executable, args)) in tests.iter().zip(test_commands(tests, executables)?)
     {
@@ -399,26 +384,49 @@ impl Drop for NestedPodman<'_> {
 
 /// The podman 5 lane.
 pub fn podman5(runner: &Runner, executables: &HashMap<String, PathBuf>) -> Result<()> {
+    let xtask = xtask_binary(executables)?;
+    let directories: Vec<PathBuf> = executables
+        .values()
+        .chain([&xtask])
+        .filter_map(|executable| executable.parent().map(Path::to_path_buf))
+        .collect();
+    let (nested, archive) = start_podman5(runner, &directories)?;
+    run_lane(
+        runner,
+        "podman 5",
+        (&xtask, &archive),
+        PODMAN5_TESTS,
+        executables,
+        |program, args| nested.exec(program, args),
+    )
+}
+
+/// Debian 13's podman 5.4 in a privileged container of this podman, with
+/// the checkout, the Rust toolchain, the CA bundle and `directories` (the
+/// programs to run there) mounted at their own paths; and the archive of
+/// the base images for it to import. Used by the lane and by `bench --lane
+/// podman5`.
+pub fn start_podman5<'a>(
+    runner: &'a Runner,
+    directories: &[PathBuf],
+) -> Result<(NestedPodman<'a>, PathBuf)> {
     let engine = Engine::read(runner)?;
     let root = project::root();
     let recipe =
         base_images::ensure_recipe(runner, &root.join(PODMAN5_RECIPE), engine.build_platform)?;
     let archive = base_images_archive(runner, engine)?;
     let sysroot = rust_sysroot(runner)?;
-    let xtask = xtask_binary(executables)?;
     let mut mounts = vec![(root.clone(), true), (sysroot.clone(), false)];
     let ca_bundle = PathBuf::from("/etc/ssl/certs/ca-certificates.crt");
     if ca_bundle.is_file() {
         // The host's trust (a TLS-inspecting proxy's CA, for cargo in builds).
         mounts.push((ca_bundle, false));
     }
-    for executable in executables.values().chain([&xtask]) {
-        if let Some(directory) = executable.parent() {
-            if !directory.starts_with(&root)
-                && !mounts.iter().any(|(path, _)| directory.starts_with(path))
-            {
-                mounts.push((directory.to_path_buf(), false));
-            }
+    for directory in directories {
+        if !directory.starts_with(&root)
+            && !mounts.iter().any(|(path, _)| directory.starts_with(path))
+        {
+            mounts.push((directory.clone(), false));
         }
     }
     let path = format!(
@@ -437,15 +445,34 @@ pub fn podman5(runner: &Runner, executables: &HashMap<String, PathBuf>) -> Resul
         Path::new(PODMAN5_STORAGE),
         &mounts,
         environment,
-        root.clone(),
+        root,
     )?;
-    run_lane(
-        runner,
-        "podman 5",
-        (&xtask, &archive),
-        PODMAN5_TESTS,
-        executables,
-        |program, args| nested.exec(program, args),
+    Ok((nested, archive))
+}
+
+/// `xtask setup` and `base-images --import` in a lane's engine, as on a new
+/// machine of its kind (`wrap` runs a command there).
+pub fn prepare_engine(
+    runner: &Runner,
+    prefix: &str,
+    (xtask, archive): (&Path, &Path),
+    wrap: impl Fn(&str, &[String]) -> Command,
+) -> Result<()> {
+    let xtask = xtask.to_string_lossy();
+    runner.run_prefixed(
+        &wrap(&xtask, &["setup".into(), "--no-cargo-make".into()]),
+        prefix,
+    )?;
+    runner.run_prefixed(
+        &wrap(
+            &xtask,
+            &[
+                "base-images".into(),
+                "--import".into(),
+                archive.to_string_lossy().into_owned(),
+            ],
+        ),
+        prefix,
     )
 }
 

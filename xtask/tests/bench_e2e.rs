@@ -89,6 +89,10 @@ fn the_quick_benchmark_measures_every_figure_and_writes_its_results() {
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .filter(|name| name.starts_with("rc-bench-fresh-"))
         .collect();
-    assert!(storages.is_empty(), "left in {}: {storages:?}", beside.display());
+    assert!(
+        storages.is_empty(),
+        "left in {}: {storages:?}",
+        beside.display()
+    );
     let _ = std::fs::remove_dir_all(directory);
 }
