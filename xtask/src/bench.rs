@@ -494,7 +494,7 @@ fn emulated_figure(
             runs: "1".into(),
         }
     } else {
-        let emulated = emulated_arm64_build(&bench, build_platform)?;
+        let emulated = emulated_arm64_build(bench, build_platform)?;
         Figure {
             name: "arm64 rc-web image: compile under qemu emulation / cross-compile",
             numerator: format!(
@@ -535,8 +535,8 @@ fn rebuild_figure(bench: &mut Bench, both_clean: Duration) -> Result<Figure> {
     })
 }
 
-/// 3. Bytes uploaded for a release after a one-line change / its total
-/// bytes; where it was built, then on a fresh machine.
+/// Figure 3: the bytes uploaded for a release after a one-line change
+/// against its total bytes, where it was built and on a fresh machine.
 fn upload_figures(bench: &mut Bench) -> Result<Vec<Figure>> {
     bench.build("release", "r1", &[])?;
     bench.push("release", "r1")?;
