@@ -326,6 +326,22 @@ impl Store {
         Ok(lacking)
     }
 
+    /// The push format that keeps `image`'s manifest type (OCI when it
+    /// cannot be read).
+    fn format_of(&self, runner: &Runner, image: &str) -> registry::Format {
+        let manifest_type = runner
+            .read(&podman::image_inspect(image))
+            .ok()
+            .and_then(|json| podman::ImageConfig::parse(&json).ok())
+            .and_then(|config| config.manifest_type);
+        match manifest_type.as_deref() {
+            Some(media_type) if media_type == registry::Format::V2s2.image_media_type() => {
+                registry::Format::V2s2
+            }
+            _ => registry::Format::Oci,
+        }
+    }
+
     /// Those of `wanted` the store has no tag for (all of them when it
     /// cannot say: a repository not made yet).
     fn lacking<'a>(&self, runner: &Runner, wanted: &'a [Wanted]) -> Vec<&'a Wanted> {
@@ -351,8 +367,15 @@ impl Store {
     fn keep(&self, runner: &Runner, built: &[&Wanted]) {
         for image in built {
             let remote = self.reference(image);
+            // In the format it has here: the cache's keys hold the base's
+            // manifest type, so a machine that pulls it must get the type
+            // the layers in the cache were built on (checked on podman 5.4:
+            // a base loaded from `podman save` (v2s2) and pushed as OCI gave
+            // the fresh machine other keys, and no step from the cache).
+            let mut destination = self.destination.clone();
+            destination.format = self.format_of(runner, &image.image);
             match runner.run(&registry::push_image_command(
-                &self.destination,
+                &destination,
                 &image.image,
                 &remote,
             )) {

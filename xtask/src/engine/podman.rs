@@ -719,6 +719,11 @@ pub struct ImageConfig {
     pub architecture: String,
     #[serde(default)]
     pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// The media type of the image's manifest in this storage: OCI for what
+    /// podman builds or imports, Docker v2s2 for what `podman load` took
+    /// from a `podman save` archive.
+    #[serde(default)]
+    pub manifest_type: Option<String>,
 }
 
 impl ImageConfig {
@@ -771,6 +776,21 @@ mod tests {
             cache: None,
             iid_file: None,
         }
+    }
+
+    #[test]
+    fn an_images_manifest_type_is_read_from_its_inspection() {
+        let loaded = ImageConfig::parse(
+            r#"[{"Os":"linux","Architecture":"amd64","Labels":null,
+                 "ManifestType":"application/vnd.docker.distribution.manifest.v2+json"}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            loaded.manifest_type.as_deref(),
+            Some(crate::registry::Format::V2s2.image_media_type())
+        );
+        let older = ImageConfig::parse(r#"[{"Os":"linux","Architecture":"arm64"}]"#).unwrap();
+        assert_eq!(older.manifest_type, None);
     }
 
     #[test]

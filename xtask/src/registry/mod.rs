@@ -43,6 +43,14 @@ impl Format {
             Format::V2s2 => "application/vnd.docker.distribution.manifest.list.v2+json",
         }
     }
+
+    /// The media type of one image's manifest in this format.
+    pub fn image_media_type(self) -> &'static str {
+        match self {
+            Format::Oci => "application/vnd.oci.image.manifest.v1+json",
+            Format::V2s2 => "application/vnd.docker.distribution.manifest.v2+json",
+        }
+    }
 }
 
 /// Where to push and how to talk to the registry.
