@@ -278,17 +278,19 @@ impl Registry {
 impl Drop for Registry {
     fn drop(&mut self) {
         // The registry itself stops (and its directory goes) when `inner` drops.
-        let names = podman(&[
-            "images",
-            "--format",
-            "{{.Repository}}:{{.Tag}}",
-            "--filter",
-            &format!("reference={}/*", self.host()),
-        ]);
-        for name in names.lines().filter(|name| !name.is_empty()) {
-            let _ = Command::new("podman")
+        // Every name under this registry's host, at any depth (podman's
+        // `reference=HOST/*` filter misses `HOST/acme/app`): lists go, plain
+        // images (pulled by a test) lose the name.
+        let names = podman(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+        let prefix = format!("{}/", self.host());
+        for name in names.lines().filter(|name| name.starts_with(&prefix)) {
+            let removed = Command::new("podman")
                 .args(["manifest", "rm", name])
-                .output();
+                .output()
+                .is_ok_and(|output| output.status.success());
+            if !removed {
+                let _ = Command::new("podman").args(["rmi", name]).output();
+            }
         }
     }
 }
