@@ -713,27 +713,18 @@ struct FreshStorage<'a> {
 
 impl<'a> FreshStorage<'a> {
     fn new(runner: &'a Runner, name: &str) -> Result<FreshStorage<'a>> {
+        use crate::engine::fresh_storage;
         let info = podman::Info::read(runner)?;
         let leaf = format!("rc-bench-fresh-{name}-{}", std::process::id());
-        let beside = |path: &Path| -> Result<PathBuf> {
-            Ok(path
-                .parent()
-                .with_context(|| format!("{} has no parent", path.display()))?
-                .join(&leaf))
-        };
-        let directory = beside(&info.store.graph_root)?;
-        let run_root = beside(&info.store.run_root)?;
+        let (directory, run_root) =
+            fresh_storage::beside(&info.store.graph_root, &info.store.run_root, &leaf)
+                .context("podman's storage is at the root of the filesystem")?;
         std::fs::create_dir_all(&directory)
             .with_context(|| format!("cannot create {}", directory.display()))?;
         let conf = directory.join("storage.conf");
         std::fs::write(
             &conf,
-            format!(
-                "[storage]\ndriver = \"{}\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
-                info.store.graph_driver_name,
-                directory.join("storage").display(),
-                run_root.display()
-            ),
+            fresh_storage::storage_conf(&info.store.graph_driver_name, &directory, &run_root),
         )?;
         Ok(FreshStorage {
             runner,
@@ -751,16 +742,10 @@ impl<'a> FreshStorage<'a> {
 impl Drop for FreshStorage<'_> {
     fn drop(&mut self) {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|line| line.split(' ').nth(4))
-            .filter(|point| {
-                Path::new(point).starts_with(&self.directory)
-                    || Path::new(point).starts_with(&self.run_root)
-            })
-            .collect();
-        points.sort_by_key(|point| std::cmp::Reverse(point.len()));
-        for point in points {
+        for point in crate::engine::fresh_storage::mount_points_under(
+            &mounts,
+            &[&self.directory, &self.run_root],
+        ) {
             let _ = self.runner.succeeds(&Command::new("umount").arg(point));
         }
         for path in [&self.directory, &self.run_root] {

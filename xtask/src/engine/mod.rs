@@ -22,6 +22,7 @@
 //! - 5.6 dropped the `io.buildah.version` label: the same commit built by two
 //!   podman versions gives different digests (by one version, the same).
 
+pub mod fresh_storage;
 pub mod local_list;
 pub mod podman;
 

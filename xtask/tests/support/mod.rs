@@ -5,6 +5,9 @@
 #[path = "../../src/registry/loopback.rs"]
 mod loopback;
 
+#[path = "../../src/engine/fresh_storage.rs"]
+mod fresh_storage;
+
 use std::{
     io::{Read, Write},
     net::{Ipv4Addr, TcpListener, TcpStream},
@@ -365,18 +368,13 @@ impl FreshStorage {
             lines.next().unwrap().to_owned(),
         );
         let leaf = format!("rc-e2e-fresh-{name}-{}", std::process::id());
-        let directory = graph_root.parent().unwrap().join(&leaf);
-        let run_root = run_root.parent().unwrap().join(&leaf);
+        let (directory, run_root) = fresh_storage::beside(&graph_root, &run_root, &leaf).unwrap();
         let _ = std::fs::remove_dir_all(&directory);
         std::fs::create_dir_all(&directory).unwrap();
         let conf = directory.join("storage.conf");
         std::fs::write(
             &conf,
-            format!(
-                "[storage]\ndriver = \"{driver}\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
-                directory.join("storage").display(),
-                run_root.display()
-            ),
+            fresh_storage::storage_conf(&driver, &directory, &run_root),
         )
         .unwrap();
         FreshStorage {
@@ -414,16 +412,8 @@ impl Drop for FreshStorage {
         // Nothing of it stays mounted once podman is gone but what
         // containers/storage mounts over its own directories.
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|line| line.split(' ').nth(4))
-            .filter(|point| {
-                Path::new(point).starts_with(&self.directory)
-                    || Path::new(point).starts_with(&self.run_root)
-            })
-            .collect();
-        points.sort_by_key(|point| std::cmp::Reverse(point.len()));
-        for point in points {
+        for point in fresh_storage::mount_points_under(&mounts, &[&self.directory, &self.run_root])
+        {
             let _ = Command::new("umount").arg(point).output();
         }
         let rootless = run("id", &["-u"]).trim() != "0";
