@@ -385,19 +385,11 @@ impl Store {
                      it builds it too",
                     image.image,
                     self.repository,
-                    last_line(&format!("{error:#}"))
+                    crate::sign::verify::last_line(&error)
                 ),
             }
         }
     }
-}
-
-/// podman's own words: the last line of a failed command's error.
-fn last_line(text: &str) -> &str {
-    text.lines()
-        .rev()
-        .find(|line| !line.trim().is_empty())
-        .unwrap_or(text)
 }
 
 /// The usual case, asked in three podman calls: one `podman image inspect`
