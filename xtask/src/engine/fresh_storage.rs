@@ -1,5 +1,5 @@
 //! An empty podman storage beside the real one, as a fresh CI runner has:
-//! the pure parts shared by the benchmark (`bench.rs`) and the tests
+//! the pure parts shared by the benchmark (`bench/`) and the tests
 //! (`tests/support`, which include this file by `#[path]`, so it uses the
 //! standard library only). Every podman and skopeo a command runs uses the
 //! storage `CONTAINERS_STORAGE_CONF` names.

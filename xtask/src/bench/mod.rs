@@ -18,9 +18,10 @@ use crate::{
     base_images,
     engine::podman,
     exec::{Command, Runner},
-    platform::{Arch, Platform},
     project,
 };
+
+mod emulated;
 
 const BENCH_REPOSITORY: &str = "localhost/rc-bench";
 
@@ -448,7 +449,7 @@ pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
     let (both_clean, both_cpu) = bench.build_with_cpu("both", "clean", &[])?;
 
     if let Some((_, (arm64_clean, _))) = each_alone {
-        figures.push(emulated_figure(&bench, build_platform, arm64_clean)?);
+        figures.extend(emulated::figures(&bench, build_platform, arm64_clean)?);
     }
     figures.push(rebuild_figure(&mut bench, both_clean)?);
     if !engine_only {
@@ -476,40 +477,6 @@ pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
     }
     remove_bench_images(&runner);
     Ok(figures)
-}
-
-/// 1. arm64: compiled under qemu / cross-compiled.
-fn emulated_figure(
-    bench: &Bench,
-    build_platform: Platform,
-    arm64_clean: Duration,
-) -> Result<Figure> {
-    Ok(if bench.quick {
-        Figure {
-            name: "arm64 rc-web image: compile under qemu emulation / cross-compile",
-            numerator: "skipped in --quick (the emulated compile takes tens of minutes)".into(),
-            denominator: format!("cross-compiled, clean: {}", seconds(arm64_clean)),
-            value: None,
-            target: Target::AtLeast(10.0),
-            runs: "1".into(),
-        }
-    } else {
-        let emulated = emulated_arm64_build(bench, build_platform)?;
-        Figure {
-            name: "arm64 rc-web image: compile under qemu emulation / cross-compile",
-            numerator: format!(
-                "compiled in an arm64 stage under qemu, clean: {}",
-                seconds(emulated)
-            ),
-            denominator: format!(
-                "cross-compiled (shipped Containerfile), clean: {}",
-                seconds(arm64_clean)
-            ),
-            value: Some(emulated.as_secs_f64() / arm64_clean.as_secs_f64()),
-            target: Target::AtLeast(10.0),
-            runs: "1 each".into(),
-        }
-    })
 }
 
 /// 2. Rebuild after a one-line change / clean build.
@@ -788,90 +755,6 @@ fn tiny_workload(directory: &Path) -> Result<Workload> {
         cache_key: directory.join("source.txt"),
         name: "tiny",
     })
-}
-
-/// The shipped Containerfile with its compile stage on the target platform:
-/// rc-web compiled in an arm64 stage, under qemu. Its toolchain image (Debian
-/// arm64 with Rust, itself made under qemu) is prepared first and not timed.
-fn emulated_arm64_build(bench: &Bench, build_platform: Platform) -> Result<Duration> {
-    let runner = bench.runner;
-    let debian = base_images::Recipe::load(&project::root().join(project::DEBIAN_RECIPE))?;
-    let debian_arm64 = debian.image_for(Arch::Arm64);
-    if build_platform.arch != Arch::Arm64
-        && !runner.succeeds(&podman::image_exists(&debian_arm64))?
-    {
-        let tarball = bench.clone.parent().unwrap().join("debian-arm64.tar");
-        runner.run(&debian.mmdebstrap(Arch::Arm64, &tarball))?;
-        runner.run(&debian.import(Arch::Arm64, &tarball))?;
-        let _ = std::fs::remove_file(tarball);
-    }
-    let toolchain = format!("{BENCH_REPOSITORY}/rust-builder-arm64:bookworm");
-    if !runner.succeeds(&podman::image_exists(&toolchain))? {
-        runner.run(
-            &Command::new(podman::PROGRAM)
-                .args(["build", "--platform", "linux/arm64", "--tag", &toolchain])
-                .args(["--build-arg", &format!("DEBIAN_IMAGE={debian_arm64}")])
-                .args([
-                    "--file",
-                    &project::root()
-                        .join(project::BUILDER_CONTAINERFILE)
-                        .to_string_lossy(),
-                ])
-                .arg(
-                    project::root()
-                        .join("containers/rust-builder")
-                        .to_string_lossy(),
-                ),
-        )?;
-    }
-    let emulated =
-        emulated_containerfile(&std::fs::read_to_string(&bench.workload.containerfile)?)?;
-    let containerfile = bench.clone.parent().unwrap().join("Containerfile.emulated");
-    std::fs::write(&containerfile, emulated)?;
-    bench.timed(
-        &Command::new(podman::PROGRAM)
-            .args(["build", "--no-cache", "--platform", "linux/arm64"])
-            .args(["--build-arg", &format!("BUILDPLATFORM={build_platform}")])
-            .args(["--build-arg", &format!("BUILDER_IMAGE={toolchain}")])
-            // arm64 alone, as the cross-compiled side builds it.
-            .args(["--build-arg", "RUST_TARGETS=arm64"])
-            // As the xtask's builds do: cargo's downloads need the host's CAs.
-            .args([
-                "--volume",
-                "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro",
-            ])
-            .args(["--tag", &format!("{BENCH_REPOSITORY}/emulated:arm64")])
-            .args(["--file", &containerfile.to_string_lossy()])
-            .arg(bench.clone.to_string_lossy()),
-    )
-}
-
-/// The shipped (staged) Containerfile with its compile stage on the target
-/// platform, and its three builds made one (the later stages name the
-/// earlier ones instead of importing their images): one `podman build`
-/// compiles everything under qemu.
-fn emulated_containerfile(shipped: &str) -> Result<String> {
-    let mut emulated = shipped.to_owned();
-    for (from, to) in [
-        (
-            "FROM --platform=$BUILDPLATFORM ${BUILDER_IMAGE} AS dependencies",
-            "FROM --platform=$TARGETPLATFORM ${BUILDER_IMAGE} AS dependencies",
-        ),
-        (
-            "FROM --platform=$BUILDPLATFORM ${DEPENDENCIES_IMAGE} AS",
-            "FROM dependencies AS",
-        ),
-        (
-            "FROM --platform=$TARGETPLATFORM ${LIBRARY_IMAGE}",
-            "FROM library",
-        ),
-    ] {
-        if !emulated.contains(from) {
-            bail!("the shipped Containerfile has no `{from}` line to turn into `{to}`");
-        }
-        emulated = emulated.replace(from, to);
-    }
-    Ok(emulated)
 }
 
 /// The tags of a release (figure 4): its version, its commit, `latest`.
@@ -1274,29 +1157,6 @@ mod tests {
         );
         echo.join().unwrap();
         drop(relay);
-    }
-
-    #[test]
-    fn the_emulated_variant_is_one_build_with_every_stage_on_the_target() {
-        let shipped = include_str!("../../containers/rc-web/Containerfile");
-        let emulated = emulated_containerfile(shipped).unwrap();
-        let froms: Vec<&str> = emulated
-            .lines()
-            .filter(|line| line.starts_with("FROM "))
-            .collect();
-        assert_eq!(
-            froms,
-            [
-                // It writes a file: where it runs changes nothing.
-                "FROM --platform=$BUILDPLATFORM ${BUILDER_IMAGE} AS rust-targets",
-                "FROM --platform=$TARGETPLATFORM ${BUILDER_IMAGE} AS dependencies",
-                "FROM dependencies AS compiled-dependencies",
-                "FROM --platform=$TARGETPLATFORM ${RUNTIME_IMAGE} AS library",
-                "FROM dependencies AS build",
-                "FROM library",
-            ]
-        );
-        assert!(emulated_containerfile("FROM scratch\n").is_err());
     }
 
     #[test]
