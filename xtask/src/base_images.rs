@@ -406,24 +406,37 @@ fn all_up_to_date(
     let recipes = [runtime, debian];
     let wanted = wanted(runtime, debian, build_platform)?;
     let references: Vec<&str> = wanted.iter().map(|wanted| wanted.image.as_str()).collect();
-    let images_match = runner
-        .read(&podman::image_inspect_all(&references))
-        .ok()
-        .and_then(|json| podman::ImageConfig::parse_all(&json).ok())
-        .is_some_and(|configs| {
-            configs.len() == wanted.len()
-                && configs.iter().zip(&wanted).all(|(config, wanted)| {
-                    config.label(DEFINITION_LABEL) == Some(wanted.definition.as_str())
+    // Three podman calls, each mostly podman's own start: at the same time
+    // (this runs before every build; 0.13 s one after the other).
+    let (images_match, lists_match) = std::thread::scope(|scope| {
+        let lists: Vec<_> = recipes
+            .iter()
+            .map(|recipe| {
+                scope.spawn(move || {
+                    runner
+                        .read(&podman::manifest_inspect(&recipe.name))
+                        .ok()
+                        .and_then(|json| podman::ManifestList::parse(&json).ok())
+                        .is_some_and(|list| {
+                            holds_exactly(&list, &recipe.architectures(build_platform))
+                        })
                 })
-        });
-    Ok(images_match
-        && recipes.iter().all(|recipe| {
-            runner
-                .read(&podman::manifest_inspect(&recipe.name))
-                .ok()
-                .and_then(|json| podman::ManifestList::parse(&json).ok())
-                .is_some_and(|list| holds_exactly(&list, &recipe.architectures(build_platform)))
-        }))
+            })
+            .collect();
+        let images_match = runner
+            .read(&podman::image_inspect_all(&references))
+            .ok()
+            .and_then(|json| podman::ImageConfig::parse_all(&json).ok())
+            .is_some_and(|configs| {
+                configs.len() == wanted.len()
+                    && configs.iter().zip(&wanted).all(|(config, wanted)| {
+                        config.label(DEFINITION_LABEL) == Some(wanted.definition.as_str())
+                    })
+            });
+        let lists_match = lists.into_iter().all(|list| list.join().unwrap_or(false));
+        (images_match, lists_match)
+    });
+    Ok(images_match && lists_match)
 }
 
 /// Makes sure of one recipe's images and list (used for the test lanes'
