@@ -408,6 +408,11 @@ fn emulated_arm64_build(
 fn emulated_containerfile(shipped: &str) -> Result<String> {
     let mut emulated = shipped.to_owned();
     for (from, to) in [
+        // The toolchain image is arm64 only: every stage on it runs there.
+        (
+            "FROM --platform=$BUILDPLATFORM ${BUILDER_IMAGE} AS rust-targets",
+            "FROM --platform=$TARGETPLATFORM ${BUILDER_IMAGE} AS rust-targets",
+        ),
         (
             "FROM --platform=$BUILDPLATFORM ${BUILDER_IMAGE} AS dependencies",
             "FROM --platform=$TARGETPLATFORM ${BUILDER_IMAGE} AS dependencies",
@@ -444,8 +449,7 @@ mod tests {
         assert_eq!(
             froms,
             [
-                // It writes a file: where it runs changes nothing.
-                "FROM --platform=$BUILDPLATFORM ${BUILDER_IMAGE} AS rust-targets",
+                "FROM --platform=$TARGETPLATFORM ${BUILDER_IMAGE} AS rust-targets",
                 "FROM --platform=$TARGETPLATFORM ${BUILDER_IMAGE} AS dependencies",
                 "FROM dependencies AS compiled-dependencies",
                 "FROM --platform=$TARGETPLATFORM ${RUNTIME_IMAGE} AS library",
