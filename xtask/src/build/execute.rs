@@ -132,10 +132,8 @@ fn build_and_verify(
     stage_lists: &mut Vec<String>,
 ) -> Result<Outcome> {
     let mut outcome = Outcome::default();
-    // The list as read after the build, while no later build changed it,
-    // and the storage's images as read with it.
+    // The list as read after the build, while no later build changed it.
     let mut unchanged_list = None;
-    let mut storage_images = None;
     match plan.mode {
         Mode::AllAtOnce => {
             let all = &plan.builds[0];
@@ -157,14 +155,7 @@ fn build_and_verify(
                 remove_list_if_present(runner, &plan.temporary_list);
                 outcome.failed = build_each(plan, runner, &plan.platforms, stage_lists)?;
             } else if !runner.dry_run {
-                let list = if plan.platforms.len() > 1 {
-                    let (list, images) =
-                        local_list::read_with_images(runner, &plan.temporary_list)?;
-                    storage_images = images.ok();
-                    list
-                } else {
-                    local_list::read(runner, &plan.temporary_list)?
-                };
+                let list = local_list::read(runner, &plan.temporary_list)?;
                 let dropped: Vec<Platform> = plan
                     .platforms
                     .iter()
@@ -217,19 +208,10 @@ fn build_and_verify(
     // reads the image's config): checking the entries checks the images.
     let list = match unchanged_list {
         Some(list) => list,
-        None => {
-            storage_images = None;
-            local_list::read(runner, &plan.temporary_list)?
-        }
+        None => local_list::read(runner, &plan.temporary_list)?,
     };
     let entries = local_list::check_entries(&plan.temporary_list, &list, &outcome.built)?;
-    put_in_order(
-        runner,
-        &plan.temporary_list,
-        &list,
-        &entries,
-        storage_images.as_deref(),
-    )?;
+    put_in_order(runner, &plan.temporary_list, &list, &entries)?;
     Ok(outcome)
 }
 
@@ -241,14 +223,12 @@ fn build_and_verify(
 /// should a podman keep it in place instead, the entry is removed and added.
 /// Either way the entry keeps its digest and the list its image ID, so
 /// `Outcome.list_id` stays true. `entries` are [`local_list::check_entries`]' answer,
-/// in the order wanted; `images`, the storage's images if they were read
-/// with the list (else they are read when an entry must move).
+/// in the order wanted.
 fn put_in_order(
     runner: &Runner,
     list_name: &str,
     list: &podman::ManifestList,
     entries: &[(Platform, String)],
-    images: Option<&[podman::ImageRow]>,
 ) -> Result<()> {
     let (wanted, digests): (Vec<Platform>, Vec<String>) = entries.iter().cloned().unzip();
     let order = |list: &podman::ManifestList| -> Vec<Platform> {
@@ -262,10 +242,7 @@ fn put_in_order(
     }
     // Every image ID first, so nothing is touched before its way back is
     // known.
-    let image_ids = match images {
-        Some(images) => local_list::entry_image_ids_among(images, list_name, &digests)?,
-        None => local_list::entry_image_ids(runner, list_name, &digests)?,
-    };
+    let image_ids = local_list::entry_image_ids(runner, list_name, &digests)?;
     eprintln!(
         "build-image: putting the entries of {list_name} in the requested order ({})",
         platform::join(&wanted)

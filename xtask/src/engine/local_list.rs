@@ -22,38 +22,8 @@ pub fn entry_image_ids(
     list_name: &str,
     digests: &[String],
 ) -> Result<Vec<String>> {
-    entry_image_ids_among(&images(runner)?, list_name, digests)
-}
-
-/// [`entry_image_ids`] among `images`, already read.
-pub fn entry_image_ids_among(
-    images: &[podman::ImageRow],
-    list_name: &str,
-    digests: &[String],
-) -> Result<Vec<String>> {
-    image_ids_for(images, digests).with_context(|| format!("in the list {list_name}"))
-}
-
-/// Every image of the storage, intermediate ones too (`podman images --all`).
-pub fn images(runner: &Runner) -> Result<Vec<podman::ImageRow>> {
-    podman::ImageRow::parse_all(&runner.read(&podman::images_all())?)
-}
-
-/// [`read`], and the storage's images read at the same time: what putting
-/// the list's entries in order needs (podman 4.3 lists a multi-platform
-/// build's entries out of order in most builds), for the cost of one call.
-pub fn read_with_images(
-    runner: &Runner,
-    name: &str,
-) -> Result<(podman::ManifestList, Result<Vec<podman::ImageRow>>)> {
-    std::thread::scope(|scope| {
-        let images = scope.spawn(|| images(runner));
-        let list = read(runner, name);
-        let images = images
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("listing the images panicked")));
-        Ok((list?, images))
-    })
+    let images = podman::ImageRow::parse_all(&runner.read(&podman::images_all())?)?;
+    image_ids_for(&images, digests).with_context(|| format!("in the list {list_name}"))
 }
 
 /// Which image each manifest digest is (pure: from `podman images`' rows).
