@@ -28,6 +28,8 @@ const NAME: &str = "arm64 rc-web image: compile under qemu emulation / cross-com
 const BACKPORTED_NAME: &str =
     "the same, compiled under the newest qemu-user in Debian's archive (backports)";
 const TARGET: Target = Target::AtLeast(10.0);
+/// The machine's CA bundle, which cargo's downloads in a container need.
+const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// The figure's rows: the registered qemu-user, then the backported one when
 /// it is another version (or why it was not measured).
@@ -136,7 +138,7 @@ fn toolchain(bench: &Bench, debian_arm64: &str) -> Result<String> {
     let scratch = bench.clone.parent().unwrap();
     let cross = scratch.join("cargo-auditable-arm64");
     std::fs::create_dir_all(&cross)?;
-    let bundle = "/etc/ssl/certs/ca-certificates.crt";
+    let bundle = HOST_CA_BUNDLE;
     runner.run(
         &Command::new(podman::PROGRAM)
             .args(["run", "--rm"])
@@ -391,10 +393,7 @@ fn emulated_arm64_build(
             // arm64 alone, as the cross-compiled side builds it.
             .args(["--build-arg", "RUST_TARGETS=arm64"])
             // As the xtask's builds do: cargo's downloads need the host's CAs.
-            .args([
-                "--volume",
-                "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro",
-            ])
+            .args(["--volume", &format!("{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro")])
             .args(["--tag", &format!("{BENCH_REPOSITORY}/emulated:arm64")])
             .args(["--file", &containerfile.to_string_lossy()])
             .arg(bench.clone.to_string_lossy()),
