@@ -211,7 +211,11 @@ fn build_and_verify(
         None => local_list::read(runner, &plan.temporary_list)?,
     };
     let entries = local_list::check_entries(&plan.temporary_list, &list, &outcome.built)?;
-    put_in_order(runner, &plan.temporary_list, &list, &entries)?;
+    let label = plan
+        .entry_label
+        .as_ref()
+        .map(|(key, value)| (key.as_str(), value.as_str()));
+    put_in_order(runner, &plan.temporary_list, &list, &entries, label)?;
     Ok(outcome)
 }
 
@@ -223,12 +227,13 @@ fn build_and_verify(
 /// should a podman keep it in place instead, the entry is removed and added.
 /// Either way the entry keeps its digest and the list its image ID, so
 /// `Outcome.list_id` stays true. `entries` are [`local_list::check_entries`]' answer,
-/// in the order wanted.
+/// in the order wanted; `label`: see [`local_list::entry_image_ids`].
 fn put_in_order(
     runner: &Runner,
     list_name: &str,
     list: &podman::ManifestList,
     entries: &[(Platform, String)],
+    label: Option<(&str, &str)>,
 ) -> Result<()> {
     let (wanted, digests): (Vec<Platform>, Vec<String>) = entries.iter().cloned().unzip();
     let order = |list: &podman::ManifestList| -> Vec<Platform> {
@@ -242,7 +247,7 @@ fn put_in_order(
     }
     // Every image ID first, so nothing is touched before its way back is
     // known.
-    let image_ids = local_list::entry_image_ids(runner, list_name, &digests)?;
+    let image_ids = local_list::entry_image_ids(runner, list_name, &digests, label)?;
     eprintln!(
         "build-image: putting the entries of {list_name} in the requested order ({})",
         platform::join(&wanted)

@@ -116,6 +116,9 @@ pub struct Plan {
     pub tags: Tags,
     pub strict: bool,
     pub latest_on_partial: bool,
+    /// A label every image the plan builds carries (the revision's): how
+    /// its entries' images are found in local storage.
+    pub entry_label: Option<(String, String)>,
 }
 
 /// Computes every podman build invocation; spawns nothing.
@@ -144,6 +147,8 @@ pub fn plan(request: &Request, environment: &Environment) -> Plan {
         tags: request.tags.clone(),
         strict: request.strict,
         latest_on_partial: request.latest_on_partial,
+        entry_label: crate::release::labels::revision(&request.labels)
+            .map(|(key, value)| (key.to_owned(), value.to_owned())),
     }
 }
 

@@ -17,11 +17,24 @@ pub fn read(runner: &Runner, name: &str) -> Result<podman::ManifestList> {
 }
 
 /// The image IDs of a local list's entries, one per digest, in order.
+///
+/// `label`: one the entries' images are expected to carry (the release's
+/// revision). Only the images with it are read first, which on a busy
+/// storage is a small share of the cost of reading them all; every image is
+/// read only when one of the entries is not among them.
 pub fn entry_image_ids(
     runner: &Runner,
     list_name: &str,
     digests: &[String],
+    label: Option<(&str, &str)>,
 ) -> Result<Vec<String>> {
+    if let Some((key, value)) = label {
+        let labelled =
+            podman::ImageRow::parse_all(&runner.read(&podman::images_labelled(key, value))?)?;
+        if let Ok(ids) = image_ids_for(&labelled, digests) {
+            return Ok(ids);
+        }
+    }
     let images = podman::ImageRow::parse_all(&runner.read(&podman::images_all())?)?;
     image_ids_for(&images, digests).with_context(|| format!("in the list {list_name}"))
 }
@@ -49,14 +62,15 @@ fn image_ids_for(images: &[podman::ImageRow], digests: &[String]) -> Result<Vec<
     Ok(ids)
 }
 
-/// The images of a local list's entries (one `podman images`, one `podman
-/// image inspect`), one per digest, in order.
+/// The images of a local list's entries ([`entry_image_ids`], then one
+/// `podman image inspect`), one per digest, in order.
 pub fn entry_images(
     runner: &Runner,
     list_name: &str,
     digests: &[String],
+    label: Option<(&str, &str)>,
 ) -> Result<Vec<podman::ImageConfig>> {
-    let ids = entry_image_ids(runner, list_name, digests)?;
+    let ids = entry_image_ids(runner, list_name, digests, label)?;
     let references: Vec<&str> = ids.iter().map(String::as_str).collect();
     let images =
         podman::ImageConfig::parse_all(&runner.read(&podman::image_inspect_all(&references))?)?;
@@ -71,8 +85,12 @@ pub fn entry_images(
 }
 
 /// Platforms of a local list, after checking each entry's image really is
-/// built for its platform.
-pub fn verified_platforms(runner: &Runner, list_name: &str) -> Result<Vec<Platform>> {
+/// built for its platform. `label`: see [`entry_image_ids`].
+pub fn verified_platforms(
+    runner: &Runner,
+    list_name: &str,
+    label: Option<(&str, &str)>,
+) -> Result<Vec<Platform>> {
     let list = read(runner, list_name)?;
     let mut platforms = Vec::new();
     for entry in &list.manifests {
@@ -87,7 +105,7 @@ pub fn verified_platforms(runner: &Runner, list_name: &str) -> Result<Vec<Platfo
         }
         platforms.push(platform);
     }
-    verify_list(runner, list_name, &list, &platforms)?;
+    verify_list(runner, list_name, &list, &platforms, label)?;
     Ok(platforms)
 }
 
@@ -137,6 +155,7 @@ fn verify_list(
     list_name: &str,
     list: &podman::ManifestList,
     expected: &[Platform],
+    label: Option<(&str, &str)>,
 ) -> Result<()> {
     let single_entries = check_entries(list_name, list, expected)?;
     let digests: Vec<String> = single_entries
@@ -146,7 +165,7 @@ fn verify_list(
     if digests.is_empty() {
         return Ok(());
     }
-    let configs = entry_images(runner, list_name, &digests)?;
+    let configs = entry_images(runner, list_name, &digests, label)?;
     let problems: Vec<String> = single_entries
         .iter()
         .zip(&configs)

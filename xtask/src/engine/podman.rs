@@ -675,6 +675,17 @@ pub fn images_all() -> Command {
     podman().args(["images", "--all", "--format", "json"])
 }
 
+/// [`images_all`], only the images labelled `key=value`. podman builds each
+/// row only for the images the filter keeps, and a row is what costs:
+/// podman 4.3 walks the whole layer tree for each one (2 s for the 260
+/// images of a busy storage here, 26 s for 250 images on one layer).
+pub fn images_labelled(key: &str, value: &str) -> Command {
+    podman()
+        .args(["images", "--all", "--filter"])
+        .arg(format!("label={key}={value}"))
+        .args(["--format", "json"])
+}
+
 /// One image of [`images_all`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]

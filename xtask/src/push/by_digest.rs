@@ -11,6 +11,7 @@ use crate::{
     flags,
     platform::{self, Platform},
     registry,
+    release::labels,
     report::Report,
 };
 
@@ -36,10 +37,15 @@ impl PushSession {
                 bail!("{primary} has no single {platform} entry; build it with `cargo xtask build-image --platform {platform}`");
             };
             // By image ID: `LIST@DIGEST` finds no image on podman 4.7 and later.
-            let [image] =
-                local_list::entry_image_ids(runner, &primary, std::slice::from_ref(&entry.digest))?
-                    .try_into()
-                    .expect("one ID per digest");
+            let revision = self.release.source.revision();
+            let [image] = local_list::entry_image_ids(
+                runner,
+                &primary,
+                std::slice::from_ref(&entry.digest),
+                Some((labels::REVISION, revision.as_str())),
+            )?
+            .try_into()
+            .expect("one ID per digest");
             image
         };
         // Saved once, in the first registry's format: every registry gets

@@ -19,7 +19,7 @@ use crate::{
     flags,
     platform::{self, Platform},
     registry::{self, Destination, PrivateAuth},
-    release::{self, reference::Repository, Release},
+    release::{self, labels, reference::Repository, Release},
     report::Report,
     sign::Signing,
 };
@@ -242,7 +242,12 @@ impl PushSession {
                  `cargo xtask build-image` (same --registry, --image and --tag)"
             );
         };
-        let platforms = local_list::verified_platforms(runner, &primary)?;
+        let revision = self.release.source.revision();
+        let platforms = local_list::verified_platforms(
+            runner,
+            &primary,
+            Some((labels::REVISION, revision.as_str())),
+        )?;
         if let Some(expected) = expected {
             let mut wanted = expected.to_vec();
             wanted.sort();

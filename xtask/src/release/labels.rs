@@ -18,6 +18,17 @@ pub struct Package {
     pub source: String,
 }
 
+/// The label naming the commit an image was built from.
+pub const REVISION: &str = "org.opencontainers.image.revision";
+
+/// The revision label among `labels`, if there is one.
+pub fn revision(labels: &Labels) -> Option<(&str, &str)> {
+    labels
+        .iter()
+        .find(|(key, _)| key == REVISION)
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+}
+
 /// The labels for an image of `package` built from `source`, released as `version`.
 pub fn labels(package: &Package, source: &SourceState, version: &str) -> Labels {
     [
@@ -68,6 +79,10 @@ mod tests {
         assert_eq!(get("version"), Some("v1.2.3"));
         assert_eq!(get("created"), Some("2023-11-14T22:13:20Z"));
         assert_eq!(get("revision"), Some(source.commit.as_str()));
+        assert_eq!(
+            revision(&labels),
+            Some((REVISION, source.commit.as_str()))
+        );
         assert_eq!(get("description"), None, "empty values are left out");
         source.dirty = true;
         let dirty = super::labels(&package, &source, "x");
