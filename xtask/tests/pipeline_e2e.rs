@@ -211,7 +211,8 @@ fn the_pushed_list_has_the_platforms_in_the_requested_order() {
     // The entries' images are looked for among those with the release's
     // revision label: reading every image of a busy storage takes seconds.
     assert!(
-        reordering.contains("podman images --all --filter label=org.opencontainers.image.revision="),
+        reordering
+            .contains("podman images --all --filter label=org.opencontainers.image.revision="),
         "{reordering}"
     );
     assert!(

@@ -79,10 +79,7 @@ mod tests {
         assert_eq!(get("version"), Some("v1.2.3"));
         assert_eq!(get("created"), Some("2023-11-14T22:13:20Z"));
         assert_eq!(get("revision"), Some(source.commit.as_str()));
-        assert_eq!(
-            revision(&labels),
-            Some((REVISION, source.commit.as_str()))
-        );
+        assert_eq!(revision(&labels), Some((REVISION, source.commit.as_str())));
         assert_eq!(get("description"), None, "empty values are left out");
         source.dirty = true;
         let dirty = super::labels(&package, &source, "x");
