@@ -418,6 +418,28 @@ fn refused_runs_leave_nothing_and_a_dry_clean_says_it_removed_nothing() {
         stderr.contains("[package.metadata.container-image]"),
         "{stderr}"
     );
+    // A stage's ignore file that is not there: named with its key, before
+    // anything is built.
+    std::fs::write(
+        &manifest,
+        text.replace(
+            "recipe = \"plain\"",
+            "recipe = \"staged\"\nstages = [{ target = \"deps\", platform = \"build\", \
+             image-arg = \"DEPS_IMAGE\", ignorefile = \"deps.containerignore\" }]",
+        ),
+    )
+    .unwrap();
+    let output = xtask_in(&service.path, &["build-image"], &[]);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the ignore file {} of the stage \"deps\" does not exist; fix `ignorefile`",
+            service.path.join("deps.containerignore").display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("$ podman"), "{stderr}");
     std::fs::write(&manifest, text).unwrap();
 
     // A dry clean removes nothing and says so.

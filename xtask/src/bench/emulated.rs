@@ -412,9 +412,12 @@ fn emulated_containerfile(shipped: &str) -> Result<String> {
             "FROM --platform=$BUILDPLATFORM ${BUILDER_IMAGE} AS rust-targets",
             "FROM --platform=$TARGETPLATFORM ${BUILDER_IMAGE} AS rust-targets",
         ),
+        // One build, one context: the dependency stage copies what its own
+        // build's ignore file admits, path by path, as the cross side does.
         (
-            "FROM --platform=$BUILDPLATFORM ${BUILDER_IMAGE} AS dependencies",
-            "FROM --platform=$TARGETPLATFORM ${BUILDER_IMAGE} AS dependencies",
+            "COPY . ./\n",
+            "COPY Cargo.toml Cargo.lock ./\nCOPY rc-web/Cargo.toml rc-web/Cargo.toml\n\
+             COPY rc-web/server rc-web/server\nCOPY xtask/Cargo.toml xtask/Cargo.toml\n",
         ),
         (
             "FROM --platform=$BUILDPLATFORM ${DEPENDENCIES_IMAGE} AS",
@@ -449,13 +452,15 @@ mod tests {
             froms,
             [
                 "FROM --platform=$TARGETPLATFORM ${BUILDER_IMAGE} AS rust-targets",
-                "FROM --platform=$TARGETPLATFORM ${BUILDER_IMAGE} AS dependencies",
+                "FROM rust-targets AS dependencies",
                 "FROM dependencies AS compiled-dependencies",
                 "FROM --platform=$TARGETPLATFORM ${RUNTIME_IMAGE} AS library",
                 "FROM dependencies AS build",
                 "FROM library",
             ]
         );
+        assert!(!emulated.contains("COPY . ./"), "{emulated}");
+        assert!(emulated.contains("COPY rc-web/server rc-web/server\n"));
         assert!(emulated_containerfile("FROM scratch\n").is_err());
     }
 

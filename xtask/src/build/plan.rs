@@ -198,6 +198,7 @@ impl<'a> Planner<'a> {
         podman::Build {
             containerfile: self.request.containerfile.clone(),
             context: self.request.context.clone(),
+            ignorefile: None,
             platforms,
             build_platform: self.environment.build_platform,
             manifest,
@@ -301,6 +302,7 @@ impl<'a> Planner<'a> {
                     .collect::<Vec<_>>(),
             );
             build.timestamp = Some(STAGE_TIMESTAMP);
+            build.ignorefile = stage.ignorefile.clone();
             stages.push(Stage {
                 list: list.clone(),
                 command: build.command(),
@@ -355,9 +357,13 @@ mod tests {
             target: target.into(),
             platform,
             image_arg: image_arg.into(),
+            ignorefile: None,
         };
         vec![
-            stage("dependencies", StagePlatform::Build, "DEPENDENCIES_IMAGE"),
+            declared::Stage {
+                ignorefile: Some("/w/containers/rc-web/dependencies.containerignore".into()),
+                ..stage("dependencies", StagePlatform::Build, "DEPENDENCIES_IMAGE")
+            },
             stage("library", StagePlatform::Target, "LIBRARY_IMAGE"),
         ]
     }
@@ -527,6 +533,12 @@ mod tests {
             dependencies.contains("--build-arg 'RUST_TARGETS=amd64 arm64'"),
             "{dependencies}"
         );
+        // Only the stage that declares an ignore file reads its context through it.
+        assert!(
+            dependencies
+                .contains(" --ignorefile /w/containers/rc-web/dependencies.containerignore "),
+            "{dependencies}"
+        );
         // The library for every target platform, from those dependencies.
         assert!(
             library.starts_with(
@@ -541,6 +553,9 @@ mod tests {
             ),
             "{library}"
         );
+        for other in [&library, &image] {
+            assert!(!other.contains("--ignorefile"), "{other}");
+        }
         // Both dated by the constant; the image by the commit, with the labels.
         for stage in [&dependencies, &library] {
             assert!(stage.contains("--timestamp 0 "), "{stage}");

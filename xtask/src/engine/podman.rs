@@ -53,6 +53,8 @@ impl std::str::FromStr for BuildArg {
 pub struct Build {
     pub containerfile: PathBuf,
     pub context: PathBuf,
+    /// The context's ignore file, when not its own `.containerignore`.
+    pub ignorefile: Option<PathBuf>,
     pub platforms: Vec<Platform>,
     /// The platform podman runs on. Passed as `BUILDPLATFORM` because podman
     /// 4.3 does not predefine it, and `FROM --platform=$BUILDPLATFORM` would
@@ -96,6 +98,9 @@ impl Build {
             )
             .arg("--file")
             .arg(path_text(&self.containerfile));
+        if let Some(ignorefile) = &self.ignorefile {
+            command = command.arg("--ignorefile").arg(path_text(ignorefile));
+        }
         let (instruction, flags) = label_instruction(&self.labels);
         if let Some(instruction) = instruction {
             command = command.arg("--file").arg("-");
@@ -773,6 +778,7 @@ mod tests {
         Build {
             containerfile: "containers/rc-web/Containerfile".into(),
             context: ".".into(),
+            ignorefile: None,
             platforms: vec![Platform::LINUX_AMD64, Platform::LINUX_ARM64],
             build_platform: Platform::LINUX_AMD64,
             manifest: "localhost/rc-web:build-1".into(),

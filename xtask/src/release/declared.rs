@@ -10,6 +10,8 @@
 //! context = "."                           # relative to this Cargo.toml
 //! platforms = ["linux/amd64", "linux/arm64"]
 //! recipe = "plain"                        # or "staged", with [[...stages]]
+//!                                         # (target, platform, image-arg,
+//!                                         # optional ignorefile)
 //! targets-arg = "RUST_TARGETS"            # optional: gets "amd64 arm64"
 //! cache-repo = true                       # optional: a registry layer cache
 //!                                         # beside the image, or "host/path"
@@ -98,6 +100,13 @@ pub struct Stage {
     pub target: String,
     pub platform: StagePlatform,
     pub image_arg: String,
+    /// The context's ignore file for this build (`--ignorefile`), relative to
+    /// the Cargo.toml; `None`: the context's own `.containerignore`. A stage
+    /// that needs a few files of a large context copies them in one `COPY .`
+    /// with an ignore file that admits only them: each `COPY` costs podman a
+    /// container and a copy, cached or not (0.15 to 0.25 s here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignorefile: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -338,7 +347,17 @@ fn resolve(
         &key("base-images"),
         &mut problems,
     );
-    let stages = table.stages.unwrap_or_default();
+    let stages: Vec<Stage> = table
+        .stages
+        .unwrap_or_default()
+        .into_iter()
+        .map(|stage| Stage {
+            ignorefile: stage
+                .ignorefile
+                .map(|path| normalize(&directory.join(path))),
+            ..stage
+        })
+        .collect();
     check_recipe(
         table.recipe.unwrap_or(RecipeKind::Plain),
         &stages,
@@ -512,7 +531,9 @@ mod tests {
                 "platforms":["linux/arm64"],"recipe":"staged","targets-arg":"RUST_TARGETS",
                 "cache-repo":"quay.io/acme/svc-layers",
                 "base-images":{"RUNTIME_IMAGE":"localhost/rc-base/runtime:bookworm"},
-                "stages":[{"target":"deps","platform":"build","image-arg":"DEPS_IMAGE"}]}"#,
+                "stages":[{"target":"deps","platform":"build","image-arg":"DEPS_IMAGE",
+                            "ignorefile":"../containers/svc/deps.containerignore"},
+                          {"target":"lib","platform":"target","image-arg":"LIB_IMAGE"}]}"#,
             "null",
         )
         .unwrap();
@@ -528,6 +549,12 @@ mod tests {
         assert_eq!(image.platforms, [Platform::LINUX_ARM64]);
         assert_eq!(image.base_images[0].name, "RUNTIME_IMAGE");
         assert_eq!(image.stages[0].platform, StagePlatform::Build);
+        // Relative to the Cargo.toml, as the Containerfile is.
+        assert_eq!(
+            image.stages[0].ignorefile,
+            Some(PathBuf::from("/w/containers/svc/deps.containerignore"))
+        );
+        assert_eq!(image.stages[1].ignorefile, None);
         assert_eq!(image.targets_arg.as_deref(), Some("RUST_TARGETS"));
         assert_eq!(
             image.cache_repo,

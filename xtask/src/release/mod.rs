@@ -212,6 +212,18 @@ fn apply(
             declared.package.name
         ));
     }
+    for stage in &declared.stages {
+        if let Some(ignorefile) = stage.ignorefile.as_ref().filter(|path| !path.is_file()) {
+            problems.push(format!(
+                "the ignore file {} of the stage {:?} does not exist; fix `ignorefile` of that \
+                 stage in [package.metadata.{}] of {}",
+                ignorefile.display(),
+                stage.target,
+                declared::TABLE,
+                declared.package.name
+            ));
+        }
+    }
     if !declared.context.is_dir() {
         problems.push(format!(
             "build context {} is not a directory; pass --context DIR, or fix `context` in \
