@@ -21,19 +21,19 @@ pub fn read(runner: &Runner, name: &str) -> Result<podman::ManifestList> {
 /// `label`: one the entries' images are expected to carry (the release's
 /// revision). Only the images with it are read first, which on a busy
 /// storage is a small share of the cost of reading them all; every image is
-/// read only when one of the entries is not among them.
+/// read when one of the entries is not among them (or that query fails).
 pub fn entry_image_ids(
     runner: &Runner,
     list_name: &str,
     digests: &[String],
     label: Option<(&str, &str)>,
 ) -> Result<Vec<String>> {
-    if let Some((key, value)) = label {
-        let labelled =
-            podman::ImageRow::parse_all(&runner.read(&podman::images_labelled(key, value))?)?;
-        if let Ok(ids) = image_ids_for(&labelled, digests) {
-            return Ok(ids);
-        }
+    let labelled = label
+        .and_then(|(key, value)| runner.read(&podman::images_labelled(key, value)).ok())
+        .and_then(|json| podman::ImageRow::parse_all(&json).ok())
+        .and_then(|images| image_ids_for(&images, digests).ok());
+    if let Some(ids) = labelled {
+        return Ok(ids);
     }
     let images = podman::ImageRow::parse_all(&runner.read(&podman::images_all())?)?;
     image_ids_for(&images, digests).with_context(|| format!("in the list {list_name}"))
