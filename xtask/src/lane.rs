@@ -419,7 +419,7 @@ pub fn start_podman5<'a>(
     let archive = base_images_archive(runner, engine)?;
     let sysroot = rust_sysroot(runner)?;
     let mut mounts = vec![(root.clone(), true), (sysroot.clone(), false)];
-    let ca_bundle = PathBuf::from("/etc/ssl/certs/ca-certificates.crt");
+    let ca_bundle = PathBuf::from(crate::build::machine::HOST_CA_BUNDLE);
     if ca_bundle.is_file() {
         // The host's trust (a TLS-inspecting proxy's CA, for cargo in builds).
         mounts.push((ca_bundle, false));

@@ -18,6 +18,7 @@ use anyhow::{bail, Context, Result};
 use super::{seconds, Bench, Figure, Target, BENCH_REPOSITORY};
 use crate::{
     base_images,
+    build::machine::HOST_CA_BUNDLE,
     engine::podman,
     exec::{Command, Runner},
     platform::{Arch, Platform},
@@ -28,8 +29,6 @@ const NAME: &str = "arm64 rc-web image: compile under qemu emulation / cross-com
 const BACKPORTED_NAME: &str =
     "the same, compiled under the newest qemu-user in Debian's archive (backports)";
 const TARGET: Target = Target::AtLeast(10.0);
-/// The machine's CA bundle, which cargo's downloads in a container need.
-const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// The figure's rows: the registered qemu-user, then the backported one when
 /// it is another version (or why it was not measured).
@@ -138,13 +137,12 @@ fn toolchain(bench: &Bench, debian_arm64: &str) -> Result<String> {
     let scratch = bench.clone.parent().unwrap();
     let cross = scratch.join("cargo-auditable-arm64");
     std::fs::create_dir_all(&cross)?;
-    let bundle = HOST_CA_BUNDLE;
     runner.run(
         &Command::new(podman::PROGRAM)
             .args(["run", "--rm"])
             .args(["--volume", &format!("{}:/out", cross.display())])
-            .args(["--volume", &format!("{bundle}:{bundle}:ro")])
-            .args(["--env", &format!("CARGO_HTTP_CAINFO={bundle}")])
+            .args(["--volume", &format!("{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro")])
+            .args(["--env", &format!("CARGO_HTTP_CAINFO={HOST_CA_BUNDLE}")])
             .arg(project::BUILDER_IMAGE)
             .args(["cargo", "install", "--locked", "--root", "/out", "--target"])
             .arg(format!("{}-unknown-linux-gnu", Arch::Arm64.uname_machine()))
@@ -157,7 +155,7 @@ fn toolchain(bench: &Bench, debian_arm64: &str) -> Result<String> {
             .args(["build", "--platform", "linux/arm64", "--tag", &toolchain])
             .args(["--build-arg", &format!("DEBIAN_IMAGE={debian_arm64}")])
             .args(["--volume", &format!("{}:/cross:ro", cross.display())])
-            .args(["--secret", &format!("id=ca-bundle,src={bundle}")])
+            .args(["--secret", &format!("id=ca-bundle,src={HOST_CA_BUNDLE}")])
             .args(["--file", &containerfile.to_string_lossy()])
             .arg(shipped_path.parent().unwrap().to_string_lossy()),
     )?;

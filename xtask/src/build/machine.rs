@@ -121,9 +121,13 @@ fn check_engine(runner: &Runner, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// Where this machine keeps its CA bundle (Debian's), which builds mount
+/// for cargo's downloads (a TLS-inspecting proxy's CA among them).
+pub const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// The host CA bundle, when podman runs on this host (not in a VM).
 pub fn host_ca_bundle(engine: &Engine) -> Option<PathBuf> {
-    let bundle = PathBuf::from("/etc/ssl/certs/ca-certificates.crt");
+    let bundle = PathBuf::from(HOST_CA_BUNDLE);
     (engine.shares_this_host() && bundle.is_file()).then_some(bundle)
 }
 
