@@ -377,9 +377,10 @@ pub struct Test {
     /// the build and push tests as an unprivileged user
     #[arg(long, value_enum, value_delimiter = ',')]
     pub lane: Vec<crate::lane::Lane>,
-    /// Extra arguments for the host lane's `cargo test` (after `--`)
+    /// Run only the tests whose `target::name` contains one of these words
+    /// (after `--`, e.g. `-- pipeline_e2e:: tidy`), in each lane chosen
     #[arg(last = true)]
-    pub cargo_test_args: Vec<String>,
+    pub filters: Vec<String>,
 }
 
 #[cfg(test)]

@@ -14,10 +14,7 @@
 //! images travel as a `podman save` archive (`base-images --export`), so no
 //! lane builds them again.
 
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -26,6 +23,7 @@ use crate::{
     engine::Engine,
     exec::{Command, Runner},
     project,
+    suite::{self, TestBinary, TestRun, Timings},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -36,6 +34,17 @@ pub enum Lane {
     Podman5,
     /// This machine's podman as the unprivileged user rc-rootless
     Rootless,
+}
+
+impl Lane {
+    /// Its name in output, timings and summaries.
+    pub fn label(self) -> &'static str {
+        match self {
+            Lane::Host => "host",
+            Lane::Podman5 => "podman 5",
+            Lane::Rootless => "rootless",
+        }
+    }
 }
 
 pub const ALL: [Lane; 3] = [Lane::Host, Lane::Podman5, Lane::Rootless];
@@ -129,78 +138,29 @@ pub const PODMAN5_STORAGE: &str = "/var/tmp/rc-lanes/podman5-storage";
 /// The user of the rootless lane.
 pub const ROOTLESS_USER: &str = "rc-rootless";
 
-/// The test binaries of the workspace, by target name, compiled now.
-pub fn compile_tests(runner: &Runner) -> Result<HashMap<String, PathBuf>> {
-    eprintln!("test: compiling the test binaries for the lanes");
-    let json = runner
-        .read(
-            &Command::new(project::cargo())
-                .args(["test", "--workspace", "--locked", "--no-run"])
-                .args(["--message-format", "json", "--manifest-path"])
-                .arg(project::root().join("Cargo.toml").to_string_lossy()),
-        )
-        .context("cannot compile the tests")?;
-    Ok(test_executables(&json))
-}
-
-/// `target name -> executable` from cargo's JSON messages (pure).
-fn test_executables(messages: &str) -> HashMap<String, PathBuf> {
-    messages
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|message| {
-            message["reason"] == "compiler-artifact" && message["profile"]["test"] == true
-        })
-        .filter_map(|message| {
-            let name = message["target"]["name"].as_str()?.to_owned();
-            let executable = message["executable"].as_str()?;
-            Some((name, PathBuf::from(executable)))
-        })
-        .collect()
-}
-
-/// How each test of a lane is run: `(executable, arguments)`.
-fn test_commands(
-    tests: &[LaneTest],
-    executables: &HashMap<String, PathBuf>,
-) -> Result<Vec<(String, Vec<String>)>> {
-    tests
-        .iter()
-        .map(|(target, name)| {
-            let executable = executables
-                .get(*target)
-                .with_context(|| format!("cargo built no test target {target}"))?;
-            Ok((
-                executable.to_string_lossy().into_owned(),
-                vec![(*name).to_owned(), "--exact".to_owned()],
-            ))
-        })
-        .collect()
-}
-
 /// A lane's steps, each run with `wrap` (the lane's way to run a command):
 /// `xtask setup` as its user would run it first (it must find nothing left
-/// for root to do), the base images from `archive`, then every test; the
-/// failed tests are reported together.
+/// for root to do), the base images from `archive`, then every test, each
+/// timed into `timings`; the failed tests are reported together.
 fn run_lane(
     runner: &Runner,
     lane: &str,
     (xtask, archive): (&Path, &Path),
-    tests: &[LaneTest],
-    executables: &HashMap<String, PathBuf>,
+    tests: &[TestRun],
+    timings: &mut Timings,
     wrap: impl Fn(&str, &[String]) -> Command,
 ) -> Result<()> {
     let prefix = format!("[{lane}] ");
-    prepare_engine(runner, &prefix, (xtask, archive), &wrap)?;
-    let mut failed = Vec::new();
-    for ((target, name), (executable, args)) in tests.iter().zip(test_commands(tests, executables)?)
-    {
-        crate::interrupt::check()?;
-        if let Err(error) = runner.run_prefixed(&wrap(&executable, &args), &prefix) {
-            eprintln!("{prefix}FAILED: {target}::{name}: {error:#}");
-            failed.push(format!("{target}::{name}"));
-        }
-    }
+    suite::timed_detail(timings, &format!("{lane}: setup and base images"), || {
+        prepare_engine(runner, &prefix, (xtask, archive), &wrap)
+    })?;
+    let failed = suite::run_each(
+        runner,
+        lane,
+        tests,
+        &|run| wrap(&run.executable.to_string_lossy(), &run.args),
+        timings,
+    )?;
     if !failed.is_empty() {
         bail!("the {lane} lane failed: {}", failed.join(", "));
     }
@@ -251,20 +211,6 @@ fn rust_sysroot(runner: &Runner) -> Result<PathBuf> {
         .read(&Command::new("rustc").args(["--print", "sysroot"]))
         .context("cannot find the Rust toolchain (rustc --print sysroot)")?;
     Ok(PathBuf::from(text.trim()))
-}
-
-/// The xtask binary the lanes run, and the test binaries' (cargo builds one).
-fn xtask_binary(executables: &HashMap<String, PathBuf>) -> Result<PathBuf> {
-    let some_test = executables
-        .values()
-        .next()
-        .context("cargo built no test binary")?;
-    // target/debug/deps/NAME-HASH -> target/debug/xtask
-    let profile = some_test
-        .parent()
-        .and_then(Path::parent)
-        .context("a test binary outside target/PROFILE/deps")?;
-    Ok(profile.join("xtask"))
 }
 
 /// Lane containers are named this, then the pid of the xtask that started them.
@@ -385,22 +331,65 @@ impl Drop for NestedPodman<'_> {
 }
 
 /// The podman 5 lane.
-pub fn podman5(runner: &Runner, executables: &HashMap<String, PathBuf>) -> Result<()> {
-    let xtask = xtask_binary(executables)?;
-    let directories: Vec<PathBuf> = executables
-        .values()
+pub fn podman5(
+    runner: &Runner,
+    binaries: &[TestBinary],
+    filters: &[String],
+    timings: &mut Timings,
+) -> Result<()> {
+    let tests = suite::filtered(suite::named_tests(binaries, PODMAN5_TESTS)?, filters);
+    if tests.is_empty() {
+        return Ok(());
+    }
+    let xtask = suite::xtask_binary(binaries)?;
+    let directories: Vec<PathBuf> = binaries
+        .iter()
+        .map(|binary| &binary.executable)
         .chain([&xtask])
         .filter_map(|executable| executable.parent().map(Path::to_path_buf))
         .collect();
-    let (nested, archive) = start_podman5(runner, &directories)?;
+    let (nested, archive) =
+        suite::timed_detail(timings, "podman 5: its environment (nested podman)", || {
+            start_podman5(runner, &directories)
+        })?;
     run_lane(
         runner,
-        "podman 5",
+        Lane::Podman5.label(),
         (&xtask, &archive),
-        PODMAN5_TESTS,
-        executables,
+        &tests,
+        timings,
         |program, args| nested.exec(program, args),
     )
+}
+
+/// The host lane: every test of the workspace on this machine's podman, as
+/// this user; unit-test binaries whole, the others one test at a time.
+pub fn host(
+    runner: &Runner,
+    binaries: &[TestBinary],
+    filters: &[String],
+    timings: &mut Timings,
+) -> Result<()> {
+    let tests = suite::filtered(suite::every_test(runner, binaries)?, filters);
+    let cargo = project::cargo();
+    let failed = suite::run_each(
+        runner,
+        Lane::Host.label(),
+        &tests,
+        &|run| {
+            Command::new(run.executable.to_string_lossy())
+                .args(run.args.iter().cloned())
+                .env("CARGO", cargo.as_str())
+                .env("CARGO_MANIFEST_DIR", run.package_dir.to_string_lossy())
+                .current_dir(&run.package_dir)
+        },
+        timings,
+    )?;
+    if !failed.is_empty() {
+        bail!("the host lane failed: {}", failed.join(", "));
+    }
+    eprintln!("test: the host lane passed ({} test runs)", tests.len());
+    Ok(())
 }
 
 /// Debian 13's podman 5.4 in a privileged container of this podman, with
@@ -480,7 +469,16 @@ pub fn prepare_engine(
 
 /// The rootless lane: the tests as [`ROOTLESS_USER`], made here when
 /// missing (`useradd` gives it subordinate IDs), in its own storage.
-pub fn rootless(runner: &Runner, executables: &HashMap<String, PathBuf>) -> Result<()> {
+pub fn rootless(
+    runner: &Runner,
+    binaries: &[TestBinary],
+    filters: &[String],
+    timings: &mut Timings,
+) -> Result<()> {
+    let tests = suite::filtered(suite::named_tests(binaries, ROOTLESS_TESTS)?, filters);
+    if tests.is_empty() {
+        return Ok(());
+    }
     if project::current_uid() != 0 {
         bail!("the rootless lane runs its tests as the user {ROOTLESS_USER}: run it as root");
     }
@@ -488,7 +486,7 @@ pub fn rootless(runner: &Runner, executables: &HashMap<String, PathBuf>) -> Resu
     let archive = base_images_archive(runner, engine)?;
     let home = ensure_user(runner)?;
     let toolchain = toolchain_for(runner, &rust_sysroot(runner)?, &home)?;
-    let xtask = xtask_binary(executables)?;
+    let xtask = suite::xtask_binary(binaries)?;
     let root = project::root();
     let as_user = |program: &str, args: &[String]| -> Command {
         Command::new("runuser")
@@ -526,10 +524,10 @@ pub fn rootless(runner: &Runner, executables: &HashMap<String, PathBuf>) -> Resu
     reset_storage_on_vfs(runner, &as_user)?;
     run_lane(
         runner,
-        "rootless",
+        Lane::Rootless.label(),
         (&xtask, &archive),
-        ROOTLESS_TESTS,
-        executables,
+        &tests,
+        timings,
         as_user,
     )
 }
@@ -618,41 +616,6 @@ fn reset_storage_on_vfs(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn test_binaries_are_found_in_cargos_messages() {
-        let messages = r#"{"reason":"compiler-artifact","target":{"name":"xtask","kind":["bin"]},"profile":{"test":false},"executable":"/t/debug/xtask"}
-{"reason":"compiler-artifact","target":{"name":"pipeline_e2e","kind":["test"]},"profile":{"test":true},"executable":"/t/debug/deps/pipeline_e2e-0a1b"}
-{"reason":"compiler-artifact","target":{"name":"serde","kind":["lib"]},"profile":{"test":false},"executable":null}
-{"reason":"build-finished","success":true}"#;
-        let executables = test_executables(messages);
-        assert_eq!(executables.len(), 1);
-        assert_eq!(
-            executables["pipeline_e2e"],
-            PathBuf::from("/t/debug/deps/pipeline_e2e-0a1b")
-        );
-        assert_eq!(
-            xtask_binary(&executables).unwrap(),
-            PathBuf::from("/t/debug/xtask")
-        );
-        let commands = test_commands(
-            &[(
-                "pipeline_e2e",
-                "build_and_push_puts_every_tag_in_the_registry_with_both_platforms",
-            )],
-            &executables,
-        )
-        .unwrap();
-        assert_eq!(
-            commands[0].1,
-            [
-                "build_and_push_puts_every_tag_in_the_registry_with_both_platforms",
-                "--exact"
-            ]
-        );
-        let missing = test_commands(&[("release_e2e", "x")], &executables).unwrap_err();
-        assert!(missing.to_string().contains("release_e2e"), "{missing}");
-    }
 
     #[test]
     fn only_lane_containers_of_a_gone_xtask_are_orphans() {

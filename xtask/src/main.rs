@@ -19,6 +19,7 @@ mod release;
 mod report;
 mod setup;
 mod sign;
+mod suite;
 mod test;
 
 use std::process::ExitCode;

@@ -1,6 +1,8 @@
 //! `test`: the whole test suite, in every lane (see `lane`), on a machine
 //! this command prepares itself.
 
+use std::time::Instant;
+
 use anyhow::{bail, Context, Result};
 
 use crate::{
@@ -8,7 +10,8 @@ use crate::{
     engine::Engine,
     exec::{Command, Runner},
     lane::{self, Lane},
-    project, setup,
+    setup,
+    suite::{self, Timings},
 };
 
 impl crate::flags::Test {
@@ -19,43 +22,50 @@ impl crate::flags::Test {
         } else {
             self.lane.clone()
         };
+        let mut timings = Timings::default();
+        let outcome = self.run_lanes(&runner, &lanes, &mut timings);
+        // The table also after a failure: where the time went is the first
+        // question about a slow or broken run.
+        eprintln!("\ntest: where the time went\n{}", timings.render(10));
+        outcome
+    }
+
+    fn run_lanes(&self, runner: &Runner, lanes: &[Lane], timings: &mut Timings) -> Result<()> {
         if !self.no_setup {
-            prepare(&runner, lanes.contains(&Lane::Host))?;
+            suite::timed(timings, "setup", || {
+                prepare(runner, lanes.contains(&Lane::Host))
+            })?;
+            suite::timed(timings, "base images", || {
+                base_images::ensure(runner, Engine::read(runner)?.build_platform, false, None)
+            })?;
         }
-        let started = std::time::Instant::now();
+        let binaries = suite::timed(timings, "compile", || suite::compile(runner))?;
         let mut failed = Vec::new();
-        let mut executables = None;
-        for &lane in &lanes {
-            let lane_started = std::time::Instant::now();
+        for &lane in lanes {
+            let started = Instant::now();
             let result = match lane {
-                Lane::Host => host_lane(&runner, &self.cargo_test_args),
-                Lane::Podman5 | Lane::Rootless => {
-                    if executables.is_none() {
-                        executables = Some(lane::compile_tests(&runner)?);
-                    }
-                    let executables = executables.as_ref().expect("compiled above");
-                    match lane {
-                        Lane::Podman5 => lane::podman5(&runner, executables),
-                        _ => lane::rootless(&runner, executables),
-                    }
-                }
+                Lane::Host => lane::host(runner, &binaries, &self.filters, timings),
+                Lane::Podman5 => lane::podman5(runner, &binaries, &self.filters, timings),
+                Lane::Rootless => lane::rootless(runner, &binaries, &self.filters, timings),
             };
+            let name = lane.label();
+            let (passed, failed_tests) = timings.counts(Some(lane.label()));
+            timings.phase(
+                &format!("lane {name}"),
+                started.elapsed(),
+                format!("{passed} passed, {failed_tests} failed"),
+            );
             eprintln!(
-                "test: lane {lane:?} {} in {:.0} s",
+                "test: lane {name} {} in {:.0} s",
                 if result.is_ok() { "passed" } else { "FAILED" },
-                lane_started.elapsed().as_secs_f64()
+                started.elapsed().as_secs_f64()
             );
             if let Err(error) = result {
                 eprintln!("test: {error:#}");
-                failed.push(format!("{lane:?}"));
+                failed.push(name.to_owned());
             }
             crate::interrupt::check()?;
         }
-        eprintln!(
-            "test: {} lanes in {:.0} s",
-            lanes.len(),
-            started.elapsed().as_secs_f64()
-        );
         if !failed.is_empty() {
             bail!("the test suite failed in the lanes: {}", failed.join(", "));
         }
@@ -120,21 +130,4 @@ fn install_sshd(runner: &Runner) -> Result<()> {
         let _ = std::fs::remove_file(POLICY);
     }
     installed
-}
-
-fn host_lane(runner: &Runner, cargo_test_args: &[String]) -> Result<()> {
-    let test = Command::new(project::cargo())
-        // Every test binary runs, so one run names every failure.
-        .args([
-            "test",
-            "--workspace",
-            "--locked",
-            "--no-fail-fast",
-            "--manifest-path",
-        ])
-        .arg(project::root().join("Cargo.toml").to_string_lossy())
-        .args(cargo_test_args.iter().cloned());
-    runner
-        .run(&test)
-        .context("the host lane's cargo test failed")
 }

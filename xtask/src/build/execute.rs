@@ -2,7 +2,10 @@
 //! at a time, the list's verification and order, and the tags, moved only
 //! once all of that succeeded.
 
-use std::path::Path;
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use anyhow::{bail, Context, Result};
 
@@ -33,6 +36,9 @@ pub struct Outcome {
     pub held_back: Vec<String>,
     /// True when the all-at-once build failed and platforms were built one by one.
     pub fell_back: bool,
+    /// Each stage's and build's wall time, in the order they ran (for the
+    /// summary).
+    pub build_times: Vec<(String, std::time::Duration)>,
     /// Image ID of the verified list, when this run knows it without asking:
     /// the all-at-once build wrote it (`--iidfile`) and no platform was added
     /// after (putting the entries in order keeps the ID).
@@ -137,7 +143,7 @@ fn build_and_verify(
     match plan.mode {
         Mode::AllAtOnce => {
             let all = &plan.builds[0];
-            let built = run_stages_and_build(all, runner, stage_lists);
+            let built = run_stages_and_build(all, runner, stage_lists, &mut outcome.build_times);
             let list_id = read_list_id(&plan.list_id_file);
             // A build podman finished as the signal came is not used either.
             interrupt::check()?;
@@ -153,7 +159,13 @@ fn build_and_verify(
                 );
                 outcome.fell_back = true;
                 remove_list_if_present(runner, &plan.temporary_list);
-                outcome.failed = build_each(plan, runner, &plan.platforms, stage_lists)?;
+                outcome.failed = build_each(
+                    plan,
+                    runner,
+                    &plan.platforms,
+                    stage_lists,
+                    &mut outcome.build_times,
+                )?;
             } else if !runner.dry_run {
                 let list = local_list::read(runner, &plan.temporary_list)?;
                 let dropped: Vec<Platform> = plan
@@ -168,7 +180,13 @@ fn build_and_verify(
                          succeeded (a known podman 4.3 issue); building {platform} alone, from cache"
                     );
                 }
-                outcome.failed = build_each(plan, runner, &dropped, stage_lists)?;
+                outcome.failed = build_each(
+                    plan,
+                    runner,
+                    &dropped,
+                    stage_lists,
+                    &mut outcome.build_times,
+                )?;
                 if dropped.is_empty() {
                     unchanged_list = Some(list);
                     outcome.list_id = list_id;
@@ -176,7 +194,13 @@ fn build_and_verify(
             }
         }
         Mode::PerPlatform => {
-            outcome.failed = build_each(plan, runner, &plan.platforms, stage_lists)?
+            outcome.failed = build_each(
+                plan,
+                runner,
+                &plan.platforms,
+                stage_lists,
+                &mut outcome.build_times,
+            )?
         }
     }
     outcome.built = plan
@@ -333,6 +357,7 @@ fn build_each(
     runner: &Runner,
     platforms: &[Platform],
     stage_lists: &mut Vec<String>,
+    build_times: &mut Vec<(String, Duration)>,
 ) -> Result<Vec<Platform>> {
     let mut failed = Vec::new();
     for build in plan
@@ -342,7 +367,7 @@ fn build_each(
     {
         let platform = build.platform.expect("filtered on platform");
         interrupt::check()?;
-        let built = run_stages_and_build(build, runner, stage_lists);
+        let built = run_stages_and_build(build, runner, stage_lists, build_times);
         interrupt::check()?;
         if let Err(error) = built {
             eprintln!(
@@ -357,19 +382,33 @@ fn build_each(
 
 /// Runs a build's stages, then the build; stops at the first that fails.
 /// Adds each stage's list to `stage_lists` before it runs, for
-/// [`remove_stage_lists`].
+/// [`remove_stage_lists`], and each one's wall time to `build_times`.
 fn run_stages_and_build(
     build: &PlatformBuild,
     runner: &Runner,
     stage_lists: &mut Vec<String>,
+    build_times: &mut Vec<(String, Duration)>,
 ) -> Result<()> {
     let prefix = prefix(build.platform);
+    let platforms = build.platform.map_or_else(
+        || "all platforms".to_owned(),
+        |platform| platform.to_string(),
+    );
+    let mut timed = |what: String, command: &Command| {
+        let started = Instant::now();
+        let result = run_build(runner, command, &prefix);
+        build_times.push((what, started.elapsed()));
+        result
+    };
     for stage in &build.stages {
         stage_lists.push(stage.list.clone());
-        run_build(runner, &stage.command, &prefix)?;
+        timed(
+            format!("stage {} ({platforms})", stage.target),
+            &stage.command,
+        )?;
         interrupt::check()?;
     }
-    run_build(runner, &build.command, &prefix)
+    timed(format!("build ({platforms})"), &build.command)
 }
 
 /// One `podman build`. When the registry cache refused its layers (a push
@@ -464,7 +503,7 @@ fn remove_list_if_present(runner: &Runner, name: &str) {
     }
 }
 
-pub fn print_summary(outcome: &Outcome, tags: &Tags) {
+pub fn print_summary(outcome: &Outcome, tags: &Tags, before_build: &[(String, Duration)]) {
     eprintln!("\nbuild-image: summary");
     eprintln!("  built:   {}", platform::join(&outcome.built));
     if outcome.is_partial() {
@@ -485,11 +524,36 @@ pub fn print_summary(outcome: &Outcome, tags: &Tags) {
     for note in &tags.notes {
         eprintln!("  note:    {note}");
     }
+    eprintln!(
+        "  seconds: {}",
+        seconds_line(before_build.iter().chain(&outcome.build_times))
+    );
+}
+
+/// `setup 1.2, base images 0.1, build (all platforms) 95.3` (pure).
+pub fn seconds_line<'a>(phases: impl IntoIterator<Item = &'a (String, Duration)>) -> String {
+    phases
+        .into_iter()
+        .map(|(name, elapsed)| format!("{name} {:.1}", elapsed.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_seconds_line_names_each_phase_in_order() {
+        let phases = [
+            ("setup".to_owned(), Duration::from_millis(1240)),
+            ("build (all platforms)".to_owned(), Duration::from_secs(95)),
+        ];
+        assert_eq!(
+            seconds_line(&phases),
+            "setup 1.2, build (all platforms) 95.0"
+        );
+    }
 
     #[test]
     fn only_misplaced_entries_move_to_the_end() {

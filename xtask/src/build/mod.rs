@@ -14,6 +14,8 @@ mod plan;
 pub use execute::{execute_alongside, print_summary, Outcome};
 pub use plan::{plan, Environment, Mode, Plan, Request};
 
+use std::time::{Duration, Instant};
+
 use anyhow::{Context, Result};
 
 use crate::{
@@ -33,6 +35,8 @@ use crate::{
 pub struct Prepared {
     pub plan: Plan,
     pub release: Release,
+    /// The wall time of each preparation phase (for the summary).
+    pub phases: Vec<(String, Duration)>,
 }
 
 /// A dry run's stand-in for the image ID a real build reads from `--iidfile`.
@@ -73,14 +77,22 @@ pub fn prepare(
     let release = Release::read(runner, image, overrides(build), problems)?;
     let declared = &release.declared;
     let platforms = declared.platforms.clone();
+    let mut phases = Vec::new();
+    let mut clock = Instant::now();
+    let mut lap = |name: &str, phases: &mut Vec<(String, Duration)>| {
+        phases.push((name.to_owned(), clock.elapsed()));
+        clock = Instant::now();
+    };
     machine::prepare_machine(runner, &platforms, !build.no_setup, build.force)?;
     let engine = Engine::read(runner)?;
     let build_platform = engine.build_platform;
+    lap("setup", &mut phases);
     disk::check_before_build(
         runner,
         disk::BuildKind::for_build(&platforms, build.clean),
         build.force,
     )?;
+    lap("disk check", &mut phases);
     // The declared base images the user did not replace with a build
     // argument of their own; the project's are made (or found up to date).
     let base_images: Vec<BuildArg> = declared
@@ -101,6 +113,7 @@ pub fn prepare(
             base_images::Store::new(&repository, cache.tls_verify, cache.authfile.clone())
         });
         base_images::ensure(runner, build_platform, false, store.as_ref())?;
+        lap("base images", &mut phases);
     }
     let request = Request {
         platforms,
@@ -139,6 +152,7 @@ pub fn prepare(
     Ok(Prepared {
         plan: plan(&request, &environment),
         release,
+        phases,
     })
 }
 
@@ -215,7 +229,7 @@ pub fn run_prepared<T: Send>(
             eprintln!("build-image: note: {note}");
         }
     } else {
-        print_summary(&outcome, &prepared.release.tags);
+        print_summary(&outcome, &prepared.release.tags, &prepared.phases);
     }
     if build.clean {
         crate::clean::clean(runner)?;

@@ -83,6 +83,8 @@ pub struct Environment {
 /// registry already has it, and the release uploads the binary's layer only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stage {
+    /// The Containerfile stage (`--target`) it builds.
+    pub target: String,
     pub list: String,
     pub command: Command,
 }
@@ -304,6 +306,7 @@ impl<'a> Planner<'a> {
             build.timestamp = Some(STAGE_TIMESTAMP);
             build.ignorefile = stage.ignorefile.clone();
             stages.push(Stage {
+                target: stage.target.clone(),
                 list: list.clone(),
                 command: build.command(),
             });
