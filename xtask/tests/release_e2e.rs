@@ -49,6 +49,10 @@ fn per_architecture_jobs_and_merge_release_what_build_and_push_releases() {
     let _serial = serial();
     let registry = Registry::start("release");
     let clone = TaggedClone::new("release", "v7.0.0");
+    // The pipeline is the subject, not rc-web: a small two-platform image,
+    // labelled from the clone's git and Cargo metadata like rc-web's.
+    let directory = small_image("release-image");
+    let source = file_and_context(&directory);
     let host = registry.host();
     let digests = scratch_dir("digests");
     let common = ["--registry", &host, "--tls-verify", "false", "--json"];
@@ -65,6 +69,7 @@ fn per_architecture_jobs_and_merge_release_what_build_and_push_releases() {
             platform,
         ];
         args.extend(common);
+        args.extend(source.iter().map(String::as_str));
         args.extend(["--digest-file", file.to_str().unwrap()]);
         let output = xtask_in(&clone.path, &args, &[]);
         assert_eq!(output.status.code(), Some(0), "push-by-digest {platform}");
@@ -114,6 +119,7 @@ fn per_architecture_jobs_and_merge_release_what_build_and_push_releases() {
     // The all-at-once build of the same commit.
     let mut args = vec!["build-and-push", "--image", "rc-web-once"];
     args.extend(common);
+    args.extend(source.iter().map(String::as_str));
     let once = xtask_in(&clone.path, &args, &[]);
     assert_eq!(once.status.code(), Some(0), "build-and-push");
     let once = json_of(&once);
@@ -281,7 +287,7 @@ fn per_architecture_jobs_and_merge_release_what_build_and_push_releases() {
         "{summary}"
     );
 
-    for path in [digests, github] {
+    for path in [digests, github, directory] {
         let _ = std::fs::remove_dir_all(path);
     }
 }

@@ -15,32 +15,6 @@ use std::{
 
 use support::*;
 
-/// A two-platform image that builds in seconds, without emulation.
-fn small_image(name: &str) -> PathBuf {
-    let directory = scratch_dir(name);
-    std::fs::write(
-        directory.join("Containerfile"),
-        "ARG TARGETPLATFORM\n\
-         FROM --platform=$TARGETPLATFORM localhost/rc-base/runtime:bookworm\n\
-         COPY hello.txt /hello.txt\n",
-    )
-    .unwrap();
-    std::fs::write(directory.join("hello.txt"), format!("{name}\n")).unwrap();
-    directory
-}
-
-fn file_and_context(directory: &Path) -> [String; 4] {
-    [
-        "--file".into(),
-        directory
-            .join("Containerfile")
-            .to_string_lossy()
-            .into_owned(),
-        "--context".into(),
-        directory.to_string_lossy().into_owned(),
-    ]
-}
-
 fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }

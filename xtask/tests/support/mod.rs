@@ -298,6 +298,39 @@ impl Drop for Registry {
     }
 }
 
+/// A two-platform image (linux/amd64 and linux/arm64) that builds in
+/// seconds, without emulation and without compiling anything: the runtime
+/// base of each target platform and one file (`/hello.txt`, holding `name`).
+/// For the tests whose subject is the pipeline (tags, fallback, push, merge,
+/// refusals), not rc-web; pass it with [`file_and_context`]. Its directory
+/// is a [`scratch_dir`] named `name`.
+pub fn small_image(name: &str) -> PathBuf {
+    let directory = scratch_dir(name);
+    std::fs::write(
+        directory.join("Containerfile"),
+        "ARG TARGETPLATFORM\n\
+         FROM --platform=$TARGETPLATFORM localhost/rc-base/runtime:bookworm\n\
+         COPY hello.txt /hello.txt\n",
+    )
+    .unwrap();
+    std::fs::write(directory.join("hello.txt"), format!("{name}\n")).unwrap();
+    directory
+}
+
+/// `--file DIRECTORY/Containerfile --context DIRECTORY`: the xtask builds
+/// that image instead of the declared one (tags still come from git).
+pub fn file_and_context(directory: &Path) -> [String; 4] {
+    [
+        "--file".into(),
+        directory
+            .join("Containerfile")
+            .to_string_lossy()
+            .into_owned(),
+        "--context".into(),
+        directory.to_string_lossy().into_owned(),
+    ]
+}
+
 /// A clone of this repository's HEAD with a release tag on it.
 pub struct TaggedClone {
     pub path: PathBuf,
