@@ -168,6 +168,24 @@ fn run_lane(
     Ok(())
 }
 
+/// What the podman 5 and rootless lanes start from, made ahead (while the
+/// tests compile): the base images' archive, the podman 5 environment.
+/// Each is made only where missing or out of date, as the lanes would.
+pub fn prepare_images(runner: &Runner, lanes: &[Lane]) -> Result<()> {
+    let engine = Engine::read(runner)?;
+    if lanes.iter().any(|lane| *lane != Lane::Host) {
+        base_images_archive(runner, engine)?;
+    }
+    if lanes.contains(&Lane::Podman5) {
+        base_images::ensure_recipe(
+            runner,
+            &project::root().join(PODMAN5_RECIPE),
+            engine.build_platform,
+        )?;
+    }
+    Ok(())
+}
+
 /// The base images as an archive for the other lanes, written when there is
 /// none for their current definitions (older ones are removed).
 pub fn base_images_archive(runner: &Runner, engine: &Engine) -> Result<PathBuf> {

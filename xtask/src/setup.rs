@@ -449,7 +449,7 @@ fn host_platform() -> Result<Platform> {
     Ok(Platform::linux(arch))
 }
 
-fn install_cargo_make(runner: &Runner) -> Result<()> {
+pub fn install_cargo_make(runner: &Runner) -> Result<()> {
     if which::which("cargo-make").is_ok() {
         eprintln!("setup: cargo-make: present");
         return Ok(());

