@@ -12,8 +12,12 @@ fn build_and_push_puts_every_tag_in_the_registry_with_both_platforms() {
     let _serial = serial();
     let registry = Registry::start("both");
     let clone = TaggedClone::new("both", "v9.8.7");
+    // The pipeline is the subject, not rc-web: a small two-platform image
+    // (tags still from the clone's git).
+    let directory = small_image("both-image");
+    let source = file_and_context(&directory);
     let host = registry.host();
-    let args = [
+    let mut args = vec![
         "build-and-push",
         "--registry",
         &host,
@@ -22,6 +26,7 @@ fn build_and_push_puts_every_tag_in_the_registry_with_both_platforms() {
         "--tls-verify",
         "false",
     ];
+    args.extend(source.iter().map(String::as_str));
 
     let output = xtask_in(&clone.path, &args, &[]);
     assert_eq!(output.status.code(), Some(0), "build-and-push failed");
@@ -80,6 +85,7 @@ fn build_and_push_puts_every_tag_in_the_registry_with_both_platforms() {
             "{tag} after the rerun"
         );
     }
+    let _ = std::fs::remove_dir_all(directory);
 }
 
 #[test]
@@ -87,10 +93,14 @@ fn a_single_platform_build_is_built_and_pushed() {
     let _serial = serial();
     let registry = Registry::start("single");
     let clone = TaggedClone::new("single", "v1.0.0");
+    let directory = small_image("single-image");
     let host = registry.host();
+    let mut args = vec!["build-and-push", "--tag", "amd64-only", "--format", "v2s2"];
+    let source = file_and_context(&directory);
+    args.extend(source.iter().map(String::as_str));
     let output = xtask_in(
         &clone.path,
-        &["build-and-push", "--tag", "amd64-only", "--format", "v2s2"],
+        &args,
         &[
             ("BUILD_PLATFORMS", "linux/amd64"),
             ("REGISTRY", &host),
@@ -110,6 +120,7 @@ fn a_single_platform_build_is_built_and_pushed() {
         index.contains("application/vnd.docker.distribution.manifest.list.v2+json"),
         "--format v2s2: {index}"
     );
+    let _ = std::fs::remove_dir_all(directory);
 }
 
 /// podman 4.3 orders a multi-platform build's entries differently from one
@@ -418,7 +429,9 @@ fn every_cargo_make_task_runs() {
         ("REGISTRY_TLS_VERIFY", "false"),
     ];
 
-    // Real where cheap: the disk report, an amd64 build from cache, its push.
+    // Real where cheap: the disk report, an amd64 build of a small image
+    // (the task's extra arguments reach the xtask: `--file`, `--context`),
+    // its push.
     let report = cargo_make("check-disk-space", &["--json"], &env);
     assert!(report.status.success());
     let report: serde_json::Value =
@@ -431,7 +444,12 @@ fn every_cargo_make_task_runs() {
     assert!(report["storage"]["available_bytes"].as_u64().unwrap() > 0);
     assert_eq!(report["recommendations"].as_array().unwrap().len(), 4);
 
-    assert!(cargo_make("build-image-amd64", &[], &env).status.success());
+    let directory = small_image("make-image");
+    let source = file_and_context(&directory);
+    let source: Vec<&str> = source.iter().map(String::as_str).collect();
+    assert!(cargo_make("build-image-amd64", &source, &env)
+        .status
+        .success());
     assert!(cargo_make("push-image-amd64", &[], &env).status.success());
     assert_eq!(
         index_platforms(&registry.index("rc-web", "make-e2e")),
@@ -543,6 +561,7 @@ fn every_cargo_make_task_runs() {
         ["make-e2e"],
         "dry runs pushed nothing"
     );
+    let _ = std::fs::remove_dir_all(directory);
 }
 
 #[test]
