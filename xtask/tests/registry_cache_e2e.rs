@@ -117,20 +117,29 @@ fn a_fresh_storage_takes_the_base_images_and_the_dependency_compile_from_the_reg
 fn a_cache_that_does_not_answer_or_refuses_the_layers_slows_the_build_and_fails_nothing() {
     let _serial = serial();
     let service = ServiceRepository::new("cache-refused", "v0.5.0");
+    // The smallest image with a layer to cache: one RUN step, on Debian of
+    // this platform (what the cache is about is the build's layers, not a
+    // compile).
+    let image = support::small_image_with_a_run_step("cache-refused-image", "cat /out/hello.txt");
+    let image_args = support::file_and_context(&image);
     // Names the local lists (and removes them when the test ends).
     let names = Registry::start("cache-names");
     let build = |cache: &str| {
         xtask_in(
             &service.path,
             &[
-                "build-image",
-                "--registry",
-                &names.host(),
-                "--cache-repo",
-                cache,
-                "--cache-tls-verify",
-                "false",
-            ],
+                &[
+                    "build-image",
+                    "--registry",
+                    &names.host(),
+                    "--cache-repo",
+                    cache,
+                    "--cache-tls-verify",
+                    "false",
+                ][..],
+                &image_args.iter().map(String::as_str).collect::<Vec<_>>(),
+            ]
+            .concat(),
             &[],
         )
     };
@@ -159,9 +168,11 @@ fn a_cache_that_does_not_answer_or_refuses_the_layers_slows_the_build_and_fails_
 
     // A registry that wants a login this run does not have: the pull of
     // the cache misses, its push is refused, and the build runs again
-    // without it. A new commit, so there are new layers to push.
+    // without it. A new commit and a changed file, so there are new layers
+    // to push.
     let locked = Registry::start_with_auth("cache-locked", Some(("acme", "s3cret-cache")));
     service.release_again("v0.5.1");
+    std::fs::write(image.join("hello.txt"), "v0.5.1\n").unwrap();
     let output = build(&format!("{}/acme/hello-service-cache", locked.host()));
     let log = stderr_of(&output);
     assert!(
@@ -178,4 +189,5 @@ fn a_cache_that_does_not_answer_or_refuses_the_layers_slows_the_build_and_fails_
         locked.stored_tags("acme/hello-service-cache").is_empty(),
         "the registry took layers without the login"
     );
+    let _ = std::fs::remove_dir_all(&image);
 }

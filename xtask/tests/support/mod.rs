@@ -1039,3 +1039,28 @@ impl Drop for SshServer {
         let _ = std::fs::remove_dir_all(&self.directory);
     }
 }
+
+/// [`small_image`] with one RUN step, for the tests that need a step that
+/// runs (layers for a cache, a build that takes a while): a build stage,
+/// Debian on the build platform (no emulation), copies the context to
+/// `/out` and runs `command` (a shell command); the runtime base of
+/// each target platform then takes `/out`. Change a file of the context
+/// (`hello.txt`) and the step runs again. Its directory is a
+/// [`scratch_dir`] named `name`; pass it with [`file_and_context`].
+pub fn small_image_with_a_run_step(name: &str, command: &str) -> PathBuf {
+    let directory = small_image(name);
+    std::fs::write(
+        directory.join("Containerfile"),
+        format!(
+            "ARG BUILDPLATFORM\n\
+             ARG TARGETPLATFORM\n\
+             FROM --platform=$BUILDPLATFORM localhost/rc-base/debian:bookworm AS build\n\
+             COPY . /out/\n\
+             RUN {command}\n\
+             FROM --platform=$TARGETPLATFORM localhost/rc-base/runtime:bookworm\n\
+             COPY --from=build /out /out\n"
+        ),
+    )
+    .unwrap();
+    directory
+}
