@@ -5,12 +5,17 @@
 //! unsigned release, the wrong key, a tag moved to an unsigned list and an
 //! attestation of another image are each refused; and the key's password
 //! shows in no process's argv, in no child's environment and in no output.
+//!
+//! The releases build `support::small_image` (`--file`, `--context`): what
+//! is signed and attested is the package (`fixtures/hello-service`: its
+//! Cargo metadata makes the SBOM, its commit the provenance) and the pushed
+//! digests, whatever the image holds.
 
 mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::{run, scratch_dir, serial, xtask_in, Registry, ServiceRepository};
+use support::{file_and_context, run, scratch_dir, serial, xtask_in, Registry, ServiceRepository};
 
 const IMAGE: &str = "acme/hello-service";
 
@@ -144,6 +149,9 @@ fn a_signed_release_verifies_everywhere_and_tampering_is_refused() {
     let registry = Registry::start("signing");
     let host = registry.host();
     let service = ServiceRepository::new("signed", "v3.0.0");
+    let image = support::small_image("signed-image");
+    let image_args = file_and_context(&image);
+    let image_args: Vec<&str> = image_args.iter().map(String::as_str).collect();
     let keys = scratch_dir("signing-keys");
     let password = format!("pw-{}-e2e", std::process::id());
     let (private_key, public_key) = key_pair(&keys.join("release"), &password);
@@ -151,14 +159,18 @@ fn a_signed_release_verifies_everywhere_and_tampering_is_refused() {
 
     let signing_key = private_key.to_str().unwrap();
     let release = [
-        "build-and-push",
-        "--registry",
-        &host,
-        "--tls-verify",
-        "false",
-        "--signing-key",
-        signing_key,
-    ];
+        &[
+            "build-and-push",
+            "--registry",
+            &host,
+            "--tls-verify",
+            "false",
+            "--signing-key",
+            signing_key,
+        ][..],
+        &image_args,
+    ]
+    .concat();
     let with_password = [("COSIGN_PASSWORD", password.as_str())];
 
     // Its dry run prints the signing too (by what it cannot know yet).
@@ -278,7 +290,8 @@ fn a_signed_release_verifies_everywhere_and_tampering_is_refused() {
             assert!(!stderr.contains(SIGSTORE_DISABLED), "{stderr}");
         }
     };
-    // The SBOM names the crates compiled in, the provenance the commit.
+    // The SBOM names the package (its Cargo metadata), the provenance the
+    // commit and the declared bases by digest.
     let commit = run(
         "git",
         &["-C", service.path.to_str().unwrap(), "rev-parse", "HEAD"],
@@ -381,17 +394,21 @@ fn a_signed_release_verifies_everywhere_and_tampering_is_refused() {
     let unsigned = xtask_in(
         &service.path,
         &[
-            "build-and-push",
-            "--image",
-            "acme/unsigned",
-            "--platform",
-            "linux/amd64",
-            "--registry",
-            &host,
-            "--tls-verify",
-            "false",
-            "--no-sign",
-        ],
+            &[
+                "build-and-push",
+                "--image",
+                "acme/unsigned",
+                "--platform",
+                "linux/amd64",
+                "--registry",
+                &host,
+                "--tls-verify",
+                "false",
+                "--no-sign",
+            ][..],
+            &image_args,
+        ]
+        .concat(),
         &[],
     );
     assert_eq!(unsigned.status.code(), Some(0), "{}", stderr_of(&unsigned));
@@ -427,6 +444,7 @@ fn a_signed_release_verifies_everywhere_and_tampering_is_refused() {
         "{checks}"
     );
     let _ = std::fs::remove_dir_all(&keys);
+    let _ = std::fs::remove_dir_all(&image);
 }
 
 #[test]
