@@ -377,6 +377,10 @@ pub struct Test {
     /// the build and push tests as an unprivileged user
     #[arg(long, value_enum, value_delimiter = ',')]
     pub lane: Vec<crate::lane::Lane>,
+    /// Run the lanes one after the other (by default the host lane runs
+    /// beside the podman 5 and rootless lanes)
+    #[arg(long)]
+    pub one_lane_at_a_time: bool,
     /// Run only the tests whose `target::name` contains one of these words
     /// (after `--`, e.g. `-- pipeline_e2e:: tidy`), in each lane chosen
     #[arg(last = true)]

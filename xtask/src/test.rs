@@ -39,21 +39,76 @@ impl crate::flags::Test {
             })?;
             images_and_compile_side_by_side(runner, lanes, timings)?
         };
+        let (host, others): (Vec<Lane>, Vec<Lane>) =
+            lanes.iter().partition(|&&lane| lane == Lane::Host);
+        let failed = if self.one_lane_at_a_time || host.is_empty() || others.is_empty() {
+            self.run_group(runner, lanes, &binaries, timings, false)
+        } else {
+            // The host lane beside the other two (one after the other):
+            // their storages are their own, and while one lane compiles,
+            // another mostly waits on podman and the registry.
+            let started = Instant::now();
+            let (mut host_failed, others_outcome) = std::thread::scope(|scope| {
+                let others = scope.spawn(|| {
+                    let mut timings = Timings::default();
+                    let failed = self.run_group(runner, &others, &binaries, &mut timings, true);
+                    (failed, timings)
+                });
+                let host_failed = self.run_group(runner, &host, &binaries, timings, true);
+                let others = others.join().unwrap_or_else(|_| {
+                    (
+                        vec!["podman 5 or rootless (panicked)".to_owned()],
+                        Timings::default(),
+                    )
+                });
+                (host_failed, others)
+            });
+            timings.absorb(others_outcome.1);
+            timings.phase(
+                "lanes",
+                started.elapsed(),
+                "host beside podman 5, then rootless",
+            );
+            host_failed.extend(others_outcome.0);
+            host_failed
+        };
+        crate::interrupt::check()?;
+        if !failed.is_empty() {
+            bail!("the test suite failed in the lanes: {}", failed.join(", "));
+        }
+        Ok(())
+    }
+
+    /// Runs `lanes` one after the other, each timed (as a part of a larger
+    /// phase when `detail`); returns the names of those that failed.
+    fn run_group(
+        &self,
+        runner: &Runner,
+        lanes: &[Lane],
+        binaries: &[suite::TestBinary],
+        timings: &mut Timings,
+        detail: bool,
+    ) -> Vec<String> {
         let mut failed = Vec::new();
         for &lane in lanes {
+            if crate::interrupt::received().is_some() {
+                break;
+            }
             let started = Instant::now();
             let result = match lane {
-                Lane::Host => lane::host(runner, &binaries, &self.filters, timings),
-                Lane::Podman5 => lane::podman5(runner, &binaries, &self.filters, timings),
-                Lane::Rootless => lane::rootless(runner, &binaries, &self.filters, timings),
+                Lane::Host => lane::host(runner, binaries, &self.filters, timings),
+                Lane::Podman5 => lane::podman5(runner, binaries, &self.filters, timings),
+                Lane::Rootless => lane::rootless(runner, binaries, &self.filters, timings),
             };
             let name = lane.label();
-            let (passed, failed_tests) = timings.counts(Some(lane.label()));
-            timings.phase(
-                &format!("lane {name}"),
-                started.elapsed(),
-                format!("{passed} passed, {failed_tests} failed"),
-            );
+            let (passed, failed_tests) = timings.counts(Some(name));
+            let note = format!("{passed} passed, {failed_tests} failed");
+            let phase = format!("lane {name}");
+            if detail {
+                timings.detail(&phase, started.elapsed(), note);
+            } else {
+                timings.phase(&phase, started.elapsed(), note);
+            }
             eprintln!(
                 "test: lane {name} {} in {:.0} s",
                 if result.is_ok() { "passed" } else { "FAILED" },
@@ -63,12 +118,8 @@ impl crate::flags::Test {
                 eprintln!("test: {error:#}");
                 failed.push(name.to_owned());
             }
-            crate::interrupt::check()?;
         }
-        if !failed.is_empty() {
-            bail!("the test suite failed in the lanes: {}", failed.join(", "));
-        }
-        Ok(())
+        failed
     }
 }
 

@@ -30,9 +30,11 @@ fn external_containers() -> Vec<String> {
 /// leaving buildah's working container behind, as a crash or kill -9 would.
 fn leave_a_build_container_behind() -> String {
     let directory = scratch_dir("interrupted-build");
+    // A sleep no other test's (or lane's) build runs: `sleep 120.PID`.
+    let sleep = format!("sleep 120.{}", std::process::id());
     std::fs::write(
         directory.join("Containerfile"),
-        "FROM localhost/rc-base/debian:bookworm\nRUN sleep 120\n",
+        format!("FROM localhost/rc-base/debian:bookworm\nRUN {sleep}\n"),
     )
     .unwrap();
     let before = external_containers();
@@ -59,7 +61,10 @@ fn leave_a_build_container_behind() -> String {
     };
     build.kill().unwrap();
     build.wait().unwrap();
-    let _ = Command::new("pkill").args(["-f", "sleep 120"]).status();
+    // This one only: another lane may be sleeping in its own build.
+    let _ = Command::new("pkill")
+        .args(["-f", &format!("^{sleep}$")])
+        .status();
     let _ = std::fs::remove_dir_all(directory);
     leftover
 }
