@@ -5,10 +5,15 @@
 //! name, version and licence; a dry run prints exactly what the real run
 //! then runs (build, push, merge); and a registry that fails is named while
 //! the other keeps the release.
+//!
+//! Only the first test compiles hello-service: it is the subject (a crate
+//! released by its metadata alone). The others are about the pipeline's
+//! commands and refusals and build `support::small_image` (`--file`,
+//! `--context`), still as hello-service's release (its metadata, its tags).
 
 mod support;
 
-use support::{run, scratch_dir, serial, xtask_in, Registry, ServiceRepository};
+use support::{file_and_context, run, scratch_dir, serial, xtask_in, Registry, ServiceRepository};
 
 const IMAGE: &str = "acme/hello-service";
 
@@ -249,6 +254,11 @@ fn a_dry_run_prints_exactly_what_the_real_run_then_runs() {
     let host = registry.host();
     let service = ServiceRepository::new("dry-equal", "v0.4.0");
     let common = ["--registry", host.as_str(), "--tls-verify", "false"];
+    // The same image for every build, the dry run's and the real one's
+    // (push-image and merge build nothing, and take no --file).
+    let image = support::small_image("dry-equal-image");
+    let image_args = file_and_context(&image);
+    let image_args: Vec<&str> = image_args.iter().map(String::as_str).collect();
     let twice = |args: &[&str]| {
         let mut dry: Vec<&str> = args.to_vec();
         dry.extend(common);
@@ -267,7 +277,13 @@ fn a_dry_run_prints_exactly_what_the_real_run_then_runs() {
     // Build and push (one platform: podman 4.3 may order a two-platform
     // list's entries either way, and the real run then moves one, which a
     // dry run cannot foresee).
-    let built = twice(&["build-and-push", "--platform", "linux/amd64"]);
+    let built = twice(
+        &[
+            &["build-and-push", "--platform", "linux/amd64"][..],
+            &image_args,
+        ]
+        .concat(),
+    );
     assert!(
         built
             .iter()
@@ -298,6 +314,7 @@ fn a_dry_run_prints_exactly_what_the_real_run_then_runs() {
             file.to_str().unwrap(),
         ];
         args.extend(common);
+        args.extend(&image_args);
         let output = xtask_in(&service.path, &args, &[]);
         assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
     }
@@ -312,6 +329,7 @@ fn a_dry_run_prints_exactly_what_the_real_run_then_runs() {
     );
     remove_local(&host);
     let _ = std::fs::remove_dir_all(digests);
+    let _ = std::fs::remove_dir_all(&image);
 }
 
 #[test]
@@ -320,21 +338,30 @@ fn a_registry_that_fails_is_named_and_the_other_keeps_the_release() {
     let open = Registry::start("declared-open");
     let locked = Registry::start_with_auth("declared-locked", Some(("acme", "not-given")));
     let service = ServiceRepository::new("one-fails", "v0.5.0");
+    let image = support::small_image("one-fails-image");
     let registries = format!("{},{}", open.host(), locked.host());
     let output = xtask_in(
         &service.path,
         &[
-            "build-and-push",
-            "--platform",
-            "linux/amd64",
-            "--registry",
-            &registries,
-            "--tls-verify",
-            "false",
-            "--json",
-        ],
+            &[
+                "build-and-push",
+                "--platform",
+                "linux/amd64",
+                "--registry",
+                &registries,
+                "--tls-verify",
+                "false",
+                "--json",
+            ][..],
+            &file_and_context(&image)
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        ]
+        .concat(),
         &[],
     );
+    let _ = std::fs::remove_dir_all(&image);
     remove_local(&open.host());
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
