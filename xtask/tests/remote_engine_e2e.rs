@@ -3,12 +3,19 @@
 //! another machine: a `podman system service` in a mount namespace of its
 //! own (`support::RemoteEngine`), whose storage, `/tmp` and `/var/tmp` the
 //! xtask cannot see. Root only (the namespace's mounts); the `host` lane.
+//!
+//! What is tested is the pipeline through the engine, not a compile: the
+//! releases build `support::small_image` (one file on the runtime base of
+//! each platform; the builders' with one RUN step) while the package, its
+//! labels and tags stay `fixtures/hello-service`'s. One test gives its engine
+//! every base image with `base-images --export`/`--import` through the
+//! socket; the builders get only the bases their image is built on.
 
 mod support;
 
 use support::{
-    podman_succeeds, repository_root, scratch_dir, serial, xtask_in, Registry, RemoteEngine,
-    ServiceRepository, SshServer,
+    file_and_context, podman_succeeds, repository_root, scratch_dir, serial, xtask_in, Registry,
+    RemoteEngine, ServiceRepository, SshServer,
 };
 
 const IMAGE: &str = "acme/hello-service";
@@ -62,22 +69,31 @@ fn a_release_is_built_pushed_and_cleaned_through_a_remote_engine() {
     let registry = Registry::start("remote");
     let host = registry.host();
     let service = ServiceRepository::new("remote", "v1.0.0");
+    let image = support::small_image("remote-image");
+    let image_args = file_and_context(&image);
+    let image_args: Vec<&str> = image_args.iter().map(String::as_str).collect();
     let remote = [("CONTAINER_HOST", engine.url.as_str())];
 
-    // The base images reach the engine through its socket.
-    give_base_images(&[&engine]);
+    // The base images reach the engine through its socket (the one test
+    // that moves them all with `base-images --import`; the build then finds
+    // hello-service's declared bases up to date on the engine).
+    give_base_images(&engine);
 
     // Both platforms, built on the engine and pushed from it.
     let output = xtask_in(
         &service.path,
         &[
-            "build-and-push",
-            "--registry",
-            &host,
-            "--tls-verify",
-            "false",
-            "--json",
-        ],
+            &[
+                "build-and-push",
+                "--registry",
+                &host,
+                "--tls-verify",
+                "false",
+                "--json",
+            ][..],
+            &image_args,
+        ]
+        .concat(),
         &remote,
     );
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
@@ -96,19 +112,30 @@ fn a_release_is_built_pushed_and_cleaned_through_a_remote_engine() {
         "this machine's storage does not"
     );
 
-    // The arm64 image, pulled by the engine by its digest, runs there as aarch64.
+    // The arm64 image, pulled by the engine by its digest, runs there as
+    // aarch64: its dynamic loader (the runtime base's; the image has no
+    // shell) names the platform the kernel (qemu) reports.
     let digest = report["platforms"]["linux/arm64"].as_str().unwrap();
+    let pulled = format!("{host}/{IMAGE}@{digest}");
     let ran = engine.podman(&[
         "run",
         "--rm",
         "--tls-verify=false",
-        &format!("{host}/{IMAGE}@{digest}"),
+        &pulled,
+        "/lib/ld-linux-aarch64.so.1",
+        "--help",
     ]);
-    assert_eq!(
-        String::from_utf8_lossy(&ran.stdout).trim(),
-        "hello-service 0.3.0 on aarch64",
-        "{}",
+    let said = String::from_utf8_lossy(&ran.stdout);
+    assert!(
+        ran.status.success() && said.contains("aarch64 (AT_PLATFORM; supported, searched)"),
+        "{said}{}",
         String::from_utf8_lossy(&ran.stderr)
+    );
+    let architecture =
+        engine.podman(&["image", "inspect", "--format", "{{.Architecture}}", &pulled]);
+    assert_eq!(
+        String::from_utf8_lossy(&architecture.stdout).trim(),
+        "arm64"
     );
 
     // push-by-digest through the engine: pushed under the platform's tag
@@ -118,16 +145,20 @@ fn a_release_is_built_pushed_and_cleaned_through_a_remote_engine() {
     let pushed = xtask_in(
         &service.path,
         &[
-            "push-by-digest",
-            "--platform",
-            "linux/arm64",
-            "--digest-file",
-            digest_file.to_str().unwrap(),
-            "--registry",
-            &host,
-            "--tls-verify",
-            "false",
-        ],
+            &[
+                "push-by-digest",
+                "--platform",
+                "linux/arm64",
+                "--digest-file",
+                digest_file.to_str().unwrap(),
+                "--registry",
+                &host,
+                "--tls-verify",
+                "false",
+            ][..],
+            &image_args,
+        ]
+        .concat(),
         &remote,
     );
     assert_eq!(pushed.status.code(), Some(0), "{}", stderr_of(&pushed));
@@ -147,10 +178,14 @@ fn a_release_is_built_pushed_and_cleaned_through_a_remote_engine() {
     assert_eq!(cleaned.status.code(), Some(0), "{}", stderr_of(&cleaned));
     assert!(stderr_of(&cleaned).contains("clean: removed"));
     assert!(engine.podman_succeeds(&["manifest", "exists", &list]));
+    let _ = std::fs::remove_dir_all(&image);
 }
 
-/// Base images into `engine`, from an archive of this machine's.
-fn give_base_images(engines: &[&RemoteEngine]) {
+/// Every base image into `engine`, from an archive of this machine's
+/// (`base-images --export`, then `--import` through the engine's socket:
+/// README's "also through a remote podman"). 1.5 GB: the other tests give
+/// their engines only what their image is built on ([`give_small_bases`]).
+fn give_base_images(engine: &RemoteEngine) {
     let directory = scratch_dir("remote-base-images");
     let archive = directory.join("base.tar");
     let archive = archive.to_str().unwrap();
@@ -160,14 +195,66 @@ fn give_base_images(engines: &[&RemoteEngine]) {
         &[],
     );
     assert_eq!(exported.status.code(), Some(0), "{}", stderr_of(&exported));
+    let remote = [("CONTAINER_HOST", engine.url.as_str())];
+    let imported = xtask_in(
+        &repository_root(),
+        &["base-images", "--import", archive],
+        &remote,
+    );
+    assert_eq!(imported.status.code(), Some(0), "{}", stderr_of(&imported));
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+/// The bases a small image is built on (the runtime base of each platform,
+/// Debian of this one: 160 MB, not the 1.5 GB of every base) into each
+/// engine: this machine's images as one `podman save` archive, `podman
+/// load`ed through the engine's socket, and their lists made there under
+/// the names the Containerfile's `FROM` lines use.
+fn give_small_bases(engines: &[&RemoteEngine]) {
+    let directory = scratch_dir("remote-small-bases");
+    let archive = directory.join("bases.tar");
+    let archive = archive.to_str().unwrap();
+    let lists: Vec<(&str, Vec<String>)> = [
+        "localhost/rc-base/runtime:bookworm",
+        "localhost/rc-base/debian:bookworm",
+    ]
+    .into_iter()
+    .map(|list| {
+        let images = support::local_platforms(list)
+            .iter()
+            .map(|platform| format!("{list}-{}", platform.trim_start_matches("linux/")))
+            .collect();
+        (list, images)
+    })
+    .collect();
+    let mut save = vec!["save", "--multi-image-archive", "--output", archive];
+    save.extend(
+        lists
+            .iter()
+            .flat_map(|(_, images)| images.iter().map(String::as_str)),
+    );
+    support::podman(&save);
     for engine in engines {
-        let remote = [("CONTAINER_HOST", engine.url.as_str())];
-        let imported = xtask_in(
-            &repository_root(),
-            &["base-images", "--import", archive],
-            &remote,
-        );
-        assert_eq!(imported.status.code(), Some(0), "{}", stderr_of(&imported));
+        let remote = |args: &[&str]| {
+            let output = engine.podman(args);
+            assert!(
+                output.status.success(),
+                "podman {args:?} on the engine: {}",
+                stderr_of(&output)
+            );
+        };
+        remote(&["load", "--input", archive]);
+        for (list, images) in &lists {
+            remote(&["manifest", "create", list]);
+            for image in images {
+                remote(&[
+                    "manifest",
+                    "add",
+                    list,
+                    &format!("containers-storage:{image}"),
+                ]);
+            }
+        }
     }
     let _ = std::fs::remove_dir_all(&directory);
 }
@@ -178,7 +265,10 @@ fn two_builders_one_over_ssh_release_one_list_and_a_builder_lost_mid_release_is_
     let _serial = serial();
     let amd64 = RemoteEngine::start("builder-amd64", None);
     let mut arm64 = RemoteEngine::start("builder-arm64", None);
-    give_base_images(&[&amd64, &arm64]);
+    give_small_bases(&[&amd64, &arm64]);
+    let image = image_with_a_long_arm64_step("builders-image");
+    std::fs::write(image.join("seconds"), "0").unwrap();
+    let image_args = file_and_context(&image);
     // The arm64 builder is reached over ssh, as a machine of its own would be.
     let ssh = SshServer::start("builders");
     let arm64_url = ssh.url(&arm64.socket());
@@ -195,18 +285,28 @@ fn two_builders_one_over_ssh_release_one_list_and_a_builder_lost_mid_release_is_
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_str()))
         .collect();
+    // The declared bases (BUILDER_IMAGE: the 1.5 GB Rust builder) replaced
+    // by the ones this image is built on, which the builders have.
     let arguments = [
-        "build-and-push",
-        "--builder",
-        &builders[0],
-        "--builder",
-        &builders[1],
-        "--registry",
-        &host,
-        "--tls-verify",
-        "false",
-        "--json",
-    ];
+        &[
+            "build-and-push",
+            "--builder",
+            &builders[0],
+            "--builder",
+            &builders[1],
+            "--registry",
+            &host,
+            "--tls-verify",
+            "false",
+            "--json",
+            "--build-arg",
+            "BUILDER_IMAGE=localhost/rc-base/debian:bookworm",
+            "--build-arg",
+            "RUNTIME_IMAGE=localhost/rc-base/runtime:bookworm",
+        ][..],
+        &image_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    ]
+    .concat();
 
     // Each platform on its builder, one list with every tag.
     let output = xtask_in(&service.path, &arguments, &env);
@@ -267,11 +367,12 @@ fn two_builders_one_over_ssh_release_one_list_and_a_builder_lost_mid_release_is_
     // The arm64 builder goes silent while it builds the next release: the
     // release goes on without it, and says so; `latest` is held back.
     service.release_again("v2.1.0");
+    std::fs::write(image.join("seconds"), "30").unwrap();
     let log = scratch_dir("builders-log").join("stderr");
     let mut child = xtask_child(&service.path, &arguments, &env, &log);
     let started = std::time::Instant::now();
     support::wait_until(
-        "the arm64 builder compiles",
+        "the arm64 builder runs its RUN step",
         std::time::Duration::from_secs(300),
         || {
             std::fs::read_to_string(&log).is_ok_and(|text| {
@@ -324,6 +425,29 @@ fn two_builders_one_over_ssh_release_one_list_and_a_builder_lost_mid_release_is_
         "{stderr}"
     );
     assert_eq!(registry.index(IMAGE, "latest"), released);
+    let _ = std::fs::remove_dir_all(&image);
+}
+
+/// [`support::small_image`] with one RUN step (in Debian, on the build
+/// platform) that, for linux/arm64 only, lasts as many seconds as the
+/// context's file `seconds` says: none in a release that goes through, a
+/// while in the one whose arm64 builder goes silent in it (the amd64
+/// builder does not wait as long).
+fn image_with_a_long_arm64_step(name: &str) -> std::path::PathBuf {
+    let image = support::small_image(name);
+    std::fs::write(
+        image.join("Containerfile"),
+        "ARG BUILDPLATFORM\n\
+         ARG TARGETPLATFORM\n\
+         FROM --platform=$BUILDPLATFORM localhost/rc-base/debian:bookworm AS build\n\
+         ARG TARGETARCH\n\
+         COPY . /out/\n\
+         RUN if [ \"$TARGETARCH\" = arm64 ]; then sleep \"$(cat /out/seconds)\"; fi\n\
+         FROM --platform=$TARGETPLATFORM localhost/rc-base/runtime:bookworm\n\
+         COPY --from=build /out /out\n",
+    )
+    .unwrap();
+    image
 }
 
 /// The xtask in the background, its stderr (and stdout) going to `log`.
