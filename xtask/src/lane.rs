@@ -110,7 +110,8 @@ pub const PODMAN5_TESTS: &[LaneTest] = &[
     ),
 ];
 
-/// What the rootless lane runs: the main job and the push paths.
+/// What the rootless lane runs: the main job (rc-web's one full build
+/// here), the fallback, and the push paths (small images).
 pub const ROOTLESS_TESTS: &[LaneTest] = &[
     (
         "build_image_e2e",
@@ -118,7 +119,15 @@ pub const ROOTLESS_TESTS: &[LaneTest] = &[
     ),
     (
         "pipeline_e2e",
+        "when_arm64_fails_the_fallback_keeps_amd64_and_leaves_latest_alone",
+    ),
+    (
+        "pipeline_e2e",
         "build_and_push_puts_every_tag_in_the_registry_with_both_platforms",
+    ),
+    (
+        "pipeline_e2e",
+        "a_single_platform_build_is_built_and_pushed",
     ),
     (
         "release_e2e",
