@@ -208,13 +208,76 @@ pub fn ensure(
         Some(_) => wanted.iter().collect(),
         None => Vec::new(),
     };
-    ensure_rootfs_image(runner, &runtime, build_platform, rebuild)?;
-    ensure_rootfs_image(runner, &debian, build_platform, rebuild)?;
-    ensure_builder(runner, &debian, rebuild)?;
+    build_side_by_side(runner, &runtime, &debian, build_platform, rebuild)?;
     if let Some(store) = store {
         store.keep(runner, &to_keep);
     }
     Ok(())
+}
+
+/// The runtime base (mmdebstrap of two architectures: the network and the
+/// disk) and the chain Debian base, then Rust builder (apt, then a compile:
+/// the CPU), at the same time: neither needs the other. Each one's output
+/// lines carry its [`Chain::prefix`]. Both run to their end; every failure
+/// is reported.
+fn build_side_by_side(
+    runner: &Runner,
+    runtime: &Recipe,
+    debian: &Recipe,
+    build_platform: Platform,
+    rebuild: bool,
+) -> Result<()> {
+    let (runtime_result, builder_result) = std::thread::scope(|scope| {
+        let runtime_job = scope.spawn(|| {
+            ensure_rootfs_image(
+                runner,
+                runtime,
+                build_platform,
+                rebuild,
+                Chain::Runtime.prefix(),
+            )
+        });
+        let builder_result = ensure_rootfs_image(
+            runner,
+            debian,
+            build_platform,
+            rebuild,
+            Chain::Builder.prefix(),
+        )
+        .and_then(|()| ensure_builder(runner, debian, rebuild, Chain::Builder.prefix()));
+        let runtime_result = runtime_job
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the runtime base's thread panicked")));
+        (runtime_result, builder_result)
+    });
+    both(runtime_result, builder_result)
+}
+
+/// One result for two jobs that ran side by side: each failure is told.
+fn both(first: Result<()>, second: Result<()>) -> Result<()> {
+    match (first, second) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(error), Ok(())) | (Ok(()), Err(error)) => Err(error),
+        (Err(first), Err(second)) => Err(second.context(format!("{first:#}; and"))),
+    }
+}
+
+/// The two chains [`build_side_by_side`] runs, each with its line prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chain {
+    /// The runtime base, for every target.
+    Runtime,
+    /// The Debian base, then the Rust builder on it.
+    Builder,
+}
+
+impl Chain {
+    fn prefix(self) -> &'static str {
+        match self {
+            Chain::Runtime => "[runtime] ",
+            Chain::Builder => "[builder] ",
+        }
+    }
 }
 
 /// One base image (not a list) and the definition it must carry.
@@ -442,7 +505,7 @@ fn all_up_to_date(
 /// environments, which are made the way the base images are); returns it.
 pub fn ensure_recipe(runner: &Runner, path: &Path, build_platform: Platform) -> Result<Recipe> {
     let recipe = Recipe::load(path)?;
-    ensure_rootfs_image(runner, &recipe, build_platform, false)?;
+    ensure_rootfs_image(runner, &recipe, build_platform, false, "")?;
     Ok(recipe)
 }
 
@@ -451,6 +514,7 @@ fn ensure_rootfs_image(
     recipe: &Recipe,
     build_platform: Platform,
     rebuild: bool,
+    prefix: &str,
 ) -> Result<()> {
     let architectures = recipe.architectures(build_platform);
     let mut built_any = false;
@@ -459,11 +523,11 @@ fn ensure_rootfs_image(
         if !rebuild
             && definition_of(runner, &image)?.as_deref() == Some(recipe.fingerprint.as_str())
         {
-            eprintln!("base-images: {image} is up to date");
+            eprintln!("{prefix}base-images: {image} is up to date");
             continue;
         }
         eprintln!(
-            "base-images: building {image} from the Debian archive: {}",
+            "{prefix}base-images: building {image} from the Debian archive: {}",
             recipe.description
         );
         if !runner.dry_run && which::which("mmdebstrap").is_err() {
@@ -482,8 +546,8 @@ fn ensure_rootfs_image(
                 .with_context(|| format!("cannot create {}", scratch.display()))?;
         }
         let result = runner
-            .run(&recipe.mmdebstrap(arch, &tarball))
-            .and_then(|()| runner.run(&recipe.import(arch, &tarball)))
+            .run_prefixed(&recipe.mmdebstrap(arch, &tarball), prefix)
+            .and_then(|()| runner.run_prefixed(&recipe.import(arch, &tarball), prefix))
             .with_context(|| format!("cannot build base image {image}"));
         remove_file_if_present(&tarball);
         result?;
@@ -494,21 +558,24 @@ fn ensure_rootfs_image(
         return Ok(());
     }
     if runner.succeeds(&podman::manifest_exists(&recipe.name))? {
-        runner.run(&podman::manifest_remove(&recipe.name))?;
+        runner.run_prefixed(&podman::manifest_remove(&recipe.name), prefix)?;
     } else if runner.succeeds(&podman::image_exists(&recipe.name))? {
         // A plain image under the list's name (loaded or tagged by hand)
         // makes `manifest create` fail ("that name is already in use"). It
         // loses the name, not its data.
         eprintln!(
-            "base-images: {0} names a plain image, not a list; taking the name from it (the \
-             image stays, under its ID and any other names)",
+            "{prefix}base-images: {0} names a plain image, not a list; taking the name from it \
+             (the image stays, under its ID and any other names)",
             recipe.name
         );
-        runner.run(&podman::untag(&recipe.name))?;
+        runner.run_prefixed(&podman::untag(&recipe.name), prefix)?;
     }
-    runner.run(&podman::manifest_create(&recipe.name))?;
+    runner.run_prefixed(&podman::manifest_create(&recipe.name), prefix)?;
     for &arch in &architectures {
-        runner.run(&podman::manifest_add(&recipe.name, &recipe.image_for(arch)))?;
+        runner.run_prefixed(
+            &podman::manifest_add(&recipe.name, &recipe.image_for(arch)),
+            prefix,
+        )?;
     }
     Ok(())
 }
@@ -536,18 +603,26 @@ fn builder_definition(debian: &Recipe) -> Result<String> {
     Ok(fingerprint(&[&definition, debian.fingerprint.as_bytes()]))
 }
 
-fn ensure_builder(runner: &Runner, debian: &Recipe, rebuild: bool) -> Result<()> {
+/// How many of the builder Containerfile's stages podman builds at the
+/// same time (`--jobs`): its `cargo-auditable` stage compiles while its last
+/// stage installs the cross toolchain, both on its `toolchain` stage.
+const BUILDER_PARALLEL_STAGES: usize = 2;
+
+fn ensure_builder(runner: &Runner, debian: &Recipe, rebuild: bool, prefix: &str) -> Result<()> {
     let root = project::root();
     let containerfile = root.join(project::BUILDER_CONTAINERFILE);
     let wanted = builder_definition(debian)?;
     if !rebuild
         && definition_of(runner, project::BUILDER_IMAGE)?.as_deref() == Some(wanted.as_str())
     {
-        eprintln!("base-images: {} is up to date", project::BUILDER_IMAGE);
+        eprintln!(
+            "{prefix}base-images: {} is up to date",
+            project::BUILDER_IMAGE
+        );
         return Ok(());
     }
     eprintln!(
-        "base-images: building {} (Debian's Rust toolchain and cross linkers)",
+        "{prefix}base-images: building {} (Debian's Rust toolchain and cross linkers)",
         project::BUILDER_IMAGE
     );
     let context: PathBuf = containerfile
@@ -569,14 +644,18 @@ fn ensure_builder(runner: &Runner, debian: &Recipe, rebuild: bool) -> Result<()>
         .into_iter()
         .collect();
     runner
-        .run(&podman::build_tagged(
-            &containerfile,
-            &context,
-            project::BUILDER_IMAGE,
-            &build_args,
-            &labels,
-            &secrets,
-        ))
+        .run_prefixed(
+            &podman::build_tagged(
+                &containerfile,
+                &context,
+                project::BUILDER_IMAGE,
+                &build_args,
+                &labels,
+                &secrets,
+                BUILDER_PARALLEL_STAGES,
+            ),
+            prefix,
+        )
         .with_context(|| format!("cannot build {}", project::BUILDER_IMAGE))
 }
 
@@ -724,6 +803,28 @@ mod tests {
         assert!(registry::parse_tags(r#"{"Repository":"r","Tags":null}"#)
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn side_by_side_jobs_report_every_failure() {
+        assert!(both(Ok(()), Ok(())).is_ok());
+        let failed = |text: &str| Err(anyhow::anyhow!(text.to_owned()));
+        assert_eq!(
+            format!("{:#}", both(failed("runtime"), Ok(())).unwrap_err()),
+            "runtime"
+        );
+        assert_eq!(
+            format!("{:#}", both(Ok(()), failed("builder")).unwrap_err()),
+            "builder"
+        );
+        assert_eq!(
+            format!(
+                "{:#}",
+                both(failed("runtime"), failed("builder")).unwrap_err()
+            ),
+            "runtime; and: builder"
+        );
+        assert_ne!(Chain::Runtime.prefix(), Chain::Builder.prefix());
     }
 
     #[test]

@@ -279,7 +279,7 @@ impl Runner {
             .try_wait()
             .context("cannot wait for command")?
             .context("command output ended before the command did")?;
-        report_timing(command, started);
+        report_timing(command, started, prefix);
         if !output.status.success() {
             if let Some(interrupted) = interrupt::received() {
                 return Err(
@@ -349,10 +349,10 @@ fn read_bounded(command: &Command, limit: Option<std::time::Duration>) -> Result
 }
 
 /// With `XTASK_TIMINGS` set, every command's wall time goes to stderr.
-fn report_timing(command: &Command, started: std::time::Instant) {
+fn report_timing(command: &Command, started: std::time::Instant, prefix: &str) {
     if std::env::var_os("XTASK_TIMINGS").is_some() {
         eprintln!(
-            "[timing] {:>7.3} s  {command}",
+            "{prefix}[timing] {:>7.3} s  {command}",
             started.elapsed().as_secs_f64()
         );
     }
@@ -393,7 +393,7 @@ fn wait_registered(
             std::thread::sleep(std::time::Duration::from_millis(50));
         },
     };
-    report_timing(command, started);
+    report_timing(command, started, "");
     Ok(output.clone())
 }
 

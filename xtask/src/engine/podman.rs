@@ -235,7 +235,8 @@ fn label_instruction(labels: &[(String, String)]) -> (Option<String>, Vec<&(Stri
 }
 
 /// A plain single-platform build tagged `tag` (used for the builder base).
-/// `secrets`: `(id, file)`, for `RUN --mount=type=secret,id=ID` steps.
+/// `secrets`: `(id, file)`, for `RUN --mount=type=secret,id=ID` steps;
+/// `parallel_stages`: how many stages may build at the same time (`--jobs`).
 pub fn build_tagged(
     containerfile: &Path,
     context: &Path,
@@ -243,6 +244,7 @@ pub fn build_tagged(
     build_args: &[BuildArg],
     labels: &[(String, String)],
     secrets: &[(&str, &Path)],
+    parallel_stages: usize,
 ) -> Command {
     let mut command = podman()
         .arg("build")
@@ -250,6 +252,9 @@ pub fn build_tagged(
         .arg(tag)
         .arg("--file")
         .arg(path_text(containerfile));
+    if parallel_stages > 1 {
+        command = command.arg("--jobs").arg(parallel_stages.to_string());
+    }
     for (id, file) in secrets {
         command = command
             .arg("--secret")
@@ -773,6 +778,28 @@ pub fn parse_version(text: &str) -> Result<semver::Version> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tagged_build_asks_for_parallel_stages_only_when_there_are_several() {
+        let bundle = Path::new("/etc/ssl/certs/ca-certificates.crt");
+        let args = |parallel_stages| {
+            build_tagged(
+                Path::new("containers/rust-builder/Containerfile"),
+                Path::new("containers/rust-builder"),
+                "localhost/rc-base/rust-builder:bookworm",
+                &[],
+                &[],
+                &[("ca-bundle", bundle)],
+                parallel_stages,
+            )
+            .args
+        };
+        let parallel = args(2);
+        let jobs = parallel.iter().position(|arg| arg == "--jobs").unwrap();
+        assert_eq!(parallel[jobs + 1], "2");
+        assert_eq!(parallel.last().unwrap(), "containers/rust-builder");
+        assert!(!args(1).contains(&"--jobs".to_owned()));
+    }
 
     fn build() -> Build {
         Build {
