@@ -124,13 +124,6 @@ fn recipes() -> Result<(Recipe, Recipe)> {
     ))
 }
 
-/// Whether a build that names `image` needs this xtask's base images: it
-/// is one of them (the runtime, the Debian base, the Rust builder).
-pub fn is_ours(image: &str) -> bool {
-    image == project::BUILDER_IMAGE
-        || recipes().is_ok_and(|(runtime, debian)| image == runtime.name || image == debian.name)
-}
-
 /// Every base image (not their lists), and one fingerprint of all their
 /// definitions: the name of an archive of them that stays valid while it is
 /// the same.
@@ -175,7 +168,7 @@ pub fn export(runner: &Runner, build_platform: Platform, archive: &Path) -> Resu
 /// archive of other definitions leaves them to be built).
 pub fn import(runner: &Runner, build_platform: Platform, archive: &Path) -> Result<()> {
     let (runtime, debian) = recipes()?;
-    if all_up_to_date(runner, &runtime, &debian, build_platform)? {
+    if all_up_to_date(runner, &runtime, &debian, build_platform, Needed::ALL)? {
         eprintln!("base-images: every base image is up to date; nothing to import");
         return Ok(());
     }
@@ -186,6 +179,48 @@ pub fn import(runner: &Runner, build_platform: Platform, archive: &Path) -> Resu
     ensure(runner, build_platform, false, None)
 }
 
+/// Which of the base images a build needs (the Rust builder is built on
+/// the Debian base, so it needs that too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needed {
+    pub runtime: bool,
+    pub debian: bool,
+    pub builder: bool,
+}
+
+impl Needed {
+    pub const ALL: Needed = Needed {
+        runtime: true,
+        debian: true,
+        builder: true,
+    };
+    pub const NONE: Needed = Needed {
+        runtime: false,
+        debian: false,
+        builder: false,
+    };
+
+    /// Those of the project's base images that `images` name (a build's
+    /// base-image arguments): a build that names only the runtime base
+    /// does not wait for the Rust builder, nor a fresh storage load it.
+    pub fn named<'a>(images: impl IntoIterator<Item = &'a str>) -> Result<Needed> {
+        let (runtime, debian) = recipes()?;
+        let mut needed = Needed::NONE;
+        for image in images {
+            needed.runtime |= image == runtime.name;
+            needed.debian |= image == debian.name;
+            needed.builder |= image == project::BUILDER_IMAGE;
+        }
+        needed.debian |= needed.builder;
+        Ok(needed)
+    }
+
+    /// The Debian base: named, or under the builder.
+    fn debian_chain(self) -> bool {
+        self.debian || self.builder
+    }
+}
+
 /// Makes sure every base image exists and matches its definition: taken
 /// from `store` when it has it, else built (and then kept in `store`).
 pub fn ensure(
@@ -194,9 +229,23 @@ pub fn ensure(
     rebuild: bool,
     store: Option<&Store>,
 ) -> Result<()> {
+    ensure_only(runner, build_platform, Needed::ALL, rebuild, store)
+}
+
+/// [`ensure`] for the base images `needed` names.
+pub fn ensure_only(
+    runner: &Runner,
+    build_platform: Platform,
+    needed: Needed,
+    rebuild: bool,
+    store: Option<&Store>,
+) -> Result<()> {
+    if needed == Needed::NONE {
+        return Ok(());
+    }
     let (runtime, debian) = recipes()?;
-    let wanted = wanted(&runtime, &debian, build_platform)?;
-    if !rebuild && all_up_to_date(runner, &runtime, &debian, build_platform)? {
+    let wanted = wanted(&runtime, &debian, build_platform, needed)?;
+    if !rebuild && all_up_to_date(runner, &runtime, &debian, build_platform, needed)? {
         eprintln!("base-images: every base image is up to date");
         if let Some(store) = store {
             store.keep(runner, &store.lacking(runner, &wanted));
@@ -208,7 +257,7 @@ pub fn ensure(
         Some(_) => wanted.iter().collect(),
         None => Vec::new(),
     };
-    build_side_by_side(runner, &runtime, &debian, build_platform, rebuild)?;
+    build_side_by_side(runner, &runtime, &debian, build_platform, needed, rebuild)?;
     if let Some(store) = store {
         store.keep(runner, &to_keep);
     }
@@ -225,10 +274,14 @@ fn build_side_by_side(
     runtime: &Recipe,
     debian: &Recipe,
     build_platform: Platform,
+    needed: Needed,
     rebuild: bool,
 ) -> Result<()> {
     let (runtime_result, builder_result) = std::thread::scope(|scope| {
         let runtime_job = scope.spawn(|| {
+            if !needed.runtime {
+                return Ok(());
+            }
             ensure_rootfs_image(
                 runner,
                 runtime,
@@ -237,14 +290,24 @@ fn build_side_by_side(
                 Chain::Runtime.prefix(),
             )
         });
-        let builder_result = ensure_rootfs_image(
-            runner,
-            debian,
-            build_platform,
-            rebuild,
-            Chain::Builder.prefix(),
-        )
-        .and_then(|()| ensure_builder(runner, debian, rebuild, Chain::Builder.prefix()));
+        let builder_result = if needed.debian_chain() {
+            ensure_rootfs_image(
+                runner,
+                debian,
+                build_platform,
+                rebuild,
+                Chain::Builder.prefix(),
+            )
+            .and_then(|()| {
+                if needed.builder {
+                    ensure_builder(runner, debian, rebuild, Chain::Builder.prefix())
+                } else {
+                    Ok(())
+                }
+            })
+        } else {
+            Ok(())
+        };
         let runtime_result = runtime_job
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the runtime base's thread panicked")));
@@ -288,11 +351,18 @@ pub struct Wanted {
     pub definition: String,
 }
 
-/// Every base image this machine needs, the builder last.
-fn wanted(runtime: &Recipe, debian: &Recipe, build_platform: Platform) -> Result<Vec<Wanted>> {
-    let mut wanted: Vec<Wanted> = [runtime, debian]
+/// The base images `needed` names, one per architecture, the builder last.
+fn wanted(
+    runtime: &Recipe,
+    debian: &Recipe,
+    build_platform: Platform,
+    needed: Needed,
+) -> Result<Vec<Wanted>> {
+    let recipes = [(runtime, needed.runtime), (debian, needed.debian_chain())];
+    let mut wanted: Vec<Wanted> = recipes
         .iter()
-        .flat_map(|recipe| {
+        .filter(|(_, needed)| *needed)
+        .flat_map(|(recipe, _)| {
             recipe
                 .architectures(build_platform)
                 .into_iter()
@@ -303,11 +373,13 @@ fn wanted(runtime: &Recipe, debian: &Recipe, build_platform: Platform) -> Result
                 })
         })
         .collect();
-    wanted.push(Wanted {
-        image: project::BUILDER_IMAGE.to_owned(),
-        arch: build_platform.arch,
-        definition: builder_definition(debian)?,
-    });
+    if needed.builder {
+        wanted.push(Wanted {
+            image: project::BUILDER_IMAGE.to_owned(),
+            arch: build_platform.arch,
+            definition: builder_definition(debian)?,
+        });
+    }
     Ok(wanted)
 }
 
@@ -466,9 +538,13 @@ fn all_up_to_date(
     runtime: &Recipe,
     debian: &Recipe,
     build_platform: Platform,
+    needed: Needed,
 ) -> Result<bool> {
-    let recipes = [runtime, debian];
-    let wanted = wanted(runtime, debian, build_platform)?;
+    let recipes: Vec<&Recipe> = [(runtime, needed.runtime), (debian, needed.debian_chain())]
+        .into_iter()
+        .filter_map(|(recipe, needed)| needed.then_some(recipe))
+        .collect();
+    let wanted = wanted(runtime, debian, build_platform, needed)?;
     let references: Vec<&str> = wanted.iter().map(|wanted| wanted.image.as_str()).collect();
     let (images_match, lists_match) = std::thread::scope(|scope| {
         let lists: Vec<_> = recipes
@@ -767,10 +843,54 @@ mod tests {
     }
 
     #[test]
-    fn the_builds_base_images_are_known_by_name() {
-        assert!(is_ours("localhost/rc-base/runtime:bookworm"));
-        assert!(is_ours(project::BUILDER_IMAGE));
-        assert!(!is_ours("docker.io/library/debian:bookworm-slim"));
+    fn a_build_needs_the_base_images_it_names_and_the_builder_its_debian_base() {
+        let named = |images: &[&str]| Needed::named(images.iter().copied()).unwrap();
+        let runtime_only = named(&["localhost/rc-base/runtime:bookworm"]);
+        assert_eq!(
+            runtime_only,
+            Needed {
+                runtime: true,
+                debian: false,
+                builder: false
+            }
+        );
+        assert!(!runtime_only.debian_chain());
+        let builder = named(&[
+            project::BUILDER_IMAGE,
+            "docker.io/library/debian:bookworm-slim",
+        ]);
+        assert!(builder.builder && builder.debian_chain() && !builder.runtime);
+        assert_eq!(
+            named(&["docker.io/library/debian:bookworm-slim"]),
+            Needed::NONE
+        );
+        assert_eq!(
+            named(&["localhost/rc-base/runtime:bookworm", project::BUILDER_IMAGE]),
+            Needed::ALL
+        );
+        let platform = Platform::linux(Arch::Amd64);
+        let (runtime, debian) = recipes().unwrap();
+        let images = |needed| -> Vec<String> {
+            wanted(&runtime, &debian, platform, needed)
+                .unwrap()
+                .into_iter()
+                .map(|wanted| wanted.image)
+                .collect()
+        };
+        assert_eq!(
+            images(runtime_only),
+            [
+                "localhost/rc-base/runtime:bookworm-amd64",
+                "localhost/rc-base/runtime:bookworm-arm64"
+            ]
+        );
+        assert_eq!(
+            images(builder),
+            [
+                "localhost/rc-base/debian:bookworm-amd64",
+                project::BUILDER_IMAGE
+            ]
+        );
     }
 
     #[test]

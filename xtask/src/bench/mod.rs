@@ -106,6 +106,9 @@ struct Workload {
     /// the workload cached (a cold cache; base images stay).
     cache_key: PathBuf,
     name: &'static str,
+    /// Build arguments every build of it gets (the base images it uses,
+    /// where they are not the declared ones).
+    build_args: Vec<String>,
 }
 
 /// The benchmark's registry: the loopback registry the tests use too.
@@ -242,6 +245,9 @@ impl Bench<'_> {
             "--context".into(),
             self.workload.context.to_string_lossy().into_owned(),
         ]
+        .into_iter()
+        .chain(self.workload.build_args.iter().cloned())
+        .collect()
     }
 
     fn timed(&self, command: &Command) -> Result<Duration> {
@@ -419,6 +425,7 @@ pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
             edit_marker: "Hello, {name}!",
             cache_key: clone.join("Cargo.toml"),
             name: "rc-web",
+            build_args: Vec::new(),
         }
     };
     let registry = LocalRegistry::start(&scratch.path().join("registry"))?;
@@ -583,6 +590,7 @@ fn fresh_runner_figures(bench: &mut Bench) -> Result<Vec<Figure>> {
         bench.workload.context.to_string_lossy().into_owned(),
     );
     let (exe, clone) = (std::env::current_exe()?, bench.clone.clone());
+    let build_args = bench.workload.build_args.clone();
     let release = |tag: &str, cache: bool| -> Command {
         let mut args = vec![
             "build-and-push",
@@ -605,6 +613,7 @@ fn fresh_runner_figures(bench: &mut Bench) -> Result<Vec<Figure>> {
         }
         Command::new(exe.to_string_lossy())
             .args(args)
+            .args(build_args.iter().cloned())
             .current_dir(&clone)
     };
     // The release before: it fills the cache (its layers, the base images).
@@ -754,6 +763,12 @@ fn tiny_workload(directory: &Path) -> Result<Workload> {
         edit_marker: "tiny",
         cache_key: directory.join("source.txt"),
         name: "tiny",
+        // Its build stage is the Debian base, not the declared Rust builder:
+        // so the fresh runner's release neither keeps nor loads the builder.
+        build_args: vec![
+            "--build-arg".into(),
+            "BUILDER_IMAGE=localhost/rc-base/debian:bookworm".into(),
+        ],
     })
 }
 

@@ -102,17 +102,23 @@ pub fn prepare(
         .cloned()
         .collect();
     let cache = layer_cache(&release, build, logins, engine, runner);
-    if base_images
-        .iter()
-        .any(|base| base_images::is_ours(&base.value))
-    {
+    // Only those the build names (declared, or given with --build-arg): a
+    // build on the runtime base alone neither waits for the Rust builder
+    // nor (on a fresh storage) loads it.
+    let needed = base_images::Needed::named(
+        base_images
+            .iter()
+            .chain(&build_args)
+            .map(|base| base.value.as_str()),
+    )?;
+    if needed != base_images::Needed::NONE {
         let store = cache.as_ref().map(|cache| {
             let repository = release
                 .cache_repository()
                 .expect("a cache has a repository");
             base_images::Store::new(&repository, cache.tls_verify, cache.authfile.clone())
         });
-        base_images::ensure(runner, build_platform, false, store.as_ref())?;
+        base_images::ensure_only(runner, build_platform, needed, false, store.as_ref())?;
         lap("base images", &mut phases);
     }
     let request = Request {
