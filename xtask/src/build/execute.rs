@@ -67,9 +67,12 @@ pub fn execute_alongside<T: Send>(
 ) -> Result<(Outcome, Option<Result<T>>)> {
     // A second early: podman's creation times are whole seconds.
     let started = unix_time() - 1;
-    let mut stage_lists = Vec::new();
-    let built = build_and_verify(plan, runner, &mut stage_lists);
-    remove_stage_lists(runner, &stage_lists);
+    let mut ran = Ran::default();
+    let built = build_and_verify(plan, runner, &mut ran).map(|mut outcome| {
+        outcome.build_times = std::mem::take(&mut ran.build_times);
+        outcome
+    });
+    remove_stage_lists(runner, &ran.stage_lists);
     let result = built.and_then(|outcome| {
         let outcome = with_tags(plan, outcome);
         match (outcome.list_id.clone(), alongside) {
@@ -132,18 +135,22 @@ fn remove_new_build_containers(runner: &Runner, started: i64) {
     }
 }
 
-fn build_and_verify(
-    plan: &Plan,
-    runner: &Runner,
-    stage_lists: &mut Vec<String>,
-) -> Result<Outcome> {
+/// What a run's builds leave for after them: the stages' lists (removed
+/// once the run is over) and each build's wall time (for the summary).
+#[derive(Debug, Default)]
+struct Ran {
+    stage_lists: Vec<String>,
+    build_times: Vec<(String, Duration)>,
+}
+
+fn build_and_verify(plan: &Plan, runner: &Runner, ran: &mut Ran) -> Result<Outcome> {
     let mut outcome = Outcome::default();
     // The list as read after the build, while no later build changed it.
     let mut unchanged_list = None;
     match plan.mode {
         Mode::AllAtOnce => {
             let all = &plan.builds[0];
-            let built = run_stages_and_build(all, runner, stage_lists, &mut outcome.build_times);
+            let built = run_stages_and_build(all, runner, ran);
             let list_id = read_list_id(&plan.list_id_file);
             // A build podman finished as the signal came is not used either.
             interrupt::check()?;
@@ -159,13 +166,7 @@ fn build_and_verify(
                 );
                 outcome.fell_back = true;
                 remove_list_if_present(runner, &plan.temporary_list);
-                outcome.failed = build_each(
-                    plan,
-                    runner,
-                    &plan.platforms,
-                    stage_lists,
-                    &mut outcome.build_times,
-                )?;
+                outcome.failed = build_each(plan, runner, &plan.platforms, ran)?;
             } else if !runner.dry_run {
                 let list = local_list::read(runner, &plan.temporary_list)?;
                 let dropped: Vec<Platform> = plan
@@ -180,28 +181,14 @@ fn build_and_verify(
                          succeeded (a known podman 4.3 issue); building {platform} alone, from cache"
                     );
                 }
-                outcome.failed = build_each(
-                    plan,
-                    runner,
-                    &dropped,
-                    stage_lists,
-                    &mut outcome.build_times,
-                )?;
+                outcome.failed = build_each(plan, runner, &dropped, ran)?;
                 if dropped.is_empty() {
                     unchanged_list = Some(list);
                     outcome.list_id = list_id;
                 }
             }
         }
-        Mode::PerPlatform => {
-            outcome.failed = build_each(
-                plan,
-                runner,
-                &plan.platforms,
-                stage_lists,
-                &mut outcome.build_times,
-            )?
-        }
+        Mode::PerPlatform => outcome.failed = build_each(plan, runner, &plan.platforms, ran)?,
     }
     outcome.built = plan
         .platforms
@@ -356,8 +343,7 @@ fn build_each(
     plan: &Plan,
     runner: &Runner,
     platforms: &[Platform],
-    stage_lists: &mut Vec<String>,
-    build_times: &mut Vec<(String, Duration)>,
+    ran: &mut Ran,
 ) -> Result<Vec<Platform>> {
     let mut failed = Vec::new();
     for build in plan
@@ -367,7 +353,7 @@ fn build_each(
     {
         let platform = build.platform.expect("filtered on platform");
         interrupt::check()?;
-        let built = run_stages_and_build(build, runner, stage_lists, build_times);
+        let built = run_stages_and_build(build, runner, ran);
         interrupt::check()?;
         if let Err(error) = built {
             eprintln!(
@@ -381,34 +367,27 @@ fn build_each(
 }
 
 /// Runs a build's stages, then the build; stops at the first that fails.
-/// Adds each stage's list to `stage_lists` before it runs, for
-/// [`remove_stage_lists`], and each one's wall time to `build_times`.
-fn run_stages_and_build(
-    build: &PlatformBuild,
-    runner: &Runner,
-    stage_lists: &mut Vec<String>,
-    build_times: &mut Vec<(String, Duration)>,
-) -> Result<()> {
+/// Adds each stage's list to `ran` before it runs, for
+/// [`remove_stage_lists`], and each one's wall time.
+fn run_stages_and_build(build: &PlatformBuild, runner: &Runner, ran: &mut Ran) -> Result<()> {
     let prefix = prefix(build.platform);
     let platforms = build.platform.map_or_else(
         || "all platforms".to_owned(),
         |platform| platform.to_string(),
     );
-    let mut timed = |what: String, command: &Command| {
+    let timed = |what: String, command: &Command, ran: &mut Ran| {
         let started = Instant::now();
         let result = run_build(runner, command, &prefix);
-        build_times.push((what, started.elapsed()));
+        ran.build_times.push((what, started.elapsed()));
         result
     };
     for stage in &build.stages {
-        stage_lists.push(stage.list.clone());
-        timed(
-            format!("stage {} ({platforms})", stage.target),
-            &stage.command,
-        )?;
+        ran.stage_lists.push(stage.list.clone());
+        let what = format!("stage {} ({platforms})", stage.target);
+        timed(what, &stage.command, ran)?;
         interrupt::check()?;
     }
-    timed(format!("build ({platforms})"), &build.command)
+    timed(format!("build ({platforms})"), &build.command, ran)
 }
 
 /// One `podman build`. When the registry cache refused its layers (a push
