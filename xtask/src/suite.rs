@@ -326,7 +326,7 @@ impl Timings {
             ));
         }
         let (passed, failed) = self.counts(None);
-        text.push_str(&format!("\ntest runs: {passed} passed, {failed} failed\n"));
+        text.push_str(&format!("\ntests: {passed} passed, {failed} failed\n"));
         text
     }
 }
@@ -435,10 +435,7 @@ mod tests {
         let broken = table.find("| host | b::broken (FAILED) | 30 |").unwrap();
         assert!(slow < rootless && rootless < broken, "{table}");
         assert!(!table.contains("a::fast"), "only the 3 slowest: {table}");
-        assert!(
-            table.ends_with("test runs: 3 passed, 1 failed\n"),
-            "{table}"
-        );
+        assert!(table.ends_with("tests: 3 passed, 1 failed\n"), "{table}");
         assert_eq!(timings.counts(Some("rootless")), (1, 0));
     }
 }
