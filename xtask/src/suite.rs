@@ -11,12 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
-use crate::{
-    exec::{Command, Runner},
-    project,
-};
+use crate::exec::{Command, Runner};
 
 /// What a test executable holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,16 +34,17 @@ pub struct TestBinary {
     pub package_dir: PathBuf,
 }
 
-/// Compiles every test of the workspace (and the xtask binary the
-/// end-to-end tests run); returns the executables by target name.
-pub fn compile(runner: &Runner) -> Result<Vec<TestBinary>> {
+/// Compiles, with `cargo`, every test of the workspace whose manifest is
+/// `manifest` (and the xtask binary the end-to-end tests run); returns the
+/// executables by target name.
+pub fn compile(runner: &Runner, cargo: &str, manifest: &Path) -> Result<Vec<TestBinary>> {
     eprintln!("test: compiling the test binaries");
     let json = runner
         .read(
-            &Command::new(project::cargo())
+            &Command::new(cargo)
                 .args(["test", "--workspace", "--locked", "--no-run"])
                 .args(["--message-format", "json", "--manifest-path"])
-                .arg(project::root().join("Cargo.toml").to_string_lossy()),
+                .arg(manifest.to_string_lossy()),
         )
         .context("cannot compile the tests")?;
     Ok(binaries_from_messages(&json))
@@ -194,29 +192,33 @@ pub fn filtered(runs: Vec<TestRun>, filters: &[String]) -> Vec<TestRun> {
         .collect()
 }
 
-/// Runs each of `runs` with `wrap` (the lane's way to run a command), timing
-/// each into `timings`; returns the labels of those that failed.
+/// Runs each of `runs` with `wrap` (the lane's way to run a command),
+/// timing each into `timings`; every run goes, and those that failed are
+/// named together.
 pub fn run_each(
     runner: &Runner,
     lane: &str,
     runs: &[TestRun],
     wrap: &dyn Fn(&TestRun) -> Command,
     timings: &mut Timings,
-) -> Result<Vec<String>> {
+) -> Result<()> {
     let prefix = format!("[{lane}] ");
     let mut failed = Vec::new();
     for run in runs {
         crate::interrupt::check()?;
         let started = Instant::now();
         let result = runner.run_prefixed(&wrap(run), &prefix);
-        let passed = result.is_ok();
-        timings.test(lane, &run.label, started.elapsed(), passed);
+        timings.test(lane, &run.label, started.elapsed(), result.is_ok());
         if let Err(error) = result {
             eprintln!("{prefix}FAILED: {}: {error:#}", run.label);
             failed.push(run.label.clone());
         }
     }
-    Ok(failed)
+    if !failed.is_empty() {
+        bail!("the {lane} lane failed: {}", failed.join(", "));
+    }
+    eprintln!("test: the {lane} lane passed ({} test runs)", runs.len());
+    Ok(())
 }
 
 /// How long each phase and each test of a `cargo xtask test` run took.
@@ -247,21 +249,20 @@ struct TestTiming {
 impl Timings {
     /// A phase (setup, base images, compile, a lane) and a note on it.
     pub fn phase(&mut self, name: &str, elapsed: Duration, note: impl Into<String>) {
-        self.phases.push(Phase {
-            name: name.to_owned(),
-            elapsed,
-            note: note.into(),
-            detail: false,
-        });
+        self.push(name, elapsed, note.into(), false);
     }
 
     /// A part of the next phase (recorded while that phase runs).
     pub fn detail(&mut self, name: &str, elapsed: Duration, note: impl Into<String>) {
+        self.push(name, elapsed, note.into(), true);
+    }
+
+    fn push(&mut self, name: &str, elapsed: Duration, note: String, detail: bool) {
         self.phases.push(Phase {
             name: name.to_owned(),
             elapsed,
-            note: note.into(),
-            detail: true,
+            note,
+            detail,
         });
     }
 
@@ -333,11 +334,7 @@ impl Timings {
 
 /// `phase`'s wall time, recorded under `name` whatever `phase` returns.
 pub fn timed<T>(timings: &mut Timings, name: &str, phase: impl FnOnce() -> Result<T>) -> Result<T> {
-    let started = Instant::now();
-    let result = phase();
-    let note = if result.is_ok() { "" } else { "failed" };
-    timings.phase(name, started.elapsed(), note);
-    result
+    time_into(timings, name, false, phase)
 }
 
 /// [`timed`], as a part of the phase that runs it (a lane's preparation).
@@ -346,10 +343,19 @@ pub fn timed_detail<T>(
     name: &str,
     phase: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
+    time_into(timings, name, true, phase)
+}
+
+fn time_into<T>(
+    timings: &mut Timings,
+    name: &str,
+    detail: bool,
+    phase: impl FnOnce() -> Result<T>,
+) -> Result<T> {
     let started = Instant::now();
     let result = phase();
     let note = if result.is_ok() { "" } else { "failed" };
-    timings.detail(name, started.elapsed(), note);
+    timings.push(name, started.elapsed(), note.to_owned(), detail);
     result
 }
 

