@@ -4,13 +4,12 @@
 //! the build cache (dangling images), keeping every image a list refers to.
 //! Reports the space reclaimed.
 
-use std::path::Path;
-
 use anyhow::Result;
 use serde::Deserialize;
 
 use crate::{
     disk,
+    engine::local_list::{process_exists, stale_temporary_list},
     engine::podman::{self, ImageRow},
     exec::Runner,
 };
@@ -26,25 +25,6 @@ pub struct ContainerRow {
     state: String,
     #[serde(default)]
     names: Vec<String>,
-}
-
-/// `name:build-<pid>` is a temporary list of build-image; it is stale when
-/// that process no longer runs.
-pub fn stale_temporary_list(name: &str, process_exists: impl Fn(u32) -> bool) -> bool {
-    let Some((_, tag)) = name.rsplit_once(':') else {
-        return false;
-    };
-    let Some(pid) = tag
-        .strip_prefix("build-")
-        .and_then(|pid| pid.parse::<u32>().ok())
-    else {
-        return false;
-    };
-    !process_exists(pid)
-}
-
-pub fn process_exists(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Containers in podman's storage that podman did not create (buildah's
@@ -197,7 +177,7 @@ fn each_at_once<T: Sync, R: Send>(items: &[T], query: impl Fn(&T) -> R + Sync) -
 }
 
 pub fn clean(runner: &Runner) -> Result<()> {
-    let before = disk::report(runner)?;
+    let before = disk::free_space(runner)?;
     let survey = survey(runner)?;
     for container in &survey.containers {
         eprintln!(
@@ -242,17 +222,14 @@ pub fn clean(runner: &Runner) -> Result<()> {
         "clean: removed {removed} cached or dangling images; kept {} images that lists refer to",
         survey.protected.len()
     );
-    let after = disk::report(runner)?;
+    let after = disk::free_space(runner)?;
     // Measured on the filesystem: podman's own sizes count shared layers once per image.
-    let reclaimed = after
-        .storage
-        .available_bytes
-        .saturating_sub(before.storage.available_bytes);
+    let reclaimed = after.available_bytes.saturating_sub(before.available_bytes);
     eprintln!(
         "clean: reclaimed {} on {}; {} free now",
         disk::format_bytes(reclaimed),
-        after.storage.graph_root.display(),
-        disk::format_bytes(after.storage.available_bytes)
+        after.graph_root.display(),
+        disk::format_bytes(after.available_bytes)
     );
     Ok(())
 }
@@ -416,15 +393,5 @@ mod tests {
             (0..11).map(|item| item * 2).collect::<Vec<_>>()
         );
         assert!(each_at_once(&[] as &[u32], |item| *item).is_empty());
-    }
-
-    #[test]
-    fn temporary_lists_are_stale_only_when_their_run_is_gone() {
-        let alive = |pid: u32| pid == 42;
-        assert!(!stale_temporary_list("ghcr.io/x/rc-web:build-42", alive));
-        assert!(stale_temporary_list("ghcr.io/x/rc-web:build-43", alive));
-        assert!(!stale_temporary_list("ghcr.io/x/rc-web:v1.2.3", alive));
-        assert!(!stale_temporary_list("ghcr.io/x/rc-web:build-cache", alive));
-        assert!(!stale_temporary_list("127.0.0.1:5000/rc-web", alive));
     }
 }

@@ -254,7 +254,7 @@ fn remove_orphans(runner: &Runner) {
     };
     for name in names
         .lines()
-        .filter(|name| orphaned(name, crate::clean::process_exists))
+        .filter(|name| orphaned(name, crate::engine::local_list::process_exists))
     {
         eprintln!("test: removing the lane container {name} of an xtask that is gone");
         let _ = runner.run_quietly(

@@ -11,6 +11,25 @@ use anyhow::{bail, Context, Result};
 
 use crate::{engine::podman, exec::Runner, platform::Platform};
 
+/// `name:build-<pid>` is a temporary list of build-image; it is stale when
+/// that process no longer runs.
+pub fn stale_temporary_list(name: &str, process_exists: impl Fn(u32) -> bool) -> bool {
+    let Some((_, tag)) = name.rsplit_once(':') else {
+        return false;
+    };
+    let Some(pid) = tag
+        .strip_prefix("build-")
+        .and_then(|pid| pid.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    !process_exists(pid)
+}
+
+pub fn process_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 pub fn read(runner: &Runner, name: &str) -> Result<podman::ManifestList> {
     let json = runner.read(&podman::manifest_inspect(name))?;
     podman::ManifestList::parse(&json)
@@ -201,5 +220,15 @@ mod tests {
         assert_eq!(image_ids_for(&images, &wanted).unwrap(), ["bbb", "aaa"]);
         let error = image_ids_for(&images, &["sha256:44".to_owned()]).unwrap_err();
         assert!(error.to_string().contains("sha256:44"), "{error}");
+    }
+
+    #[test]
+    fn temporary_lists_are_stale_only_when_their_run_is_gone() {
+        let alive = |pid: u32| pid == 42;
+        assert!(!stale_temporary_list("ghcr.io/x/rc-web:build-42", alive));
+        assert!(stale_temporary_list("ghcr.io/x/rc-web:build-43", alive));
+        assert!(!stale_temporary_list("ghcr.io/x/rc-web:v1.2.3", alive));
+        assert!(!stale_temporary_list("ghcr.io/x/rc-web:build-cache", alive));
+        assert!(!stale_temporary_list("127.0.0.1:5000/rc-web", alive));
     }
 }

@@ -25,6 +25,7 @@
 pub mod fresh_storage;
 pub mod local_list;
 pub mod podman;
+pub mod storage;
 
 use anyhow::Result;
 
@@ -79,6 +80,13 @@ impl Engine {
                 .and_then(|mappings| mappings.uidmap.as_ref())
                 .map_or(0, |uidmap| uidmap.iter().map(|map| map.size).sum()),
         })
+    }
+
+    /// `podman system df` counts each layer once in its images' figure
+    /// (containers/common 0.51, podman 4.4: "DiskUsage: return total images
+    /// size"); up to 4.3 a layer counts once for every image that shares it.
+    pub fn system_df_counts_each_layer_once(&self) -> bool {
+        self.version >= semver::Version::new(4, 4, 0)
     }
 
     /// Multi-platform `build --manifest` that the pipeline relies on (4.3).

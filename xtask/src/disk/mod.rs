@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+pub mod usage;
+
 use crate::{
-    engine::podman,
-    engine::Engine,
+    engine::{local_list::process_exists, podman, storage, Engine},
     exec::Runner,
     platform::{Arch, Platform},
 };
@@ -127,13 +128,89 @@ pub struct MachineDisk {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub storage: StorageSpace,
+    /// Bytes on disk, each layer once.
+    pub usage: Usage,
+    /// `podman system df`'s own figures, beside ours: up to podman 4.3 it
+    /// counts a layer once for every image that shares it.
     pub podman_usage: PodmanUsage,
-    /// What `clean-build-cache` would free: the build cache and leftovers,
-    /// not the images lists refer to (which podman's own "reclaimable"
-    /// counts). `None` where it was not worked out.
-    pub clean_frees_bytes: Option<u64>,
     pub podman_machine: Option<MachineDisk>,
     pub recommendations: Vec<(Requirement, Verdict)>,
+}
+
+/// What the storage holds, in bytes on disk with each layer counted once.
+/// A figure an engine cannot give is `None`, and `note` says why.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Usage {
+    /// Where the figures come from.
+    pub measured_by: String,
+    /// Everything the storage's layers and images occupy.
+    pub on_disk_bytes: Option<u64>,
+    /// The layers images use, and their metadata.
+    pub images_bytes: Option<u64>,
+    /// Of the images' bytes: what manifest lists, tagged images and the
+    /// images containers use hold, with every layer under them (what
+    /// `clean-build-cache` keeps).
+    pub kept_bytes: Option<u64>,
+    /// Of the images' bytes: the build cache, which `clean-build-cache` frees.
+    pub clean_frees_bytes: Option<u64>,
+    /// Containers' own layers (buildah's working containers among them).
+    pub containers_bytes: Option<u64>,
+    /// Layers nothing uses (left by an interrupted pull or build).
+    pub other_layers_bytes: Option<u64>,
+    /// How many images the storage holds (manifest lists included).
+    pub images: Option<usize>,
+    pub note: Option<String>,
+}
+
+impl Usage {
+    const RECORDS: &'static str = "the storage's own records (containers/storage)";
+
+    pub fn from_records(accounting: usage::Accounting) -> Usage {
+        Usage {
+            measured_by: Usage::RECORDS.to_owned(),
+            on_disk_bytes: Some(accounting.on_disk_bytes),
+            images_bytes: Some(accounting.images_bytes),
+            kept_bytes: Some(accounting.kept_bytes),
+            clean_frees_bytes: Some(accounting.clean_frees_bytes),
+            containers_bytes: Some(accounting.containers_bytes),
+            other_layers_bytes: Some(accounting.other_layers_bytes),
+            images: Some(accounting.images),
+            note: (accounting.unmeasured_layers > 0).then(|| {
+                format!(
+                    "{} layers have no recorded size yet (being written?) and count as 0",
+                    accounting.unmeasured_layers
+                )
+            }),
+        }
+    }
+
+    /// From `podman system df` alone: where the storage's records are not on
+    /// this machine (a remote engine) or cannot be read. podman 4.4 and later
+    /// count each layer once there; 4.3 once per image, which is no measure.
+    pub fn from_podman(podman: &PodmanUsage, engine: &Engine, why: &str) -> Usage {
+        let clean = "what a clean frees is not counted here: `cargo xtask clean-build-cache \
+                     --dry-run` lists it";
+        if engine.system_df_counts_each_layer_once() {
+            return Usage {
+                measured_by: format!("podman system df (podman {}; {why})", engine.version),
+                on_disk_bytes: Some(podman.images_bytes + podman.containers_bytes),
+                images_bytes: Some(podman.images_bytes),
+                containers_bytes: Some(podman.containers_bytes),
+                note: Some(clean.to_owned()),
+                ..Usage::default()
+            };
+        }
+        Usage {
+            measured_by: format!("nothing ({why})"),
+            note: Some(format!(
+                "podman {} counts a layer once for every image that shares it, so its figures \
+                 are not bytes on disk, and the storage's records cannot be read here; podman \
+                 4.4 or later gives them; {clean}",
+                engine.version
+            )),
+            ..Usage::default()
+        }
+    }
 }
 
 /// The mount point that contains `path`: the longest mount-point prefix.
@@ -249,27 +326,56 @@ fn podman_machine(runner: &Runner, engine: &Engine) -> Option<MachineDisk> {
     })
 }
 
+/// The storage's records, where they are on this machine; `None` for a
+/// remote engine.
+fn records(runner: &Runner, engine: &Engine) -> Option<Result<storage::Records>> {
+    if !engine.shares_this_host() {
+        return None;
+    }
+    Some(podman::Info::read(runner).and_then(|info| {
+        storage::Store::new(&info.store.graph_root, &info.store.graph_driver_name).read()
+    }))
+}
+
+/// Free space where podman keeps its storage (what `clean-build-cache`
+/// measures before and after).
+pub fn free_space(runner: &Runner) -> Result<StorageSpace> {
+    storage_space(podman::Info::read(runner)?, Engine::read(runner)?)
+}
+
 pub fn report(runner: &Runner) -> Result<Report> {
-    // `podman info` and `podman system df` take a quarter second each: ask
-    // both at once.
-    let (info, usage) = std::thread::scope(|scope| {
-        let usage = scope.spawn(|| runner.read(&podman::system_df()));
-        let info = podman::Info::read(runner);
-        (info, usage.join())
+    // `podman system df` takes a quarter second on a busy storage, reading
+    // the records as long as they take to parse: both at once.
+    let (podman_usage, engine, records) = std::thread::scope(|scope| {
+        let podman_usage = scope.spawn(|| parse_podman_usage(&runner.read(&podman::system_df())?));
+        let engine = Engine::read(runner);
+        let records = engine
+            .as_ref()
+            .ok()
+            .and_then(|engine| records(runner, engine));
+        (podman_usage.join(), engine, records)
     });
-    let info = info?;
-    let engine = Engine::read(runner)?;
-    let storage = storage_space(info, engine)?;
-    let usage = usage.map_err(|_| anyhow::anyhow!("`podman system df` panicked"))??;
-    let podman_usage = parse_podman_usage(&usage)?;
+    let engine = engine?;
+    let podman_usage =
+        podman_usage.map_err(|_| anyhow::anyhow!("`podman system df` panicked"))??;
+    let usage = match records {
+        Some(Ok(records)) => Usage::from_records(usage::account(&records, &process_exists)),
+        Some(Err(error)) => Usage::from_podman(&podman_usage, engine, &format!("{error:#}")),
+        None => Usage::from_podman(
+            &podman_usage,
+            engine,
+            "a remote engine: its storage is not on this machine",
+        ),
+    };
+    let storage = storage_space(podman::Info::read(runner)?, engine)?;
     let recommendations = REQUIREMENTS
         .iter()
         .map(|requirement| (*requirement, verdict(storage.available_bytes, requirement)))
         .collect();
     Ok(Report {
         storage,
+        usage,
         podman_usage,
-        clean_frees_bytes: None,
         podman_machine: podman_machine(runner, engine),
         recommendations,
     })
@@ -291,6 +397,56 @@ pub fn format_bytes(bytes: u64) -> String {
     }
 }
 
+fn print_usage(usage: &Usage, podman: &PodmanUsage) {
+    let bytes = |figure: Option<u64>| figure.map_or_else(|| "unknown".to_owned(), format_bytes);
+    match usage.on_disk_bytes {
+        Some(on_disk) => println!(
+            "on disk:        {} (each layer once; from {})",
+            format_bytes(on_disk),
+            usage.measured_by
+        ),
+        None => println!("on disk:        unknown (from {})", usage.measured_by),
+    }
+    if let Some(images) = usage.images_bytes {
+        let count = usage.images.map(|count| format!("{count} "));
+        println!(
+            "  images:       {} in {}images",
+            format_bytes(images),
+            count.unwrap_or_default()
+        );
+    }
+    if usage.kept_bytes.is_some() || usage.clean_frees_bytes.is_some() {
+        println!(
+            "    kept:       {} (manifest lists, tagged images, images containers use, and \
+             the layers under them)",
+            bytes(usage.kept_bytes)
+        );
+        println!(
+            "    build cache: {} (what `cargo xtask clean-build-cache` frees)",
+            bytes(usage.clean_frees_bytes)
+        );
+    }
+    if let Some(containers) = usage.containers_bytes {
+        println!("  containers:   {}", format_bytes(containers));
+    }
+    if let Some(other) = usage.other_layers_bytes.filter(|other| *other > 0) {
+        println!(
+            "  other layers: {} (nothing uses them)",
+            format_bytes(other)
+        );
+    }
+    println!("  volumes:      {}", format_bytes(podman.volumes_bytes));
+    if let Some(note) = &usage.note {
+        println!("  note:         {note}");
+    }
+    println!(
+        "podman's own:   images {}, {} reclaimable (podman system df; up to podman 4.3 a \
+         layer counts once for every image that shares it)",
+        format_bytes(podman.images_bytes),
+        format_bytes(podman.reclaimable_bytes)
+    );
+}
+
 pub fn print_report(report: &Report) {
     let storage = &report.storage;
     println!("podman storage: {}", storage.graph_root.display());
@@ -306,21 +462,7 @@ pub fn print_report(report: &Report) {
         format_bytes(storage.available_bytes),
         format_bytes(storage.total_bytes)
     );
-    let usage = &report.podman_usage;
-    println!(
-        "podman uses:    images {}, containers {}, volumes {}",
-        format_bytes(usage.images_bytes),
-        format_bytes(usage.containers_bytes),
-        format_bytes(usage.volumes_bytes),
-    );
-    if let Some(frees) = report.clean_frees_bytes {
-        println!(
-            "build cache:    {} (what `cargo xtask clean-build-cache` frees; podman counts {} \
-             reclaimable, with the images manifest lists use, which the clean keeps)",
-            format_bytes(frees),
-            format_bytes(usage.reclaimable_bytes)
-        );
-    }
+    print_usage(&report.usage, &report.podman_usage);
     if let Some(machine) = &report.podman_machine {
         println!(
             "podman machine: {} with a {} GiB disk",
@@ -377,15 +519,7 @@ pub fn check_before_build(runner: &Runner, kind: BuildKind, force: bool) -> Resu
 
 impl crate::flags::CheckDiskSpace {
     pub fn run(self) -> Result<()> {
-        let runner = Runner::new(false);
-        // Side by side: each is a handful of podman queries.
-        let (report, survey) = std::thread::scope(|scope| {
-            let survey = scope.spawn(|| crate::clean::survey(&runner));
-            (report(&runner), survey.join())
-        });
-        let mut report = report?;
-        let survey = survey.map_err(|_| anyhow::anyhow!("the clean survey panicked"))??;
-        report.clean_frees_bytes = Some(survey.frees_bytes);
+        let report = report(&Runner::new(false))?;
         if self.json {
             let recommendations: Vec<serde_json::Value> = report
                 .recommendations
@@ -402,8 +536,8 @@ impl crate::flags::CheckDiskSpace {
                 .collect();
             let json = serde_json::json!({
                 "storage": report.storage,
+                "usage": report.usage,
                 "podman_usage": report.podman_usage,
-                "clean_frees_bytes": report.clean_frees_bytes,
                 "podman_machine": report.podman_machine,
                 "recommendations": recommendations,
             });
