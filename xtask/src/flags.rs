@@ -360,6 +360,11 @@ pub struct Bench {
     /// the lane's engine)
     #[arg(long)]
     pub engine_only: bool,
+    /// Measure only this figure. `6` (check-disk-space against podman info)
+    /// is the one measured on its own: it builds a storage of its own, where
+    /// the others share the builds of one run
+    #[arg(long, value_name = "N", value_parser = ["6"])]
+    pub figure: Option<String>,
     /// Write the table's rows (Markdown) to this file, each figure's name
     /// marked with the engine (what `--lane` reads back)
     #[arg(long, value_name = "PATH", hide = true)]

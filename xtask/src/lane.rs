@@ -105,6 +105,10 @@ pub const PODMAN5_TESTS: &[LaneTest] = &[
         "a_signed_release_verifies_everywhere_and_tampering_is_refused",
     ),
     (
+        "disk_space_e2e",
+        "the_reported_usage_is_the_bytes_on_disk_and_a_clean_frees_what_it_said",
+    ),
+    (
         "zz_cleanup_e2e",
         "clean_build_cache_removes_leftovers_and_keeps_what_lists_refer_to",
     ),
@@ -136,6 +140,10 @@ pub const ROOTLESS_TESTS: &[LaneTest] = &[
     (
         "declared_release_e2e",
         "an_ordinary_crate_is_released_to_two_registries_with_only_its_metadata",
+    ),
+    (
+        "disk_space_e2e",
+        "the_reported_usage_is_the_bytes_on_disk_and_a_clean_frees_what_it_said",
     ),
 ];
 

@@ -424,6 +424,11 @@ impl FreshStorage {
         )]
     }
 
+    /// Where podman keeps this storage's layers and images.
+    pub fn graph_root(&self) -> PathBuf {
+        self.directory.join("storage")
+    }
+
     /// podman on this storage.
     pub fn podman(&self, args: &[&str]) -> String {
         let output = Command::new("podman")
