@@ -163,7 +163,7 @@ pub struct Usage {
 }
 
 impl Usage {
-    const RECORDS: &'static str = "the storage's own records (containers/storage)";
+    const RECORDS: &'static str = "the storage's own records, containers/storage's";
 
     pub fn from_records(accounting: usage::Accounting) -> Usage {
         Usage {
@@ -401,7 +401,7 @@ fn print_usage(usage: &Usage, podman: &PodmanUsage) {
     let bytes = |figure: Option<u64>| figure.map_or_else(|| "unknown".to_owned(), format_bytes);
     match usage.on_disk_bytes {
         Some(on_disk) => println!(
-            "on disk:        {} (each layer once; from {})",
+            "on disk:        {}, each layer once (from {})",
             format_bytes(on_disk),
             usage.measured_by
         ),
@@ -422,7 +422,7 @@ fn print_usage(usage: &Usage, podman: &PodmanUsage) {
             bytes(usage.kept_bytes)
         );
         println!(
-            "    build cache: {} (what `cargo xtask clean-build-cache` frees)",
+            "    cache:      {} (the build cache: what `cargo xtask clean-build-cache` frees)",
             bytes(usage.clean_frees_bytes)
         );
     }
