@@ -46,7 +46,13 @@ fn check(storage: &FreshStorage) -> serde_json::Value {
         .collect();
     let output = xtask_in(&repository_root(), &["check-disk-space", "--json"], &env);
     assert!(output.status.success());
-    serde_json::from_slice(&output.stdout).unwrap()
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        report["storage"]["graph_root"],
+        storage.graph_root().to_str().unwrap(),
+        "the report is the test's storage's"
+    );
+    report
 }
 
 fn figure(report: &serde_json::Value, name: &str) -> u64 {

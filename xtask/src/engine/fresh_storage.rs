@@ -17,10 +17,15 @@ pub fn beside(graph_root: &Path, run_root: &Path, leaf: &str) -> Option<(PathBuf
 }
 
 /// The `storage.conf` of a fresh storage in `directory`, with `driver`.
+/// Rootless podman takes its graph root from `rootless_storage_path` in a
+/// file `CONTAINERS_STORAGE_CONF` names (it ignores `graphroot` there, and
+/// would use the user's own storage), and keeps its default run root.
 pub fn storage_conf(driver: &str, directory: &Path, run_root: &Path) -> String {
+    let graph_root = directory.join("storage");
     format!(
-        "[storage]\ndriver = \"{driver}\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
-        directory.join("storage").display(),
+        "[storage]\ndriver = \"{driver}\"\ngraphroot = \"{0}\"\nrunroot = \"{1}\"\n\
+         rootless_storage_path = \"{0}\"\n",
+        graph_root.display(),
         run_root.display()
     )
 }
@@ -65,8 +70,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(directory, fresh);
-        assert!(storage_conf("overlay", &directory, &run).contains(
+        let conf = storage_conf("overlay", &directory, &run);
+        assert!(conf.contains(
             "graphroot = \"/var/lib/containers/fresh/storage\"\nrunroot = \"/run/containers/fresh\""
         ));
+        assert!(conf.contains("rootless_storage_path = \"/var/lib/containers/fresh/storage\""));
     }
 }
