@@ -1,7 +1,7 @@
-//! 6. `check-disk-space` against `podman info`, side by side on one busy
-//! storage: a storage of the benchmark's own with about 250 images on one
-//! large base (as a day of builds leaves them: each build step an image),
-//! so the figure does not depend on what the machine's storage holds.
+//! Figure 6: `check-disk-space` against `podman info`, side by side on one
+//! busy storage, a storage of the benchmark's own with about 250 images on
+//! one large base (as a day of builds leaves them: each build step an
+//! image), so the figure does not depend on what the machine's storage holds.
 
 use std::{
     io::{Read, Write},
