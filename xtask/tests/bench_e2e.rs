@@ -44,13 +44,17 @@ fn the_quick_benchmark_measures_every_figure_and_writes_its_results() {
         "the same, one tag, registry on loopback (layers built)",
         "the same, one tag, registry on loopback (warm cache)",
         "clean builds, for information",
-        "`check-disk-space` wall time",
+        "`check-disk-space` / `podman info`, same storage",
     ] {
         let row = rows
             .iter()
             .find(|row| row.contains(figure))
             .unwrap_or_else(|| panic!("no row for {figure}: {written}"));
         assert!(stdout.contains(figure), "printed too: {figure}");
+        if figure.contains("check-disk-space") {
+            // Its storage of its own: two stages of ten steps, and the base.
+            assert!(row.contains("(median; 21 images, "), "{row}");
+        }
         // Every figure but the emulated compile (skipped in --quick) and
         // the information row has a number.
         let measured = row.split('|').nth(2).unwrap().trim();
