@@ -8,6 +8,7 @@ pub mod labels;
 pub mod lock;
 pub mod reference;
 pub mod tags;
+pub mod work_tree;
 
 use std::path::{Path, PathBuf};
 
@@ -66,6 +67,10 @@ impl Release {
                 None
             }
         };
+        let origins = (
+            overrides.containerfile.is_some(),
+            overrides.context.is_some(),
+        );
         let declared = declared.map(|declared| apply(declared, image, overrides, &mut problems));
         let repositories: Vec<Repository> = declared
             .iter()
@@ -91,6 +96,7 @@ impl Release {
             })
         });
         if let Some(declared) = &declared {
+            problems.extend(outside_the_work_tree(declared, origins));
             problems.extend(outside_the_repository(declared));
         }
         let tags = source
@@ -234,6 +240,50 @@ fn apply(
         ));
     }
     declared
+}
+
+/// Every path the build reads that is outside the package's git work tree
+/// (`origins`: whether `--file` and `--context` were given).
+fn outside_the_work_tree(
+    declared: &Declared,
+    (file_flag, context_flag): (bool, bool),
+) -> Vec<String> {
+    use work_tree::{BuildPath, Origin};
+    let Some(root) = git2::Repository::discover(&declared.workspace_root)
+        .ok()
+        .and_then(|repository| repository.workdir().map(Path::to_path_buf))
+        .and_then(|directory| directory.canonicalize().ok())
+    else {
+        // Not a git repository: reported by the source state.
+        return Vec::new();
+    };
+    let origin = |flag: bool, flag_name, key| match flag {
+        true => Origin::Flag(flag_name),
+        false => Origin::Key(key),
+    };
+    let mut paths = vec![
+        BuildPath {
+            what: "the build context",
+            path: &declared.context,
+            origin: origin(context_flag, "--context", "context"),
+        },
+        BuildPath {
+            what: "the Containerfile",
+            path: &declared.containerfile,
+            origin: origin(file_flag, "--file", "containerfile"),
+        },
+    ];
+    paths.extend(declared.stages.iter().filter_map(|stage| {
+        Some(BuildPath {
+            what: "the ignore file",
+            path: stage.ignorefile.as_deref()?,
+            origin: Origin::Key("ignorefile"),
+        })
+    }));
+    paths
+        .iter()
+        .filter_map(|path| work_tree::outside(path, &root, &declared.package.name, declared::TABLE))
+        .collect()
 }
 
 /// A build context in another git repository than the package's would be
