@@ -13,7 +13,9 @@
 
 mod support;
 
-use support::{file_and_context, run, scratch_dir, serial, xtask_in, Registry, ServiceRepository};
+use support::{
+    file_and_context, podman, run, scratch_dir, serial, xtask_in, Registry, ServiceRepository,
+};
 
 const IMAGE: &str = "acme/hello-service";
 
@@ -256,7 +258,7 @@ fn a_dry_run_prints_exactly_what_the_real_run_then_runs() {
     let common = ["--registry", host.as_str(), "--tls-verify", "false"];
     // The same image for every build, the dry run's and the real one's
     // (push-image and merge build nothing, and take no --file).
-    let image = support::small_image("dry-equal-image");
+    let image = support::small_image(&service.path, "dry-equal-image");
     let image_args = file_and_context(&image);
     let image_args: Vec<&str> = image_args.iter().map(String::as_str).collect();
     let twice = |args: &[&str]| {
@@ -338,7 +340,7 @@ fn a_registry_that_fails_is_named_and_the_other_keeps_the_release() {
     let open = Registry::start("declared-open");
     let locked = Registry::start_with_auth("declared-locked", Some(("acme", "not-given")));
     let service = ServiceRepository::new("one-fails", "v0.5.0");
-    let image = support::small_image("one-fails-image");
+    let image = support::small_image(&service.path, "one-fails-image");
     let registries = format!("{},{}", open.host(), locked.host());
     let output = xtask_in(
         &service.path,
@@ -403,8 +405,9 @@ fn refused_runs_leave_nothing_and_a_dry_clean_says_it_removed_nothing() {
         ))
     };
 
-    // A build context in another git repository (this one) would be
-    // labelled with the service's commit: refused, naming both.
+    // A build context outside the service's work tree (this repository)
+    // would be labelled with the service's commit: refused, naming the flag,
+    // the path and the service's root.
     let here = support::repository_root();
     let output = xtask_in(
         &service.path,
@@ -419,8 +422,14 @@ fn refused_runs_leave_nothing_and_a_dry_clean_says_it_removed_nothing() {
     );
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let root = service.path.canonicalize().unwrap();
     assert!(
-        stderr.contains("is in the git repository") && stderr.contains("hello-service"),
+        stderr.contains(&format!(
+            "the build context {} (from --context) is outside the git work tree of \
+             hello-service, {}",
+            here.canonicalize().unwrap().display(),
+            root.display()
+        )),
         "{stderr}"
     );
     assert!(!stderr.contains("$ podman"), "{stderr}");
@@ -429,9 +438,42 @@ fn refused_runs_leave_nothing_and_a_dry_clean_says_it_removed_nothing() {
         "a refused run leaves no lock file"
     );
 
-    // Bad metadata names its key; nothing runs.
+    // The declared context above the repository (`..`, the directory of
+    // every test's scratch space): refused before anything runs, where it
+    // once sent all of it to podman.
     let manifest = service.path.join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("context = \".\"", "context = \"..\""),
+    )
+    .unwrap();
+    let images_before = podman(&["images", "--all", "--quiet", "--no-trunc"]);
+    let output = xtask_in(&service.path, &["build-image"], &[]);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the build context {} (from `context` in [package.metadata.container-image] of \
+             hello-service) is outside the git work tree of hello-service, {}",
+            root.parent().unwrap().display(),
+            root.display()
+        )) && stderr.contains("point `context` at a path inside"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("$ podman"), "{stderr}");
+    assert_eq!(
+        podman(&["images", "--all", "--quiet", "--no-trunc"]),
+        images_before,
+        "no image was made"
+    );
+    assert!(
+        !lock_of("ghcr.io").exists(),
+        "a refused run leaves no lock file"
+    );
+    std::fs::write(&manifest, &text).unwrap();
+
+    // Bad metadata names its key; nothing runs.
     std::fs::write(
         &manifest,
         text.replace("recipe = \"plain\"", "recipe = \"plain\"\nstage = []"),

@@ -14,7 +14,7 @@ fn build_and_push_puts_every_tag_in_the_registry_with_both_platforms() {
     let clone = TaggedClone::new("both", "v9.8.7");
     // The pipeline is the subject, not rc-web: a small two-platform image
     // (tags still from the clone's git).
-    let directory = small_image("both-image");
+    let directory = small_image(&clone.path, "both-image");
     let source = file_and_context(&directory);
     let host = registry.host();
     let mut args = vec![
@@ -93,7 +93,7 @@ fn a_single_platform_build_is_built_and_pushed() {
     let _serial = serial();
     let registry = Registry::start("single");
     let clone = TaggedClone::new("single", "v1.0.0");
-    let directory = small_image("single-image");
+    let directory = small_image(&clone.path, "single-image");
     let host = registry.host();
     let mut args = vec!["build-and-push", "--tag", "amd64-only", "--format", "v2s2"];
     let source = file_and_context(&directory);
@@ -134,7 +134,7 @@ fn the_pushed_list_has_the_platforms_in_the_requested_order() {
     let _serial = serial();
     let registry = Registry::start("order");
     let clone = TaggedClone::new("order", "v9.8.6");
-    let directory = scratch_dir("order");
+    let directory = context_dir(&clone.path, "order");
     std::fs::write(
         directory.join("Containerfile"),
         "ARG BUILDPLATFORM\n\
@@ -235,8 +235,8 @@ fn the_pushed_list_has_the_platforms_in_the_requested_order() {
 
 /// A Containerfile whose arm64 build fails, without any emulation: the
 /// failing step runs on the build platform.
-fn containerfile_failing_for_arm64() -> std::path::PathBuf {
-    let directory = scratch_dir("arm64-fails");
+fn containerfile_failing_for_arm64(root: &std::path::Path) -> std::path::PathBuf {
+    let directory = context_dir(root, "arm64-fails");
     std::fs::write(
         directory.join("Containerfile"),
         "ARG BUILDPLATFORM\nARG TARGETPLATFORM\n\
@@ -255,7 +255,7 @@ fn containerfile_failing_for_arm64() -> std::path::PathBuf {
 fn when_arm64_fails_the_fallback_keeps_amd64_and_leaves_latest_alone() {
     let _serial = serial();
     let clone = TaggedClone::new("fallback", "v9.8.8");
-    let directory = containerfile_failing_for_arm64();
+    let directory = containerfile_failing_for_arm64(&clone.path);
     let containerfile = directory.join("Containerfile");
     let (file, context) = (containerfile.to_str().unwrap(), directory.to_str().unwrap());
     let image = [
@@ -345,7 +345,7 @@ fn when_arm64_fails_the_fallback_keeps_amd64_and_leaves_latest_alone() {
 #[test]
 fn nothing_built_fails_with_advice() {
     let _serial = serial();
-    let directory = scratch_dir("all-fail");
+    let directory = context_dir(&repository_root(), "all-fail");
     std::fs::write(
         directory.join("Containerfile"),
         "ARG BUILDPLATFORM\nFROM --platform=$BUILDPLATFORM localhost/rc-base/debian:bookworm\nRUN exit 1\n",
@@ -444,7 +444,7 @@ fn every_cargo_make_task_runs() {
     assert!(report["storage"]["available_bytes"].as_u64().unwrap() > 0);
     assert_eq!(report["recommendations"].as_array().unwrap().len(), 4);
 
-    let directory = small_image("make-image");
+    let directory = small_image(&repository_root(), "make-image");
     let source = file_and_context(&directory);
     let source: Vec<&str> = source.iter().map(String::as_str).collect();
     assert!(cargo_make("build-image-amd64", &source, &env)
@@ -567,7 +567,7 @@ fn every_cargo_make_task_runs() {
 #[test]
 fn a_second_run_on_the_same_image_refuses_while_the_first_builds() {
     let _serial = serial();
-    let directory = scratch_dir("slow-build");
+    let directory = context_dir(&repository_root(), "slow-build");
     // Unique per run, so the slow step is never a cache hit.
     std::fs::write(
         directory.join("Containerfile"),

@@ -120,7 +120,11 @@ fn a_cache_that_does_not_answer_or_refuses_the_layers_slows_the_build_and_fails_
     // The smallest image with a layer to cache: one RUN step, on Debian of
     // this platform (what the cache is about is the build's layers, not a
     // compile).
-    let image = support::small_image_with_a_run_step("cache-refused-image", "cat /out/hello.txt");
+    let image = support::small_image_with_a_run_step(
+        &service.path,
+        "cache-refused-image",
+        "cat /out/hello.txt",
+    );
     let image_args = support::file_and_context(&image);
     // Names the local lists (and removes them when the test ends).
     let names = Registry::start("cache-names");

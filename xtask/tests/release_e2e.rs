@@ -51,7 +51,7 @@ fn per_architecture_jobs_and_merge_release_what_build_and_push_releases() {
     let clone = TaggedClone::new("release", "v7.0.0");
     // The pipeline is the subject, not rc-web: a small two-platform image,
     // labelled from the clone's git and Cargo metadata like rc-web's.
-    let directory = small_image("release-image");
+    let directory = small_image(&clone.path, "release-image");
     let source = file_and_context(&directory);
     let host = registry.host();
     let digests = scratch_dir("digests");
@@ -311,7 +311,7 @@ fn two_clean_builds_of_one_commit_have_identical_digests() {
     let _serial = serial();
     let registry = Registry::start("reproducible");
     let clone = TaggedClone::new("reproducible", "v1.0.0");
-    let directory = scratch_dir("reproducible-image");
+    let directory = context_dir(&clone.path, "reproducible-image");
     image_with_a_run_step(&directory);
     let mut reports = Vec::new();
     for image in ["repro-a", "repro-b"] {

@@ -45,7 +45,7 @@ fn remove_lists(repository: &str) {
 #[test]
 fn bad_input_is_refused_with_the_fix_and_nothing_is_built() {
     let _serial = serial();
-    let directory = small_image("bad-input");
+    let directory = small_image(&repository_root(), "bad-input");
     let [_, file, _, context] = file_and_context(&directory);
     let long_tag = "a".repeat(129);
     let cases: &[(&[&str], &str)] = &[
@@ -368,7 +368,7 @@ fn a_plain_image_under_a_base_lists_name_gives_the_name_up_and_is_kept() {
 #[test]
 fn an_unready_machine_is_refused_with_the_fix() {
     let _serial = serial();
-    let directory = small_image("machine");
+    let directory = small_image(&repository_root(), "machine");
     let source = file_and_context(&directory);
     let build = |extra: &[&str], env: &[(&str, &str)]| {
         let mut args = vec![
@@ -492,7 +492,7 @@ fn an_unready_machine_is_refused_with_the_fix() {
 /// platforms at once. `marker` makes the step unique (never a cache hit) and
 /// findable in /proc.
 fn slow_image(marker: &str) -> PathBuf {
-    let directory = scratch_dir("slow");
+    let directory = context_dir(&repository_root(), "slow");
     std::fs::write(
         directory.join("Containerfile"),
         format!(
@@ -619,7 +619,7 @@ fn a_registry_that_goes_away_mid_push_gets_retries_an_exact_report_and_a_rerun_f
     let _serial = serial();
     let registry = Registry::start("flaky");
     let proxy = FlakyProxy::start(registry.port);
-    let directory = small_image("flaky");
+    let directory = small_image(&repository_root(), "flaky");
     build_small(&proxy.host(), "rc-web", "v2.0.0,abc1234,latest", &directory);
     // The registry goes away when the first tag is in and the next index is
     // being put (the tags after the first are pushed at the same time).
@@ -683,7 +683,7 @@ fn a_registry_that_goes_away_mid_push_gets_retries_an_exact_report_and_a_rerun_f
 #[test]
 fn an_unreachable_registry_or_wrong_credentials_stop_build_and_push_before_the_build() {
     let _serial = serial();
-    let directory = small_image("refused");
+    let directory = small_image(&repository_root(), "refused");
     let source = file_and_context(&directory);
     let build_and_push = |host: &str, env: &[(&str, &str)]| {
         let mut args = vec![
@@ -745,7 +745,7 @@ fn a_push_with_credentials_succeeds_and_the_secret_never_shows_in_argv_or_logs()
     let _serial = serial();
     let secret = format!("s3cret-{}-{}", std::process::id(), rand_suffix());
     let registry = Registry::start_with_auth("secret", Some(("ci-bot", &secret)));
-    let directory = small_image("secret");
+    let directory = small_image(&repository_root(), "secret");
     build_small(&registry.host(), "rc-web", "v1.0.0,latest", &directory);
     let auth_dirs_before = auth_dirs();
 

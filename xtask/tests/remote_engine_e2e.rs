@@ -93,7 +93,7 @@ fn a_release_is_built_pushed_and_cleaned_through_a_remote_engine() {
     let registry = Registry::start("remote");
     let host = registry.host();
     let service = ServiceRepository::new("remote", "v1.0.0");
-    let image = support::small_image("remote-image");
+    let image = support::small_image(&service.path, "remote-image");
     let image_args = file_and_context(&image);
     let image_args: Vec<&str> = image_args.iter().map(String::as_str).collect();
     let remote = [("CONTAINER_HOST", engine.url.as_str())];
@@ -290,7 +290,8 @@ fn two_builders_one_over_ssh_release_one_list_and_a_builder_lost_mid_release_is_
     let amd64 = RemoteEngine::start("builder-amd64", None);
     let mut arm64 = RemoteEngine::start("builder-arm64", None);
     give_small_bases(&[&amd64, &arm64]);
-    let image = image_with_a_long_arm64_step("builders-image");
+    let service = ServiceRepository::new("builders", "v2.0.0");
+    let image = image_with_a_long_arm64_step(&service.path, "builders-image");
     std::fs::write(image.join("seconds"), "0").unwrap();
     let image_args = file_and_context(&image);
     // The arm64 builder is reached over ssh, as a machine of its own would be.
@@ -298,7 +299,6 @@ fn two_builders_one_over_ssh_release_one_list_and_a_builder_lost_mid_release_is_
     let arm64_url = ssh.url(&arm64.socket());
     let registry = Registry::start("builders");
     let host = registry.host();
-    let service = ServiceRepository::new("builders", "v2.0.0");
     let builders = [
         format!("linux/amd64={}", amd64.url),
         format!("linux/arm64={arm64_url}"),
@@ -457,8 +457,8 @@ fn two_builders_one_over_ssh_release_one_list_and_a_builder_lost_mid_release_is_
 /// context's file `seconds` says: none in a release that goes through, a
 /// while in the one whose arm64 builder goes silent in it (the amd64
 /// builder does not wait as long).
-fn image_with_a_long_arm64_step(name: &str) -> std::path::PathBuf {
-    let image = support::small_image(name);
+fn image_with_a_long_arm64_step(root: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let image = support::small_image(root, name);
     std::fs::write(
         image.join("Containerfile"),
         "ARG BUILDPLATFORM\n\

@@ -149,7 +149,7 @@ fn a_signed_release_verifies_everywhere_and_tampering_is_refused() {
     let registry = Registry::start("signing");
     let host = registry.host();
     let service = ServiceRepository::new("signed", "v3.0.0");
-    let image = support::small_image("signed-image");
+    let image = support::small_image(&service.path, "signed-image");
     let image_args = file_and_context(&image);
     let image_args: Vec<&str> = image_args.iter().map(String::as_str).collect();
     let keys = scratch_dir("signing-keys");

@@ -416,7 +416,7 @@ pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
     git2::Repository::clone(&project::root().to_string_lossy(), &clone)
         .context("cannot clone the checkout for the benchmark")?;
     let workload = if flags.quick {
-        tiny_workload(&scratch.path().join("tiny"))?
+        tiny_workload(&clone.join("target/rc-bench/tiny"))?
     } else {
         Workload {
             containerfile: clone.join(project::RC_WEB_CONTAINERFILE),
@@ -473,7 +473,7 @@ pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
     figures.extend(fresh_runner_figures(&mut bench)?);
 
     // 4. The xtask's build-and-push / the same podman commands by hand.
-    let small = tiny_workload(&scratch.path().join("small"))?;
+    let small = tiny_workload(&bench.clone.join("target/rc-bench/small"))?;
     // A release (its three tags, to a registry some way off), then one tag
     // to the registry on loopback.
     for release in [true, false] {

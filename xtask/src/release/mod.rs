@@ -96,8 +96,12 @@ impl Release {
             })
         });
         if let Some(declared) = &declared {
-            problems.extend(outside_the_work_tree(declared, origins));
-            problems.extend(outside_the_repository(declared));
+            let outside = outside_the_work_tree(declared, origins);
+            if outside.is_empty() {
+                // Inside the work tree, but in a repository of its own there.
+                problems.extend(outside_the_repository(declared));
+            }
+            problems.extend(outside);
         }
         let tags = source
             .as_ref()
@@ -286,7 +290,8 @@ fn outside_the_work_tree(
         .collect()
 }
 
-/// A build context in another git repository than the package's would be
+/// A build context inside the work tree but in a git repository of its own
+/// there (a submodule, a vendored checkout) would be
 /// tagged and labelled from the package's commit, not from the sources it
 /// builds: refused.
 fn outside_the_repository(declared: &Declared) -> Option<String> {

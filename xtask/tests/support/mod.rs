@@ -298,14 +298,28 @@ impl Drop for Registry {
     }
 }
 
+/// A directory for a build context inside the git work tree at `root` (in
+/// its ignored `target/`, so the tree stays clean): the xtask refuses a
+/// context, Containerfile or ignore file outside the repository it releases.
+/// `root` is the repository the xtask runs in (this one, a [`TaggedClone`],
+/// a [`ServiceRepository`]).
+pub fn context_dir(root: &Path, name: &str) -> PathBuf {
+    let path = root
+        .join("target/rc-e2e")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(&path).unwrap();
+    path
+}
+
 /// A two-platform image (linux/amd64 and linux/arm64) that builds in
 /// seconds, without emulation and without compiling anything: the runtime
 /// base of each target platform and one file (`/hello.txt`, holding `name`).
 /// For the tests whose subject is the pipeline (tags, fallback, push, merge,
 /// refusals), not rc-web; pass it with [`file_and_context`]. Its directory
-/// is a [`scratch_dir`] named `name`.
-pub fn small_image(name: &str) -> PathBuf {
-    let directory = scratch_dir(name);
+/// is a [`context_dir`] of `root` named `name`.
+pub fn small_image(root: &Path, name: &str) -> PathBuf {
+    let directory = context_dir(root, name);
     std::fs::write(
         directory.join("Containerfile"),
         "ARG TARGETPLATFORM\n\
@@ -1052,8 +1066,8 @@ impl Drop for SshServer {
 /// each target platform then takes `/out`. Change a file of the context
 /// (`hello.txt`) and the step runs again. Its directory is a
 /// [`scratch_dir`] named `name`; pass it with [`file_and_context`].
-pub fn small_image_with_a_run_step(name: &str, command: &str) -> PathBuf {
-    let directory = small_image(name);
+pub fn small_image_with_a_run_step(root: &Path, name: &str, command: &str) -> PathBuf {
+    let directory = small_image(root, name);
     std::fs::write(
         directory.join("Containerfile"),
         format!(
