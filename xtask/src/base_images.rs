@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::{
     engine::podman,
@@ -58,7 +57,7 @@ impl Recipe {
             .with_context(|| format!("cannot read base image recipe {}", path.display()))?;
         let mut recipe: Recipe = serde_json::from_slice(&bytes)
             .with_context(|| format!("base image recipe {} is not valid", path.display()))?;
-        recipe.fingerprint = fingerprint(&[&bytes]);
+        recipe.fingerprint = project::fingerprint(&[&bytes]);
         Ok(recipe)
     }
 
@@ -90,21 +89,6 @@ impl Recipe {
         changes.extend(self.changes.iter().cloned());
         podman::import(tarball, arch, &changes, &self.image_for(arch))
     }
-}
-
-/// Short hex SHA-256 over the given parts; stable across Rust versions.
-pub fn fingerprint(parts: &[&[u8]]) -> String {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update((part.len() as u64).to_le_bytes());
-        hasher.update(part);
-    }
-    hasher
-        .finalize()
-        .iter()
-        .take(12)
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
 }
 
 /// Reads an image's definition label; `None` when the image does not exist.
@@ -140,7 +124,7 @@ pub fn images_and_fingerprint(build_platform: Platform) -> Result<(Vec<String>, 
         .collect();
     images.push(project::BUILDER_IMAGE.to_owned());
     let builder = builder_definition(&debian)?;
-    let fingerprint = fingerprint(&[
+    let fingerprint = project::fingerprint(&[
         runtime.fingerprint.as_bytes(),
         debian.fingerprint.as_bytes(),
         builder.as_bytes(),
@@ -402,7 +386,7 @@ impl Store {
             destination: Destination {
                 registry: repository.registry.clone(),
                 tls_verify,
-                format: registry::Format::Oci,
+                format: crate::flags::Format::Oci,
                 authfile,
                 skopeo_runtime_dir: None,
             },
@@ -463,17 +447,17 @@ impl Store {
 
     /// The push format that keeps `image`'s manifest type (OCI when it
     /// cannot be read).
-    fn format_of(&self, runner: &Runner, image: &str) -> registry::Format {
+    fn format_of(&self, runner: &Runner, image: &str) -> crate::flags::Format {
         let manifest_type = runner
             .read(&podman::image_inspect(image))
             .ok()
             .and_then(|json| podman::ImageConfig::parse(&json).ok())
             .and_then(|config| config.manifest_type);
         match manifest_type.as_deref() {
-            Some(media_type) if media_type == registry::Format::V2s2.image_media_type() => {
-                registry::Format::V2s2
+            Some(media_type) if media_type == crate::flags::Format::V2s2.image_media_type() => {
+                crate::flags::Format::V2s2
             }
-            _ => registry::Format::Oci,
+            _ => crate::flags::Format::Oci,
         }
     }
 
@@ -520,7 +504,7 @@ impl Store {
                      it builds it too",
                     image.image,
                     self.repository,
-                    crate::sign::verify::last_line(&error)
+                    crate::exec::last_line(&error)
                 ),
             }
         }
@@ -676,7 +660,10 @@ fn builder_definition(debian: &Recipe) -> Result<String> {
     let containerfile = project::root().join(project::BUILDER_CONTAINERFILE);
     let definition = std::fs::read(&containerfile)
         .with_context(|| format!("cannot read {}", containerfile.display()))?;
-    Ok(fingerprint(&[&definition, debian.fingerprint.as_bytes()]))
+    Ok(project::fingerprint(&[
+        &definition,
+        debian.fingerprint.as_bytes(),
+    ]))
 }
 
 /// How many of the builder Containerfile's stages podman builds at the
@@ -713,7 +700,7 @@ fn ensure_builder(runner: &Runner, debian: &Recipe, rebuild: bool, prefix: &str)
     // Its cargo-auditable step fetches from crates.io: with this machine's
     // CA bundle (for that step only; a secret is no part of the image).
     let engine = crate::engine::Engine::read(runner)?;
-    let bundle = crate::build::machine::host_ca_bundle(engine);
+    let bundle = engine.host_ca_bundle();
     let secrets: Vec<(&str, &Path)> = bundle
         .as_deref()
         .map(|bundle| ("ca-bundle", bundle))
@@ -949,8 +936,14 @@ mod tests {
 
     #[test]
     fn fingerprints_change_with_any_part() {
-        assert_eq!(fingerprint(&[b"a", b"b"]), fingerprint(&[b"a", b"b"]));
-        assert_ne!(fingerprint(&[b"a", b"b"]), fingerprint(&[b"ab"]));
-        assert_eq!(fingerprint(&[b"x"]).len(), 24);
+        assert_eq!(
+            project::fingerprint(&[b"a", b"b"]),
+            project::fingerprint(&[b"a", b"b"])
+        );
+        assert_ne!(
+            project::fingerprint(&[b"a", b"b"]),
+            project::fingerprint(&[b"ab"])
+        );
+        assert_eq!(project::fingerprint(&[b"x"]).len(), 24);
     }
 }

@@ -406,6 +406,24 @@ impl Drop for Registered {
     }
 }
 
+/// The first line of a program's output (what a one-line summary shows).
+pub fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+/// An error's last words: the innermost cause's last non-empty line (a
+/// tool's own message), without its `Error: ` prefix.
+pub fn last_line(error: &anyhow::Error) -> String {
+    format!("{error:#}")
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .unwrap_or("failed")
+        .trim_start_matches("Error: ")
+        .to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

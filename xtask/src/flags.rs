@@ -4,8 +4,6 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
-use crate::registry::Format;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "cargo xtask",
@@ -381,7 +379,7 @@ pub struct Test {
     /// the end-to-end tests on Debian 13's podman 5.4 (nested); `rootless`:
     /// the build and push tests as an unprivileged user
     #[arg(long, value_enum, value_delimiter = ',')]
-    pub lane: Vec<crate::lane::Lane>,
+    pub lane: Vec<Lane>,
     /// Run the lanes one after the other (by default the host lane runs
     /// beside the podman 5 and rootless lanes)
     #[arg(long)]
@@ -390,6 +388,50 @@ pub struct Test {
     /// (after `--`, e.g. `-- pipeline_e2e:: tidy`), in each lane chosen
     #[arg(last = true)]
     pub filters: Vec<String>,
+}
+
+/// The manifest list format a push writes (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// OCI image index
+    Oci,
+    /// Docker manifest list (schema 2)
+    V2s2,
+}
+
+impl Format {
+    pub fn podman_name(self) -> &'static str {
+        match self {
+            Format::Oci => "oci",
+            Format::V2s2 => "v2s2",
+        }
+    }
+
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Oci => "application/vnd.oci.image.index.v1+json",
+            Format::V2s2 => "application/vnd.docker.distribution.manifest.list.v2+json",
+        }
+    }
+
+    /// The media type of one image's manifest in this format.
+    pub fn image_media_type(self) -> &'static str {
+        match self {
+            Format::Oci => "application/vnd.oci.image.manifest.v1+json",
+            Format::V2s2 => "application/vnd.docker.distribution.manifest.v2+json",
+        }
+    }
+}
+
+/// A lane of `cargo xtask test` (`--lane`); what each runs is in `lane.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lane {
+    /// This machine's podman as root: the whole suite
+    Host,
+    /// Debian 13's podman 5.4, nested in a privileged container
+    Podman5,
+    /// This machine's podman as the unprivileged user rc-rootless
+    Rootless,
 }
 
 #[cfg(test)]

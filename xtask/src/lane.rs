@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+pub use crate::flags::Lane;
+
 use crate::{
     base_images,
     engine::Engine,
@@ -25,16 +27,6 @@ use crate::{
     project,
     suite::{self, TestBinary, TestRun, Timings},
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Lane {
-    /// This machine's podman as root: the whole suite
-    Host,
-    /// Debian 13's podman 5.4, nested in a privileged container
-    Podman5,
-    /// This machine's podman as the unprivileged user rc-rootless
-    Rootless,
-}
 
 impl Lane {
     /// Its name in output, timings and summaries.
@@ -441,7 +433,7 @@ pub fn start_podman5<'a>(
     let archive = base_images_archive(runner, engine)?;
     let sysroot = rust_sysroot(runner)?;
     let mut mounts = vec![(root.clone(), true), (sysroot.clone(), false)];
-    let ca_bundle = PathBuf::from(crate::build::machine::HOST_CA_BUNDLE);
+    let ca_bundle = PathBuf::from(crate::engine::HOST_CA_BUNDLE);
     if ca_bundle.is_file() {
         // The host's trust (a TLS-inspecting proxy's CA, for cargo in builds).
         mounts.push((ca_bundle, false));

@@ -72,7 +72,7 @@ fn scratch_dir_for(root: &Path, uid: u32, writable: impl Fn(&Path) -> bool) -> P
     if writable(nearest_existing) {
         return preferred;
     }
-    let checkout = crate::base_images::fingerprint(&[root.as_os_str().as_encoded_bytes()]);
+    let checkout = fingerprint(&[root.as_os_str().as_encoded_bytes()]);
     std::env::temp_dir()
         .join(format!("rc-xtask-{uid}"))
         .join(checkout)
@@ -205,6 +205,22 @@ impl Drop for TemporaryDirectory {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Short hex SHA-256 over the given parts; stable across Rust versions.
+pub fn fingerprint(parts: &[&[u8]]) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(12)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

@@ -156,6 +156,53 @@ fn append(path: &Path, text: &str) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// What the registries hold after a push, one answer per registry.
+pub struct Pushed {
+    pub results: Vec<(String, Result<Option<crate::registry::RemoteIndex>>)>,
+}
+
+impl Pushed {
+    /// The list as read back (from the first registry that took it).
+    pub fn remote(&self) -> Option<&crate::registry::RemoteIndex> {
+        self.results
+            .iter()
+            .find_map(|(_, result)| result.as_ref().ok().and_then(Option::as_ref))
+    }
+
+    pub fn failed_registries(&self) -> Vec<String> {
+        self.results
+            .iter()
+            .filter(|(_, result)| result.is_err())
+            .map(|(registry, _)| registry.clone())
+            .collect()
+    }
+
+    /// An error naming every registry that failed, after the summary.
+    pub fn into_result(self) -> Result<()> {
+        let failed = self.failed_registries();
+        let done: Vec<String> = self
+            .results
+            .iter()
+            .filter(|(_, result)| result.is_ok())
+            .map(|(registry, _)| registry.clone())
+            .collect();
+        let mut errors = self.results.into_iter().filter_map(|(registry, result)| {
+            result
+                .err()
+                .map(|error| error.context(format!("the push to {registry} failed")))
+        });
+        match errors.next() {
+            None => Ok(()),
+            Some(error) if done.is_empty() => Err(error),
+            Some(error) => Err(error.context(format!(
+                "the release is in {} but NOT in {}",
+                done.join(", "),
+                failed.join(", ")
+            ))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,8 +18,8 @@ use anyhow::{bail, Context, Result};
 use super::{seconds, Bench, Figure, Target, BENCH_REPOSITORY};
 use crate::{
     base_images,
-    build::machine::HOST_CA_BUNDLE,
     engine::podman,
+    engine::HOST_CA_BUNDLE,
     exec::{Command, Runner},
     platform::{Arch, Platform},
     project,

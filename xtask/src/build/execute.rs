@@ -162,7 +162,7 @@ fn build_and_verify(plan: &Plan, runner: &Runner, ran: &mut Ran) -> Result<Outco
                     "\nbuild-image: WARNING: the all-at-once build of {} failed: {}\n\
                      build-image: falling back to building each platform on its own\n",
                     platform::join(&plan.platforms),
-                    first_line(&format!("{error:#}"))
+                    crate::exec::first_line(&format!("{error:#}"))
                 );
                 outcome.fell_back = true;
                 remove_list_if_present(runner, &plan.temporary_list);
@@ -358,7 +358,7 @@ fn build_each(
         if let Err(error) = built {
             eprintln!(
                 "\n[{platform}] build-image: FAILED: {}\n",
-                first_line(&format!("{error:#}"))
+                crate::exec::first_line(&format!("{error:#}"))
             );
             failed.push(platform);
         }
@@ -429,10 +429,6 @@ fn remove_stage_lists(runner: &Runner, lists: &[String]) {
             }
         }
     }
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or(text)
 }
 
 /// The tags the verified list gets (all of them, or a partial result's),

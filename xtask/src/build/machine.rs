@@ -2,8 +2,6 @@
 //! registration for emulated platforms, and (rootless) what only root can
 //! give; `setup` is run for what it can fix, unless `--no-setup`.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
 
 use crate::{engine::Engine, exec::Runner, platform::Platform, setup};
@@ -119,16 +117,6 @@ fn check_engine(runner: &Runner, force: bool) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Where this machine keeps its CA bundle (Debian's), which builds mount
-/// for cargo's downloads (a TLS-inspecting proxy's CA among them).
-pub const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// The host CA bundle, when podman runs on this host (not in a VM).
-pub fn host_ca_bundle(engine: &Engine) -> Option<PathBuf> {
-    let bundle = PathBuf::from(HOST_CA_BUNDLE);
-    (engine.shares_this_host() && bundle.is_file()).then_some(bundle)
 }
 
 #[cfg(test)]

@@ -149,7 +149,7 @@ pub fn prepare(
     }
     let environment = Environment {
         build_platform,
-        ca_bundle: machine::host_ca_bundle(engine),
+        ca_bundle: engine.host_ca_bundle(),
         source: release.source.clone(),
         run_id: std::process::id().to_string(),
         scratch,

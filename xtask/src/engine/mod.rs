@@ -31,6 +31,10 @@ use anyhow::Result;
 
 use crate::{exec::Runner, platform::Platform};
 
+/// Where this machine keeps its CA bundle (Debian's), which builds mount
+/// for cargo's downloads (a TLS-inspecting proxy's CA among them).
+pub const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// The oldest podman whose multi-platform `build --manifest` we rely on.
 pub const MINIMUM_VERSION: semver::Version = semver::Version::new(4, 3, 0);
 
@@ -87,6 +91,12 @@ impl Engine {
     /// size"); up to 4.3 a layer counts once for every image that shares it.
     pub fn system_df_counts_each_layer_once(&self) -> bool {
         self.version >= semver::Version::new(4, 4, 0)
+    }
+
+    /// The host CA bundle, when podman runs on this host (not in a VM).
+    pub fn host_ca_bundle(&self) -> Option<std::path::PathBuf> {
+        let bundle = std::path::PathBuf::from(HOST_CA_BUNDLE);
+        (self.shares_this_host() && bundle.is_file()).then_some(bundle)
     }
 
     /// Multi-platform `build --manifest` that the pipeline relies on (4.3).

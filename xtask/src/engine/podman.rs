@@ -831,7 +831,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             loaded.manifest_type.as_deref(),
-            Some(crate::registry::Format::V2s2.image_media_type())
+            Some(crate::flags::Format::V2s2.image_media_type())
         );
         let older = ImageConfig::parse(r#"[{"Os":"linux","Architecture":"arm64"}]"#).unwrap();
         assert_eq!(older.manifest_type, None);

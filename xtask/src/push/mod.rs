@@ -12,6 +12,8 @@ mod merge;
 
 use anyhow::{bail, Context, Result};
 
+pub use crate::report::Pushed;
+
 use crate::{
     build,
     engine::{local_list, podman, Engine},
@@ -61,53 +63,6 @@ pub struct PushPlan {
     /// Push the images with the list (`--all`); not for a list merged from
     /// images the registries already hold.
     pub with_images: bool,
-}
-
-/// What the registries hold after a push, one answer per registry.
-pub struct Pushed {
-    pub results: Vec<(String, Result<Option<registry::RemoteIndex>>)>,
-}
-
-impl Pushed {
-    /// The list as read back (from the first registry that took it).
-    pub fn remote(&self) -> Option<&registry::RemoteIndex> {
-        self.results
-            .iter()
-            .find_map(|(_, result)| result.as_ref().ok().and_then(Option::as_ref))
-    }
-
-    pub fn failed_registries(&self) -> Vec<String> {
-        self.results
-            .iter()
-            .filter(|(_, result)| result.is_err())
-            .map(|(registry, _)| registry.clone())
-            .collect()
-    }
-
-    /// An error naming every registry that failed, after the summary.
-    pub fn into_result(self) -> Result<()> {
-        let failed = self.failed_registries();
-        let done: Vec<String> = self
-            .results
-            .iter()
-            .filter(|(_, result)| result.is_ok())
-            .map(|(registry, _)| registry.clone())
-            .collect();
-        let mut errors = self.results.into_iter().filter_map(|(registry, result)| {
-            result
-                .err()
-                .map(|error| error.context(format!("the push to {registry} failed")))
-        });
-        match errors.next() {
-            None => Ok(()),
-            Some(error) if done.is_empty() => Err(error),
-            Some(error) => Err(error.context(format!(
-                "the release is in {} but NOT in {}",
-                done.join(", "),
-                failed.join(", ")
-            ))),
-        }
-    }
 }
 
 impl PushSession {
@@ -359,7 +314,7 @@ impl PushSession {
                     eprintln!(
                         "push: FAILED to push to {}: {}",
                         target.repository.registry,
-                        first_line(&format!("{error:#}"))
+                        crate::exec::first_line(&format!("{error:#}"))
                     );
                 }
             }
@@ -496,10 +451,6 @@ impl PushSession {
     }
 }
 
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or(text)
-}
-
 /// The digests a list refers to: two names with the same digests are one build.
 fn list_digests(runner: &Runner, name: &str) -> Result<Option<Vec<String>>> {
     if !runner.succeeds(&podman::manifest_exists(name))? {
@@ -531,7 +482,7 @@ pub fn print_summary(session: &PushSession, plan: &PushPlan, pushed: &Pushed) {
             }
             Err(error) => eprintln!(
                 "  FAILED:    {repository} ({})",
-                first_line(&format!("{error:#}"))
+                crate::exec::first_line(&format!("{error:#}"))
             ),
         }
     }

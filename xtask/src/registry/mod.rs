@@ -18,40 +18,9 @@ use anyhow::{bail, Context, Result};
 use crate::{
     engine::podman,
     exec::{Command, Runner, Stdin},
+    flags::Format,
     platform::Platform,
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// OCI image index
-    Oci,
-    /// Docker manifest list (schema 2)
-    V2s2,
-}
-
-impl Format {
-    pub fn podman_name(self) -> &'static str {
-        match self {
-            Format::Oci => "oci",
-            Format::V2s2 => "v2s2",
-        }
-    }
-
-    pub fn media_type(self) -> &'static str {
-        match self {
-            Format::Oci => "application/vnd.oci.image.index.v1+json",
-            Format::V2s2 => "application/vnd.docker.distribution.manifest.list.v2+json",
-        }
-    }
-
-    /// The media type of one image's manifest in this format.
-    pub fn image_media_type(self) -> &'static str {
-        match self {
-            Format::Oci => "application/vnd.oci.image.manifest.v1+json",
-            Format::V2s2 => "application/vnd.docker.distribution.manifest.v2+json",
-        }
-    }
-}
 
 /// Where to push and how to talk to the registry.
 #[derive(Debug, Clone)]
@@ -431,7 +400,7 @@ pub fn read_back(runner: &Runner, command: &Command) -> Result<String> {
             {
                 eprintln!(
                     "push: the registry failed to answer a read-back ({}); asking again in {} s",
-                    first_line(&format!("{error:#}")),
+                    crate::exec::first_line(&format!("{error:#}")),
                     delay.as_secs()
                 );
                 thread::sleep(delay);
@@ -441,10 +410,6 @@ pub fn read_back(runner: &Runner, command: &Command) -> Result<String> {
         }
     }
     unreachable!("the loop returns on the last attempt")
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or(text)
 }
 
 /// A manifest list as the registry holds it.

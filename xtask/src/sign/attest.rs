@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use super::{
     registry_flags,
-    verify::{last_line, verify_attestation_command, Check, Identity},
+    verify::{verify_attestation_command, Check, Identity},
     Signer, PROGRAM,
 };
 use crate::{
@@ -326,7 +326,7 @@ pub fn check_attestations(
             reference,
         ));
         let (passed, detail) = match answer {
-            Err(error) => (false, last_line(&error)),
+            Err(error) => (false, crate::exec::last_line(&error)),
             Ok(answer) => {
                 let found: Vec<Value> = statements(&answer)
                     .into_iter()

@@ -111,7 +111,7 @@ impl Signing {
 
     /// For the report: signed (every registry that has the release), and
     /// with what or why not.
-    pub fn state(&self, pushed: &crate::push::Pushed) -> (bool, String) {
+    pub fn state(&self, pushed: &crate::report::Pushed) -> (bool, String) {
         match self {
             Signing::Sign(signer) => (pushed.remote().is_some(), signer.describe()),
             Signing::Off(why) => (false, format!("not signed: {why}")),
@@ -119,7 +119,7 @@ impl Signing {
     }
 
     /// A line of the summary; loud when the release is not signed.
-    pub fn print_summary(&self, pushed: &crate::push::Pushed) {
+    pub fn print_summary(&self, pushed: &crate::report::Pushed) {
         match self {
             Signing::Sign(signer) if pushed.remote().is_some() => eprintln!(
                 "  signed:    the list, each image, their provenance and SBOM ({}; \
@@ -283,7 +283,7 @@ fn check(signer: &Signer, runner: &Runner, problems: &mut Vec<String>) {
         problems.push(format!(
             "the signing key {key} does not open: set {PASSWORD_VARIABLE} to its password \
              (cosign said: {})",
-            verify::last_line(&error)
+            crate::exec::last_line(&error)
         ));
     }
 }
@@ -316,7 +316,7 @@ pub fn sign_command(signer: &Signer, destination: &Destination, reference: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::Format;
+    use crate::flags::Format;
 
     fn destination(tls_verify: bool) -> Destination {
         Destination {

@@ -20,7 +20,8 @@ use super::{attest, registry_flags, PROGRAM};
 use crate::{
     exec::{Command, Runner},
     flags,
-    registry::{self, Destination, Format},
+    flags::Format,
+    registry::{self, Destination},
 };
 
 /// Whom the signatures must come from.
@@ -261,7 +262,7 @@ fn check_signature(
             (true, "signed".to_owned())
         }
         Ok(_) => (false, "the signature names another digest".to_owned()),
-        Err(error) => (false, last_line(&error)),
+        Err(error) => (false, crate::exec::last_line(&error)),
     };
     Check {
         what: "signature".to_owned(),
@@ -269,18 +270,6 @@ fn check_signature(
         passed,
         detail,
     }
-}
-
-/// cosign's own last words.
-pub fn last_line(error: &anyhow::Error) -> String {
-    format!("{error:#}")
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|line| !line.is_empty())
-        .unwrap_or("failed")
-        .trim_start_matches("Error: ")
-        .to_owned()
 }
 
 #[cfg(test)]
