@@ -165,3 +165,169 @@ fn the_checks_see_what_they_look_for() {
     assert!(!offenders(&["podman::PROGRAM"], &[]).is_empty());
     assert!(!offenders(&["\"REGISTRY_TOKEN\""], &[]).is_empty());
 }
+
+/// The layers of `xtask/src`, lowest first (ARCHITECTURE.md draws them): a
+/// module imports only from its own layer or below, and no modules import
+/// each other round in a cycle, so a reader can tell the ground from the roof
+/// and a change reaches only what is above it.
+const LAYERS: &[(&str, &[&str])] = &[
+    (
+        "ground: processes, signals, platforms, the CLI types, this checkout",
+        &["exec", "interrupt", "platform", "flags", "project"],
+    ),
+    (
+        "the engine: podman's argv, its JSON, capabilities",
+        &["engine"],
+    ),
+    (
+        "registries, and what a release is (metadata, git, tags, lock)",
+        &["registry", "release"],
+    ),
+    (
+        "the commands",
+        &[
+            "setup",
+            "disk",
+            "clean",
+            "base_images",
+            "build",
+            "report",
+            "sign",
+            "push",
+        ],
+    ),
+    (
+        "the test lanes and the benchmark",
+        &["suite", "lane", "test", "bench"],
+    ),
+];
+
+/// Each top-level module of `src/` (a file or a directory) and the modules
+/// its code names through `crate::` (in `use crate::{a, b::c}` or a path).
+fn module_imports() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut imports =
+        std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for (path, code) in sources() {
+        let first = path
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
+        let module = first.trim_end_matches(".rs").to_owned();
+        if module == "main" {
+            continue;
+        }
+        let code: String = code
+            .lines()
+            .map(|line| line.split("//").next().unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let named = imports.entry(module.clone()).or_default();
+        let mut rest = code.as_str();
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                // `use crate::{a, b::{c, d}, e}`: the first segment of each
+                // item at the group's own depth.
+                let mut depth = 0;
+                let mut item_start = true;
+                for (index, character) in group.char_indices() {
+                    match character {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => {
+                            rest = &group[index..];
+                            break;
+                        }
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => item_start = true,
+                        character
+                            if item_start && (character.is_alphabetic() || character == '_') =>
+                        {
+                            let name: String = group[index..]
+                                .chars()
+                                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                                .collect();
+                            named.insert(name);
+                            item_start = false;
+                        }
+                        _ => {}
+                    }
+                }
+            } else {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                named.insert(name);
+            }
+        }
+        named.remove(&module);
+    }
+    let modules: std::collections::BTreeSet<String> = imports.keys().cloned().collect();
+    for named in imports.values_mut() {
+        named.retain(|name| modules.contains(name));
+    }
+    imports
+}
+
+#[test]
+fn modules_import_from_their_layer_or_below_and_never_in_a_cycle() {
+    let imports = module_imports();
+    let layer_of = |module: &str| {
+        LAYERS
+            .iter()
+            .position(|(_, modules)| modules.contains(&module))
+    };
+    let mut problems = Vec::new();
+    for (module, named) in &imports {
+        let Some(layer) = layer_of(module) else {
+            problems.push(format!(
+                "src/{module} is in no layer: add it to LAYERS in tests/tidy.rs (and to \
+                 ARCHITECTURE.md's drawing)"
+            ));
+            continue;
+        };
+        for import in named {
+            if layer_of(import).is_some_and(|imported| imported > layer) {
+                problems.push(format!(
+                    "src/{module} ({}) imports {import} ({}), a layer above it: move what it \
+                     needs down, or the caller up",
+                    LAYERS[layer].0,
+                    LAYERS[layer_of(import).unwrap()].0
+                ));
+            }
+        }
+    }
+    // A cycle: a module that reaches itself (depth-first, bounded by the
+    // number of modules).
+    for start in imports.keys() {
+        let mut path = vec![start.clone()];
+        let mut stack = vec![(start.clone(), 0usize)];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some((module, depth)) = stack.pop() {
+            path.truncate(depth);
+            path.push(module.clone());
+            for next in &imports[&module] {
+                if next == start {
+                    problems.push(format!("import cycle: {} -> {start}", path.join(" -> ")));
+                } else if seen.insert(next.clone()) && depth < imports.len() {
+                    stack.push((next.clone(), depth + 1));
+                }
+            }
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_import_reader_sees_groups_and_paths() {
+    let imports = module_imports();
+    // `use crate::{engine::{podman, storage, Engine}, exec::Runner, ...}`.
+    assert!(imports["disk"].contains("engine") && imports["disk"].contains("exec"));
+    // `crate::engine::HOST_CA_BUNDLE` in a path.
+    assert!(imports["lane"].contains("engine"));
+    assert!(imports["flags"].is_empty(), "{:?}", imports["flags"]);
+}
