@@ -23,6 +23,15 @@ use crate::{
 
 mod disk;
 mod emulated;
+mod fresh_runner;
+mod overhead;
+mod relay;
+mod results;
+
+use fresh_runner::{fresh_runner_figures, FreshStorage};
+use overhead::wrapper_overhead;
+use relay::DelayedRelay;
+use results::{machine, rows, splice_results, storage_size, table};
 
 const BENCH_REPOSITORY: &str = "localhost/rc-bench";
 
@@ -112,6 +121,22 @@ struct Workload {
     build_args: Vec<String>,
 }
 
+impl Workload {
+    /// rc-web itself, in the benchmark's clone.
+    fn rc_web(clone: &Path) -> Workload {
+        Workload {
+            containerfile: clone.join(project::RC_WEB_CONTAINERFILE),
+            context: clone.to_path_buf(),
+            edited: clone.join("rc-web/src/lib.rs"),
+            // The greeting of GET /hello.
+            edit_marker: "Hello, {name}!",
+            cache_key: clone.join("Cargo.toml"),
+            name: "rc-web",
+            build_args: Vec::new(),
+        }
+    }
+}
+
 /// The benchmark's registry: the loopback registry the tests use too.
 struct LocalRegistry(crate::registry::loopback::LoopbackRegistry);
 
@@ -129,89 +154,6 @@ impl LocalRegistry {
     /// Bytes of every blob the registry stores: what was uploaded to it.
     fn stored_bytes(&self) -> u64 {
         self.0.stored_bytes()
-    }
-}
-
-/// A TCP relay on 127.0.0.1 to another port there that holds every chunk for
-/// `delay` in each direction: a registry `2 × delay` of round trip away, as
-/// one across the internet is, with no limit on bandwidth. Stopped on drop.
-struct DelayedRelay {
-    port: u16,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    accept: Option<std::thread::JoinHandle<()>>,
-}
-
-impl DelayedRelay {
-    fn start(target: u16, delay: Duration) -> Result<DelayedRelay> {
-        use std::{net::TcpStream, sync::atomic::Ordering};
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-        let port = listener.local_addr()?.port();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stopped = stop.clone();
-        let accept = std::thread::spawn(move || {
-            for client in listener.incoming() {
-                if stopped.load(Ordering::SeqCst) {
-                    break;
-                }
-                let (Ok(client), Ok(server)) = (client, TcpStream::connect(("127.0.0.1", target)))
-                else {
-                    continue;
-                };
-                for (from, to) in [(&client, &server), (&server, &client)] {
-                    if let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) {
-                        Self::pump(from, to, delay);
-                    }
-                }
-            }
-        });
-        Ok(DelayedRelay {
-            port,
-            stop,
-            accept: Some(accept),
-        })
-    }
-
-    /// Copies `from` to `to`, each chunk `delay` after it arrived; ends (and
-    /// closes `to` for writing) when `from` does.
-    fn pump(mut from: std::net::TcpStream, mut to: std::net::TcpStream, delay: Duration) {
-        use std::io::{Read, Write};
-        let (sender, receiver) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
-        std::thread::spawn(move || {
-            let mut buffer = vec![0u8; 64 * 1024];
-            while let Ok(read) = from.read(&mut buffer) {
-                if read == 0
-                    || sender
-                        .send((Instant::now() + delay, buffer[..read].to_vec()))
-                        .is_err()
-                {
-                    break;
-                }
-            }
-        });
-        std::thread::spawn(move || {
-            for (due, chunk) in receiver {
-                std::thread::sleep(due.saturating_duration_since(Instant::now()));
-                if to.write_all(&chunk).is_err() {
-                    break;
-                }
-            }
-            let _ = to.shutdown(std::net::Shutdown::Write);
-        });
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for DelayedRelay {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        // Wakes the accept loop so it sees `stop`.
-        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
     }
 }
 
@@ -415,19 +357,9 @@ pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
     let clone = scratch.path().join("clone");
     git2::Repository::clone(&project::root().to_string_lossy(), &clone)
         .context("cannot clone the checkout for the benchmark")?;
-    let workload = if flags.quick {
-        tiny_workload(&clone.join("target/rc-bench/tiny"))?
-    } else {
-        Workload {
-            containerfile: clone.join(project::RC_WEB_CONTAINERFILE),
-            context: clone.clone(),
-            edited: clone.join("rc-web/src/lib.rs"),
-            // The greeting of GET /hello.
-            edit_marker: "Hello, {name}!",
-            cache_key: clone.join("Cargo.toml"),
-            name: "rc-web",
-            build_args: Vec::new(),
-        }
+    let workload = match flags.quick {
+        true => tiny_workload(&clone.join("target/rc-bench/tiny"))?,
+        false => Workload::rc_web(&clone),
     };
     let registry = LocalRegistry::start(&scratch.path().join("registry"))?;
     let runs = if flags.quick { 1 } else { flags.runs.max(1) };
@@ -472,14 +404,7 @@ pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
     // cache, and against the same release on a warm machine.
     figures.extend(fresh_runner_figures(&mut bench)?);
 
-    // 4. The xtask's build-and-push / the same podman commands by hand.
-    let small = tiny_workload(&bench.clone.join("target/rc-bench/small"))?;
-    // A release (its three tags, to a registry some way off), then one tag
-    // to the registry on loopback.
-    for release in [true, false] {
-        figures.push(wrapper_overhead(&bench, &small, release, true)?);
-        figures.push(wrapper_overhead(&bench, &small, release, false)?);
-    }
+    figures.extend(overhead_figures(&bench)?);
     if let Some(((amd64_clean, amd64_cpu), (arm64_clean, arm64_cpu))) = each_alone {
         figures.push(clean_builds_figure(
             (both_clean, both_cpu),
@@ -490,6 +415,19 @@ pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
     // 6. check-disk-space against podman info on a storage of its own.
     figures.push(disk::figure(&bench, &scratch.path().join("disk"))?);
     remove_bench_images(&runner);
+    Ok(figures)
+}
+
+/// 4. The xtask's build-and-push / the same podman commands by hand: a
+/// release (its three tags, to a registry some way off), then one tag to
+/// the registry on loopback, each with every layer built and warm.
+fn overhead_figures(bench: &Bench) -> Result<Vec<Figure>> {
+    let small = tiny_workload(&bench.clone.join("target/rc-bench/small"))?;
+    let mut figures = Vec::new();
+    for release in [true, false] {
+        figures.push(wrapper_overhead(bench, &small, release, true)?);
+        figures.push(wrapper_overhead(bench, &small, release, false)?);
+    }
     Ok(figures)
 }
 
@@ -566,174 +504,6 @@ fn clean_builds_figure(
     }
 }
 
-/// A release of a one-line change on a fresh runner (an empty podman
-/// storage, as every job of release.yml starts with; the registry holds the
-/// release before it and its cache), from nothing to pushed and read back
-/// (`build-and-push`, both platforms); the same without the cache (base
-/// images made from the Debian archive, every layer built); and the same
-/// release on a warm machine. In `--quick`, the fresh storage without the
-/// cache is given the base images first, untimed (making them takes
-/// minutes), so that only the layer cache is compared there.
-fn fresh_runner_figures(bench: &mut Bench) -> Result<Vec<Figure>> {
-    let host = bench.registry.host();
-    let (file, context) = (
-        bench.workload.containerfile.to_string_lossy().into_owned(),
-        bench.workload.context.to_string_lossy().into_owned(),
-    );
-    let (exe, clone) = (std::env::current_exe()?, bench.clone.clone());
-    let build_args = bench.workload.build_args.clone();
-    let release = |tag: &str, cache: bool| -> Command {
-        let mut args = vec![
-            "build-and-push",
-            "--registry",
-            &host,
-            "--image",
-            "rc-bench/fresh",
-            "--tag",
-            tag,
-            "--tls-verify",
-            "false",
-            "--no-sign",
-            "--file",
-            &file,
-            "--context",
-            &context,
-        ];
-        if cache {
-            args.push("--cache-repo");
-        }
-        Command::new(exe.to_string_lossy())
-            .args(args)
-            .args(build_args.iter().cloned())
-            .current_dir(&clone)
-    };
-    // The release before: it fills the cache (its layers, the base images).
-    bench.runner.run(&release("previous", true))?;
-    bench.edit()?;
-    bench.commit("bench: a release on a fresh runner")?;
-
-    let cached = FreshStorage::new(bench.runner, "cached")?;
-    let with_cache = bench.timed(&cached.applied(release("fresh-cached", true)))?;
-    drop(cached);
-    let uncached = FreshStorage::new(bench.runner, "uncached")?;
-    if bench.quick {
-        let engine = crate::engine::Engine::read(bench.runner)?;
-        let archive = crate::lane::base_images_archive(bench.runner, engine)?;
-        bench.runner.run(&uncached.applied(bench.xtask(&[
-            "base-images",
-            "--import",
-            &archive.to_string_lossy(),
-        ])))?;
-    }
-    let without_cache = bench.timed(&uncached.applied(release("fresh-uncached", false)))?;
-    drop(uncached);
-    let warm = bench.timed(&release("warm", false))?;
-    let what = if bench.quick {
-        "the base images loaded first"
-    } else {
-        "base images made from the Debian archive, every layer built"
-    };
-    Ok(vec![
-        Figure {
-            name: "a release of a one-line change on a fresh runner (empty storage), with the \
-                   registry cache / the same without it",
-            numerator: format!(
-                "build-and-push --cache-repo of {}, both platforms, from an empty storage to \
-                 pushed and read back: {}",
-                bench.workload.name,
-                seconds(with_cache)
-            ),
-            denominator: format!(
-                "the same without the cache ({what}): {}",
-                seconds(without_cache)
-            ),
-            value: Some(with_cache.as_secs_f64() / without_cache.as_secs_f64()),
-            target: Target::AtMost(0.25),
-            runs: "1 each".into(),
-        },
-        Figure {
-            name: "the same fresh-runner release, with the cache / the same release on a warm \
-                   machine",
-            numerator: format!("fresh runner, with the cache: {}", seconds(with_cache)),
-            denominator: format!(
-                "build-and-push of the same commit where the release before was built: {}",
-                seconds(warm)
-            ),
-            value: Some(with_cache.as_secs_f64() / warm.as_secs_f64()),
-            target: Target::AtMost(1.5),
-            runs: "1 each".into(),
-        },
-    ])
-}
-
-/// An empty podman storage beside this machine's (a fresh CI runner's):
-/// a command given to [`FreshStorage::applied`] uses it
-/// (`CONTAINERS_STORAGE_CONF`, every podman and skopeo it runs). Beside
-/// the real one, so that it is on the same kind of filesystem. Removed on
-/// drop.
-struct FreshStorage<'a> {
-    runner: &'a Runner,
-    directory: PathBuf,
-    run_root: PathBuf,
-    conf: PathBuf,
-}
-
-impl<'a> FreshStorage<'a> {
-    fn new(runner: &'a Runner, name: &str) -> Result<FreshStorage<'a>> {
-        use crate::engine::fresh_storage;
-        let info = podman::Info::read(runner)?;
-        let leaf = format!("rc-bench-fresh-{name}-{}", std::process::id());
-        let (directory, run_root) =
-            fresh_storage::beside(&info.store.graph_root, &info.store.run_root, &leaf)
-                .context("podman's storage is at the root of the filesystem")?;
-        std::fs::create_dir_all(&directory)
-            .with_context(|| format!("cannot create {}", directory.display()))?;
-        let conf = directory.join("storage.conf");
-        std::fs::write(
-            &conf,
-            fresh_storage::storage_conf(&info.store.graph_driver_name, &directory, &run_root),
-        )?;
-        Ok(FreshStorage {
-            runner,
-            directory,
-            run_root,
-            conf,
-        })
-    }
-
-    fn applied(&self, command: Command) -> Command {
-        command.env("CONTAINERS_STORAGE_CONF", self.conf.to_string_lossy())
-    }
-}
-
-impl Drop for FreshStorage<'_> {
-    fn drop(&mut self) {
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        for point in crate::engine::fresh_storage::mount_points_under(
-            &mounts,
-            &[&self.directory, &self.run_root],
-        ) {
-            let _ = self.runner.succeeds(&Command::new("umount").arg(point));
-        }
-        for path in [&self.directory, &self.run_root] {
-            if project::current_uid() != 0 {
-                // Files of the subordinate IDs: removable in podman's user
-                // namespace only.
-                let _ = self.runner.succeeds(
-                    &Command::new(podman::PROGRAM)
-                        .args(["unshare", "rm", "-rf"])
-                        .arg(path.to_string_lossy()),
-                );
-            }
-            if let Err(error) = std::fs::remove_dir_all(path) {
-                if error.kind() != std::io::ErrorKind::NotFound {
-                    eprintln!("bench: warning: cannot remove {}: {error}", path.display());
-                }
-            }
-        }
-    }
-}
-
 /// A tiny two-platform image with a RUN step, for `--quick`.
 fn tiny_workload(directory: &Path) -> Result<Workload> {
     std::fs::create_dir_all(directory)?;
@@ -763,149 +533,6 @@ fn tiny_workload(directory: &Path) -> Result<Workload> {
     })
 }
 
-/// The tags of a release (figure 4): its version, its commit, `latest`.
-const RELEASE_TAGS: &[&str] = &["v1.0.0", "0123abc", "latest"];
-
-/// How far off the registry of figure 4's release rows is, each way: 20 ms
-/// of round trip, a registry in the same region. (The one on loopback
-/// answers in microseconds, which no registry a release goes to does.)
-const REGISTRY_DELAY: Duration = Duration::from_millis(10);
-
-/// Builds and pushes of the workload, through the xtask and by hand,
-/// alternating; the medians compared. A `release` has three tags and goes
-/// to the registry through a [`DelayedRelay`]; else one tag, on loopback.
-fn wrapper_overhead(bench: &Bench, small: &Workload, release: bool, cold: bool) -> Result<Figure> {
-    let tags = if release { RELEASE_TAGS } else { &["t"] };
-    let tag_list = tags.join(",");
-    let relay = if release {
-        Some(DelayedRelay::start(bench.registry.0.port, REGISTRY_DELAY)?)
-    } else {
-        None
-    };
-    let host = &relay
-        .as_ref()
-        .map_or_else(|| bench.registry.host(), DelayedRelay::host);
-    let (file, context) = (
-        small.containerfile.to_string_lossy().into_owned(),
-        small.context.to_string_lossy().into_owned(),
-    );
-    let mut nonce = 0;
-    let mut cold_cache = || -> Result<()> {
-        if cold {
-            nonce += 1;
-            std::fs::write(
-                &small.cache_key,
-                format!("small image, cold build {nonce}\n"),
-            )?;
-        }
-        Ok(())
-    };
-    // The raw side runs exactly the `podman build` the xtask runs (same
-    // labels, annotations, timestamp, build arguments), as its dry run prints
-    // it, then pushes the list: the same work without the wrapper.
-    let plan = bench.runner.read(&bench.xtask(&[
-        "build-image",
-        "--dry-run",
-        "--registry",
-        "localhost",
-        "--image",
-        "rc-bench/raw",
-        "--tag",
-        &tag_list,
-        "--file",
-        &file,
-        "--context",
-        &context,
-    ]))?;
-    let raw_build = plan
-        .lines()
-        .find(|line| line.contains("podman build "))
-        .context("the dry run printed no podman build")?;
-    // Less the file the xtask reads the list's ID from: by hand, nobody
-    // would write it (and the dry run did not make its directory).
-    let raw_build = without_option(raw_build, "--iidfile");
-    let list = raw_build
-        .split_whitespace()
-        .skip_while(|word| *word != "--manifest")
-        .nth(1)
-        .context("the podman build has no --manifest")?
-        .to_owned();
-    let mut by_xtask = Vec::new();
-    let mut by_hand = Vec::new();
-    // One untimed round of each first: both start warm.
-    for round in 0..=bench.runs {
-        let xtask = bench.xtask(&[
-            "build-and-push",
-            "--registry",
-            host,
-            "--image",
-            "rc-bench/wrapped",
-            "--tag",
-            &tag_list,
-            "--tls-verify",
-            "false",
-            "--file",
-            &file,
-            "--context",
-            &context,
-        ]);
-        cold_cache()?;
-        let elapsed = bench.timed(&xtask)?;
-        cold_cache()?;
-        let start = Instant::now();
-        if bench.runner.succeeds(&podman::manifest_exists(&list))? {
-            bench.runner.run(&podman::manifest_remove(&list))?;
-        }
-        bench.runner.run(
-            &Command::new("sh")
-                .args(["-c", &raw_build])
-                .current_dir(&bench.clone),
-        )?;
-        // One push per tag, one after the other, as a script runs them.
-        for tag in tags {
-            bench.runner.run(
-                &Command::new(podman::PROGRAM)
-                    .args(["manifest", "push", "--all", "--tls-verify=false", &list])
-                    .arg(format!("docker://{host}/rc-bench/raw:{tag}")),
-            )?;
-        }
-        if round > 0 {
-            by_xtask.push(elapsed);
-            by_hand.push(start.elapsed());
-        }
-    }
-    let (xtask, hand) = (median(by_xtask), median(by_hand));
-    Ok(Figure {
-        name: match (release, cold) {
-            (true, true) => "the xtask's build-and-push / the equivalent raw podman commands, on a small image: a release's three tags, registry 20 ms away (layers built)",
-            (true, false) => "the same, a release's three tags, registry 20 ms away (warm cache)",
-            (false, true) => "the same, one tag, registry on loopback (layers built)",
-            (false, false) => "the same, one tag, registry on loopback (warm cache)",
-        },
-        numerator: format!(
-            "cargo xtask build-and-push --tag {tag_list} ({}): {} (median)",
-            if cold {
-                "every layer built"
-            } else {
-                "warm cache"
-            },
-            seconds(xtask)
-        ),
-        denominator: format!(
-            "the same podman build (from the xtask's dry run) + {}: {} (median)",
-            if release {
-                "a podman manifest push per tag"
-            } else {
-                "podman manifest push"
-            },
-            seconds(hand)
-        ),
-        value: Some(xtask.as_secs_f64() / hand.as_secs_f64()),
-        target: Target::AtMost(if release { 1.03 } else { 1.10 }),
-        runs: format!("{} each, alternating, after one warm-up", bench.runs),
-    })
-}
-
 /// Seconds of CPU time the machine has spent busy since boot, all CPUs
 /// together (`/proc/stat`: user, nice, system, irq, softirq and steal).
 fn cpu_busy_seconds() -> Option<f64> {
@@ -929,22 +556,6 @@ fn busy_ticks(line: &str) -> Option<u64> {
         .ok()?;
     let [user, nice, system, _idle, _iowait, irq, softirq, steal] = values.try_into().ok()?;
     Some(user + nice + system + irq + softirq + steal)
-}
-
-/// `line` without `option` and the word after it.
-fn without_option(line: &str, option: &str) -> String {
-    let mut words = Vec::new();
-    let mut skip = false;
-    for word in line.split(' ') {
-        if skip {
-            skip = false;
-        } else if word == option {
-            skip = true;
-        } else {
-            words.push(word);
-        }
-    }
-    words.join(" ")
 }
 
 fn remove_bench_images(runner: &Runner) {
@@ -1007,79 +618,6 @@ fn podman5_rows(flags: &crate::flags::Bench, runner: &Runner) -> Result<String> 
     Ok(rows)
 }
 
-const RESULTS_BEGIN: &str = "<!-- bench results: written by `cargo xtask bench --output` -->";
-const RESULTS_END: &str = "<!-- end of bench results -->";
-
-/// Replaces the results section of an existing document (keeping the method
-/// around it), or makes a document of the results alone.
-fn splice_results(document: &str, results: &str) -> String {
-    let section = format!("{RESULTS_BEGIN}\n{results}{RESULTS_END}");
-    match (document.find(RESULTS_BEGIN), document.find(RESULTS_END)) {
-        (Some(begin), Some(end)) if begin < end => format!(
-            "{}{section}{}",
-            &document[..begin],
-            &document[end + RESULTS_END.len()..]
-        ),
-        _ => format!("{section}\n"),
-    }
-}
-
-pub fn table(figures: &[Figure]) -> String {
-    String::from("| figure | measured | target | verdict | numerator | denominator | runs |\n|---|---|---|---|---|---|---|\n")
-        + &rows(figures, "")
-}
-
-/// The table's rows, each figure's name followed by `label` (the engine
-/// of a lane's figures).
-fn rows(figures: &[Figure], label: &str) -> String {
-    let mut text = String::new();
-    for figure in figures {
-        text.push_str(&format!(
-            "| {}{label} | {} | {} | {} | {} | {} | {} |\n",
-            figure.name,
-            figure.value_text(),
-            figure.target.text(),
-            figure.verdict(),
-            figure.numerator,
-            figure.denominator,
-            figure.runs
-        ));
-    }
-    text
-}
-
-/// This machine, for the record.
-/// How many images podman's storage holds (intermediate ones too).
-fn storage_size(runner: &Runner) -> String {
-    runner
-        .read(&Command::new(podman::PROGRAM).args(["images", "--all", "--quiet"]))
-        .map(|ids| format!("{} images in podman's storage", ids.lines().count()))
-        .unwrap_or_else(|_| "podman's storage size unknown".into())
-}
-
-pub fn machine(runner: &Runner) -> String {
-    let mut system = sysinfo::System::new();
-    system.refresh_cpu_all();
-    system.refresh_memory();
-    let cpu = system
-        .cpus()
-        .first()
-        .map(|cpu| cpu.brand().trim().to_owned())
-        .unwrap_or_default();
-    let podman = runner
-        .read(&podman::version())
-        .map(|version| version.trim().to_owned())
-        .unwrap_or_default();
-    format!(
-        "{} {} ({}), {} logical CPUs ({cpu}), {:.0} GiB memory, podman {podman}",
-        sysinfo::System::name().unwrap_or_default(),
-        sysinfo::System::os_version().unwrap_or_default(),
-        sysinfo::System::kernel_version().unwrap_or_default(),
-        system.cpus().len(),
-        system.total_memory() as f64 / (1u64 << 30) as f64,
-    )
-}
-
 impl crate::flags::Bench {
     pub fn run(self) -> Result<()> {
         let started = Instant::now();
@@ -1137,49 +675,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_relay_passes_every_byte_both_ways_a_round_trip_later() {
-        use std::io::{Read, Write};
-        let server = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
-        let target = server.local_addr().unwrap().port();
-        // Echoes what it reads until the client stops writing.
-        let echo = std::thread::spawn(move || {
-            let (mut stream, _) = server.accept().unwrap();
-            let mut received = Vec::new();
-            stream.read_to_end(&mut received).unwrap();
-            stream.write_all(&received).unwrap();
-        });
-        let delay = Duration::from_millis(30);
-        let relay = DelayedRelay::start(target, delay).unwrap();
-        // More than one chunk of the relay's buffer.
-        let sent: Vec<u8> = (0..200_000u32).map(|n| (n % 251) as u8).collect();
-        let start = Instant::now();
-        let mut client = std::net::TcpStream::connect(relay.host()).unwrap();
-        client.write_all(&sent).unwrap();
-        client.shutdown(std::net::Shutdown::Write).unwrap();
-        let mut echoed = Vec::new();
-        client.read_to_end(&mut echoed).unwrap();
-        assert!(echoed == sent, "every byte, in order");
-        assert!(
-            start.elapsed() >= 2 * delay,
-            "held {delay:?} each way: {:?}",
-            start.elapsed()
-        );
-        echo.join().unwrap();
-        drop(relay);
-    }
-
-    #[test]
-    fn results_replace_only_their_section() {
-        let document = format!("# Method\n\ntext\n\n{RESULTS_BEGIN}\nold\n{RESULTS_END}\n\nmore\n");
-        let spliced = splice_results(&document, "new\n");
-        assert_eq!(
-            spliced,
-            format!("# Method\n\ntext\n\n{RESULTS_BEGIN}\nnew\n{RESULTS_END}\n\nmore\n")
-        );
-        assert!(splice_results("", "x\n").starts_with(RESULTS_BEGIN));
-    }
-
-    #[test]
     fn busy_cpu_time_leaves_out_idle_and_iowait() {
         assert_eq!(
             busy_ticks("cpu  100 2 30 5000 40 5 6 7 0 0"),
@@ -1188,18 +683,6 @@ mod tests {
         assert_eq!(busy_ticks("cpu0 1 2 3 4 5 6 7 8"), None);
         assert_eq!(busy_ticks("cpu 1 2"), None);
         assert!(cpu_busy_seconds().is_some_and(|seconds| seconds > 0.0));
-    }
-
-    #[test]
-    fn an_option_and_its_value_come_out_of_a_command_line() {
-        assert_eq!(
-            without_option("podman build --iidfile /t/x.id --file F .", "--iidfile"),
-            "podman build --file F ."
-        );
-        assert_eq!(
-            without_option("podman build .", "--iidfile"),
-            "podman build ."
-        );
     }
 
     #[test]
