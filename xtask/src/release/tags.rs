@@ -140,26 +140,7 @@ pub fn branch_tag(branch: &str) -> Option<String> {
 pub fn compute(source: &SourceState, choices: &Choices) -> Result<Tags> {
     let mut notes = Vec::new();
     if !choices.override_tags.is_empty() {
-        for tag in &choices.override_tags {
-            validate_tag(tag)?;
-        }
-        let mut fixed: Vec<String> = Vec::new();
-        for tag in &choices.override_tags {
-            if !fixed.contains(tag) {
-                fixed.push(tag.clone());
-            }
-        }
-        let latest = fixed.iter().any(|tag| tag == LATEST) && !choices.no_latest;
-        fixed.retain(|tag| tag != LATEST);
-        if fixed.is_empty() {
-            bail!("--tag latest alone names no build; add a version tag too (e.g. --tag v1.2.3,latest)");
-        }
-        return Ok(Tags {
-            fixed,
-            latest,
-            version: None,
-            notes,
-        });
+        return overridden(choices);
     }
     if source.shallow && source.all_tags.is_empty() {
         bail!(
@@ -202,35 +183,68 @@ pub fn compute(source: &SourceState, choices: &Choices) -> Result<Tags> {
             notes,
         });
     };
-    let newest_release = source
-        .all_tags
-        .iter()
-        .filter_map(|tag| parse_version_tag(tag).ok().flatten())
-        .filter(|version| version.pre.is_empty())
-        .max();
-    let latest = if choices.no_latest {
-        false
-    } else if !version.pre.is_empty() {
-        notes.push(format!("{name} is a pre-release: latest does not move"));
-        false
-    } else if newest_release
-        .as_ref()
-        .is_some_and(|newest| *newest > version)
-    {
-        notes.push(format!(
-            "{name} is older than the newest release {}: latest does not move",
-            newest_release.unwrap()
-        ));
-        false
-    } else {
-        true
-    };
+    let latest = moves_latest(source, choices, (&version, name), &mut notes);
     Ok(Tags {
         fixed: vec![name.clone(), source.short_commit.clone()],
         latest,
         version: Some(version),
         notes,
     })
+}
+
+/// `--tag`'s tags, each once, in order; `latest` among them moves it.
+fn overridden(choices: &Choices) -> Result<Tags> {
+    for tag in &choices.override_tags {
+        validate_tag(tag)?;
+    }
+    let mut fixed: Vec<String> = Vec::new();
+    for tag in &choices.override_tags {
+        if !fixed.contains(tag) {
+            fixed.push(tag.clone());
+        }
+    }
+    let latest = fixed.iter().any(|tag| tag == LATEST) && !choices.no_latest;
+    fixed.retain(|tag| tag != LATEST);
+    if fixed.is_empty() {
+        bail!(
+            "--tag latest alone names no build; add a version tag too (e.g. --tag v1.2.3,latest)"
+        );
+    }
+    Ok(Tags {
+        fixed,
+        latest,
+        version: None,
+        notes: Vec::new(),
+    })
+}
+
+/// Whether the release `name` (`version`) on HEAD moves `latest`: not a
+/// pre-release, not older than the newest release, and not `--no-latest`.
+fn moves_latest(
+    source: &SourceState,
+    choices: &Choices,
+    (version, name): (&Version, &String),
+    notes: &mut Vec<String>,
+) -> bool {
+    let newest_release = source
+        .all_tags
+        .iter()
+        .filter_map(|tag| parse_version_tag(tag).ok().flatten())
+        .filter(|version| version.pre.is_empty())
+        .max();
+    if choices.no_latest {
+        false
+    } else if !version.pre.is_empty() {
+        notes.push(format!("{name} is a pre-release: latest does not move"));
+        false
+    } else if let Some(newest) = newest_release.filter(|newest| newest > version) {
+        notes.push(format!(
+            "{name} is older than the newest release {newest}: latest does not move"
+        ));
+        false
+    } else {
+        true
+    }
 }
 
 #[cfg(test)]
