@@ -156,34 +156,18 @@ fn install_cosign(runner: &Runner, is_root: bool) -> Result<()> {
     let packaged = candidate
         .lines()
         .any(|line| line.trim_start().starts_with("Candidate:") && !line.contains("(none)"));
-    let directory = std::env::temp_dir().join(format!("rc-xtask-cosign-{}", std::process::id()));
-    let apt = |verb: &str| {
-        Command::new("apt-get")
-            .arg("-o")
-            .arg(format!(
-                "Dir::Etc::SourceList={}",
-                directory.join("sources.list").display()
-            ))
-            .args(["-o", "Dir::Etc::SourceParts=/dev/null"])
-            .arg("-o")
-            .arg(format!(
-                "Dir::State::Lists={}",
-                directory.join("lists").display()
-            ))
-            .arg("-o")
-            .arg(format!("Dir::Cache={}", directory.join("cache").display()))
-            .args(["-o", "Dir::Etc::Preferences=/dev/null"])
-            .args(["-o", "Dir::Etc::PreferencesParts=/dev/null"])
-            // The download lands in a root-only directory.
-            .args(["-o", "APT::Sandbox::User=root"])
-            .arg(verb)
+    let other_suite = OtherSuite {
+        directory: std::env::temp_dir().join(format!("rc-xtask-cosign-{}", std::process::id())),
     };
     let install = if packaged {
         Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
             .args(["install", "-y", "--no-install-recommends", "cosign"])
     } else {
-        apt("download").arg("cosign").current_dir(&directory)
+        other_suite
+            .apt("download")
+            .arg("cosign")
+            .current_dir(&other_suite.directory)
     };
     require_root(
         is_root,
@@ -206,22 +190,59 @@ fn install_cosign(runner: &Runner, is_root: bool) -> Result<()> {
     }
     eprintln!("setup: cosign: installing Debian {COSIGN_SUITE}'s package (this release has none)");
     if runner.dry_run {
-        println!("{}", apt("update"));
+        println!("{}", other_suite.apt("update"));
         println!("{install}");
-        println!("dpkg -i {}/cosign_*.deb", directory.display());
+        println!("dpkg -i {}/cosign_*.deb", other_suite.directory.display());
         return Ok(());
     }
-    let result = (|| -> Result<()> {
+    let result = other_suite.install(runner, &install);
+    let _ = fs::remove_dir_all(&other_suite.directory);
+    result.context("cannot install cosign")
+}
+
+/// apt-get on a sources list of its own in `directory` (Debian
+/// [`COSIGN_SUITE`] alone): what this release lacks is downloaded from there
+/// and installed with dpkg, and nothing else of the machine's apt changes.
+struct OtherSuite {
+    directory: std::path::PathBuf,
+}
+
+impl OtherSuite {
+    fn apt(&self, verb: &str) -> Command {
+        let directory = &self.directory;
+        Command::new("apt-get")
+            .arg("-o")
+            .arg(format!(
+                "Dir::Etc::SourceList={}",
+                directory.join("sources.list").display()
+            ))
+            .args(["-o", "Dir::Etc::SourceParts=/dev/null"])
+            .arg("-o")
+            .arg(format!(
+                "Dir::State::Lists={}",
+                directory.join("lists").display()
+            ))
+            .arg("-o")
+            .arg(format!("Dir::Cache={}", directory.join("cache").display()))
+            .args(["-o", "Dir::Etc::Preferences=/dev/null"])
+            .args(["-o", "Dir::Etc::PreferencesParts=/dev/null"])
+            // The download lands in a root-only directory.
+            .args(["-o", "APT::Sandbox::User=root"])
+            .arg(verb)
+    }
+
+    /// Its lists, then `download` (the package), then dpkg.
+    fn install(&self, runner: &Runner, download: &Command) -> Result<()> {
         for partial in ["lists/partial", "cache/archives/partial"] {
-            fs::create_dir_all(directory.join(partial))?;
+            fs::create_dir_all(self.directory.join(partial))?;
         }
         fs::write(
-            directory.join("sources.list"),
+            self.directory.join("sources.list"),
             format!("deb http://deb.debian.org/debian {COSIGN_SUITE} main\n"),
         )?;
-        runner.run(&apt("update"))?;
-        runner.run(&install)?;
-        let package = fs::read_dir(&directory)?
+        runner.run(&self.apt("update"))?;
+        runner.run(download)?;
+        let package = fs::read_dir(&self.directory)?
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))
             .find(|path| path.extension().is_some_and(|extension| extension == "deb"))
             .context("apt-get download wrote no cosign package")?;
@@ -230,9 +251,7 @@ fn install_cosign(runner: &Runner, is_root: bool) -> Result<()> {
                 .arg("-i")
                 .arg(package.to_string_lossy()),
         )
-    })();
-    let _ = fs::remove_dir_all(&directory);
-    result.context("cannot install cosign")
+    }
 }
 
 /// The containers.conf this machine needs, or `None` when podman's defaults work.
