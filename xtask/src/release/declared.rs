@@ -297,12 +297,12 @@ impl Workspace {
     }
 }
 
-fn resolve(
+/// The package's table and the workspace's defaults, parsed.
+fn tables(
     entry: &PackageEntry,
     defaults: &serde_json::Value,
-) -> std::result::Result<Declared, Vec<String>> {
+) -> std::result::Result<(PackageTable, WorkspaceTable), Vec<String>> {
     let manifest = entry.manifest.display();
-    let key = |name: &str| format!("{manifest}: [package.metadata.{TABLE}] {name}");
     let table: PackageTable = serde_json::from_value(entry.table.clone())
         .map_err(|error| vec![format!("{manifest}: [package.metadata.{TABLE}]: {error}")])?;
     let defaults: WorkspaceTable = if defaults.is_null() {
@@ -314,9 +314,19 @@ fn resolve(
             )]
         })?
     };
-    let mut problems = Vec::new();
-    let directory = entry.manifest.parent().unwrap_or(Path::new("."));
-    let name = table.name.unwrap_or_default();
+    Ok((table, defaults))
+}
+
+/// `name` and `registries` (the package's, else the workspace's), each
+/// required.
+fn name_and_registries(
+    table: &PackageTable,
+    defaults: &WorkspaceTable,
+    entry: &PackageEntry,
+    key: &dyn Fn(&str) -> String,
+    problems: &mut Vec<String>,
+) -> (String, Vec<String>) {
+    let name = table.name.clone().unwrap_or_default();
     if name.is_empty() {
         problems.push(format!(
             "{} is missing: the repository path, e.g. name = \"acme/{}\"",
@@ -324,13 +334,30 @@ fn resolve(
             entry.package.name
         ));
     }
-    let registries = table.registries.or(defaults.registries).unwrap_or_default();
+    let registries = table
+        .registries
+        .clone()
+        .or(defaults.registries.clone())
+        .unwrap_or_default();
     if registries.is_empty() {
         problems.push(format!(
             "{} is missing or empty: where the image goes, e.g. registries = [\"ghcr.io\"]",
             key("registries")
         ));
     }
+    (name, registries)
+}
+
+fn resolve(
+    entry: &PackageEntry,
+    defaults: &serde_json::Value,
+) -> std::result::Result<Declared, Vec<String>> {
+    let manifest = entry.manifest.display();
+    let key = |name: &str| format!("{manifest}: [package.metadata.{TABLE}] {name}");
+    let (table, defaults) = tables(entry, defaults)?;
+    let mut problems = Vec::new();
+    let directory = entry.manifest.parent().unwrap_or(Path::new("."));
+    let (name, registries) = name_and_registries(&table, &defaults, entry, &key, &mut problems);
     let platforms = platforms_of(
         table
             .platforms
