@@ -418,7 +418,7 @@ pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
     Ok(figures)
 }
 
-/// 4. The xtask's build-and-push / the same podman commands by hand: a
+/// Figure 4, the xtask's build-and-push / the same podman commands by hand: a
 /// release (its three tags, to a registry some way off), then one tag to
 /// the registry on loopback, each with every layer built and warm.
 fn overhead_figures(bench: &Bench) -> Result<Vec<Figure>> {
