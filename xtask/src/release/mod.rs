@@ -213,6 +213,14 @@ fn apply(
             Err(error) => problems.push(format!("--cache-repo (or CACHE_REPO): {error:#}")),
         },
     }
+    problems.extend(missing_paths(&declared));
+    declared
+}
+
+/// The declared (or given) Containerfile, ignore files and context that are
+/// not there.
+fn missing_paths(declared: &Declared) -> Vec<String> {
+    let mut problems = Vec::new();
     if !declared.containerfile.is_file() {
         problems.push(format!(
             "Containerfile {} does not exist; pass --file PATH, or fix `containerfile` in \
@@ -243,7 +251,7 @@ fn apply(
             declared.package.name
         ));
     }
-    declared
+    problems
 }
 
 /// Every path the build reads that is outside the package's git work tree
