@@ -85,7 +85,6 @@ pub fn prepare(
     };
     machine::prepare_machine(runner, &platforms, !build.no_setup, build.force)?;
     let engine = Engine::read(runner)?;
-    let build_platform = engine.build_platform;
     lap("setup", &mut phases);
     disk::check_before_build(
         runner,
@@ -118,29 +117,15 @@ pub fn prepare(
                 .expect("a cache has a repository");
             base_images::Store::new(&repository, cache.tls_verify, cache.authfile.clone())
         });
-        base_images::ensure_only(runner, build_platform, needed, false, store.as_ref())?;
+        base_images::ensure_only(runner, engine.build_platform, needed, false, store.as_ref())?;
         lap("base images", &mut phases);
     }
     let request = Request {
         platforms,
-        mode: if build.per_platform {
-            Mode::PerPlatform
-        } else {
-            Mode::AllAtOnce
-        },
-        containerfile: declared.containerfile.clone(),
-        context: declared.context.clone(),
-        repository: release.repository().clone(),
-        tags: release.tags.clone(),
         base_images,
         build_args,
-        strict: build.strict,
-        latest_on_partial: image.latest_on_partial,
-        labels: labels::labels(&declared.package, &release.source, release.tags.primary()),
-        no_cache: build.no_cache,
         cache,
-        stages: declared.stages.clone(),
-        targets_arg: declared.targets_arg.clone(),
+        ..request(&release, image, build)
     };
     let scratch = project::scratch_dir();
     if !runner.dry_run {
@@ -148,7 +133,7 @@ pub fn prepare(
             .with_context(|| format!("cannot create {}", scratch.display()))?;
     }
     let environment = Environment {
-        build_platform,
+        build_platform: engine.build_platform,
         ca_bundle: engine.host_ca_bundle(),
         source: release.source.clone(),
         run_id: std::process::id().to_string(),
@@ -160,6 +145,33 @@ pub fn prepare(
         release,
         phases,
     })
+}
+
+/// What to build, as the release declares it and the flags ask; the
+/// platforms, base images, build arguments and cache are the caller's.
+fn request(release: &Release, image: &flags::ImageFlags, build: &flags::BuildFlags) -> Request {
+    let declared = &release.declared;
+    Request {
+        platforms: Vec::new(),
+        mode: if build.per_platform {
+            Mode::PerPlatform
+        } else {
+            Mode::AllAtOnce
+        },
+        containerfile: declared.containerfile.clone(),
+        context: declared.context.clone(),
+        repository: release.repository().clone(),
+        tags: release.tags.clone(),
+        base_images: Vec::new(),
+        build_args: Vec::new(),
+        strict: build.strict,
+        latest_on_partial: image.latest_on_partial,
+        labels: labels::labels(&declared.package, &release.source, release.tags.primary()),
+        no_cache: build.no_cache,
+        cache: None,
+        stages: declared.stages.clone(),
+        targets_arg: declared.targets_arg.clone(),
+    }
 }
 
 /// The registry layer cache of this run: the declared or given repository,
