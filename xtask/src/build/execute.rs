@@ -146,50 +146,13 @@ struct Ran {
 fn build_and_verify(plan: &Plan, runner: &Runner, ran: &mut Ran) -> Result<Outcome> {
     let mut outcome = Outcome::default();
     // The list as read after the build, while no later build changed it.
-    let mut unchanged_list = None;
-    match plan.mode {
-        Mode::AllAtOnce => {
-            let all = &plan.builds[0];
-            let built = run_stages_and_build(all, runner, ran);
-            let list_id = read_list_id(&plan.list_id_file);
-            // A build podman finished as the signal came is not used either.
-            interrupt::check()?;
-            if let Err(error) = built {
-                if runner.dry_run {
-                    return Err(error);
-                }
-                eprintln!(
-                    "\nbuild-image: WARNING: the all-at-once build of {} failed: {}\n\
-                     build-image: falling back to building each platform on its own\n",
-                    platform::join(&plan.platforms),
-                    crate::exec::first_line(&format!("{error:#}"))
-                );
-                outcome.fell_back = true;
-                remove_list_if_present(runner, &plan.temporary_list);
-                outcome.failed = build_each(plan, runner, &plan.platforms, ran)?;
-            } else if !runner.dry_run {
-                let list = local_list::read(runner, &plan.temporary_list)?;
-                let dropped: Vec<Platform> = plan
-                    .platforms
-                    .iter()
-                    .copied()
-                    .filter(|&platform| list.entries_for(platform).is_empty())
-                    .collect();
-                for &platform in &dropped {
-                    eprintln!(
-                        "build-image: warning: podman left {platform} out of the list although the build \
-                         succeeded (a known podman 4.3 issue); building {platform} alone, from cache"
-                    );
-                }
-                outcome.failed = build_each(plan, runner, &dropped, ran)?;
-                if dropped.is_empty() {
-                    unchanged_list = Some(list);
-                    outcome.list_id = list_id;
-                }
-            }
+    let unchanged_list = match plan.mode {
+        Mode::AllAtOnce => all_at_once(plan, runner, ran, &mut outcome)?,
+        Mode::PerPlatform => {
+            outcome.failed = build_each(plan, runner, &plan.platforms, ran)?;
+            None
         }
-        Mode::PerPlatform => outcome.failed = build_each(plan, runner, &plan.platforms, ran)?,
-    }
+    };
     outcome.built = plan
         .platforms
         .iter()
@@ -228,6 +191,58 @@ fn build_and_verify(plan: &Plan, runner: &Runner, ran: &mut Ran) -> Result<Outco
         .map(|(key, value)| (key.as_str(), value.as_str()));
     put_in_order(runner, &plan.temporary_list, &list, &entries, label)?;
     Ok(outcome)
+}
+
+/// The all-at-once build, and what makes up for it: each platform on its
+/// own when it fails (the fallback), and a platform podman left out of the
+/// list although it built. The list as read after it, when nothing was
+/// built again since.
+fn all_at_once(
+    plan: &Plan,
+    runner: &Runner,
+    ran: &mut Ran,
+    outcome: &mut Outcome,
+) -> Result<Option<podman::ManifestList>> {
+    let mut unchanged_list = None;
+    let all = &plan.builds[0];
+    let built = run_stages_and_build(all, runner, ran);
+    let list_id = read_list_id(&plan.list_id_file);
+    // A build podman finished as the signal came is not used either.
+    interrupt::check()?;
+    if let Err(error) = built {
+        if runner.dry_run {
+            return Err(error);
+        }
+        eprintln!(
+            "\nbuild-image: WARNING: the all-at-once build of {} failed: {}\n\
+             build-image: falling back to building each platform on its own\n",
+            platform::join(&plan.platforms),
+            crate::exec::first_line(&format!("{error:#}"))
+        );
+        outcome.fell_back = true;
+        remove_list_if_present(runner, &plan.temporary_list);
+        outcome.failed = build_each(plan, runner, &plan.platforms, ran)?;
+    } else if !runner.dry_run {
+        let list = local_list::read(runner, &plan.temporary_list)?;
+        let dropped: Vec<Platform> = plan
+            .platforms
+            .iter()
+            .copied()
+            .filter(|&platform| list.entries_for(platform).is_empty())
+            .collect();
+        for &platform in &dropped {
+            eprintln!(
+                "build-image: warning: podman left {platform} out of the list although the build \
+                 succeeded (a known podman 4.3 issue); building {platform} alone, from cache"
+            );
+        }
+        outcome.failed = build_each(plan, runner, &dropped, ran)?;
+        if dropped.is_empty() {
+            unchanged_list = Some(list);
+            outcome.list_id = list_id;
+        }
+    }
+    Ok(unchanged_list)
 }
 
 /// Puts the entries of a checked list in the order the platforms were asked
