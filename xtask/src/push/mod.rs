@@ -339,14 +339,9 @@ impl PushSession {
         let tags = &plan.tags;
         let push_one = |tag: &String, prefix: &str| -> Result<()> {
             crate::interrupt::check()?;
-            let reference = target.repository.with_tag(tag);
-            registry::run_with_retries(
-                runner,
-                &self.push_command(target, plan, tag),
-                self.attempts,
-                prefix,
-            )
-            .with_context(|| format!("push of {reference} failed"))
+            let push = self.push_command(target, plan, tag);
+            registry::run_with_retries(runner, &push, self.attempts, prefix)
+                .with_context(|| format!("push of {} failed", target.repository.with_tag(tag)))
         };
         let verify_one = |tag: &String| -> Result<registry::RemoteIndex> {
             registry::verify_remote(
@@ -366,34 +361,8 @@ impl PushSession {
             }
             return Ok(None);
         }
-        let not_updated = |failed: &[&String], error: &anyhow::Error| {
-            let done: Vec<&str> = tags
-                .iter()
-                .filter(|tag| !failed.contains(tag))
-                .map(String::as_str)
-                .collect();
-            let failed: Vec<&str> = failed.iter().map(|tag| tag.as_str()).collect();
-            // Refused (credentials, permissions): the same command would be
-            // refused again.
-            let next = if registry::is_permanent_failure(&format!("{error:#}")) {
-                format!(
-                    "The registry refused: check the credentials (REGISTRY_USER/REGISTRY_TOKEN, \
-                     or `podman login {}`) and that they may push to {}, then run the command again",
-                    target.destination.registry, target.repository.name()
-                )
-            } else {
-                "Run the same command again to finish".to_owned()
-            };
-            format!(
-                "updated in the registry: {}; NOT updated: {}. {next}",
-                if done.is_empty() {
-                    "none".to_owned()
-                } else {
-                    done.join(", ")
-                },
-                failed.join(", ")
-            )
-        };
+        let not_updated =
+            |failed: &[&String], error: &anyhow::Error| not_updated(target, tags, failed, error);
         if let Err(error) = push_one(first, "") {
             let context = not_updated(&tags.iter().collect::<Vec<_>>(), &error);
             return Err(error.context(context));
@@ -435,20 +404,64 @@ impl PushSession {
             let context = not_updated(&failed, &error);
             return Err(error.context(context));
         }
-        let first_index = first_index?;
-        for (tag, index) in read_back {
-            let index = index?;
-            if index.digest != first_index.digest {
-                bail!(
-                    "the registry holds {} under {tag} but {} under {first}: did another push \
-                     change one of them meanwhile? Run the same command again",
-                    index.digest,
-                    first_index.digest
-                );
-            }
-        }
-        Ok(Some(first_index))
+        one_list(first, first_index?, read_back).map(Some)
     }
+}
+
+/// What a failed push leaves: the tags updated and not, and what to do.
+fn not_updated(
+    target: &Target,
+    tags: &[String],
+    failed: &[&String],
+    error: &anyhow::Error,
+) -> String {
+    let done: Vec<&str> = tags
+        .iter()
+        .filter(|tag| !failed.contains(tag))
+        .map(String::as_str)
+        .collect();
+    let failed: Vec<&str> = failed.iter().map(|tag| tag.as_str()).collect();
+    // Refused (credentials, permissions): the same command would be
+    // refused again.
+    let next = if registry::is_permanent_failure(&format!("{error:#}")) {
+        format!(
+            "The registry refused: check the credentials (REGISTRY_USER/REGISTRY_TOKEN, \
+             or `podman login {}`) and that they may push to {}, then run the command again",
+            target.destination.registry,
+            target.repository.name()
+        )
+    } else {
+        "Run the same command again to finish".to_owned()
+    };
+    format!(
+        "updated in the registry: {}; NOT updated: {}. {next}",
+        if done.is_empty() {
+            "none".to_owned()
+        } else {
+            done.join(", ")
+        },
+        failed.join(", ")
+    )
+}
+
+/// The list every tag holds, read back: one and the same under each.
+fn one_list(
+    first: &str,
+    first_index: registry::RemoteIndex,
+    read_back: Vec<(&String, Result<registry::RemoteIndex>)>,
+) -> Result<registry::RemoteIndex> {
+    for (tag, index) in read_back {
+        let index = index?;
+        if index.digest != first_index.digest {
+            bail!(
+                "the registry holds {} under {tag} but {} under {first}: did another push \
+                 change one of them meanwhile? Run the same command again",
+                index.digest,
+                first_index.digest
+            );
+        }
+    }
+    Ok(first_index)
 }
 
 /// The digests a list refers to: two names with the same digests are one build.
