@@ -111,22 +111,7 @@ impl PushSession {
                 .flatten()
             })
             .collect();
-        if release.source.dirty && !push_flags.allow_dirty && image.tags.is_empty() {
-            problems.push(format!(
-                "the work tree has uncommitted changes, so the image would not match any commit; \
-                 commit (or stash) and rebuild, or pass --allow-dirty to push {} anyway",
-                release.repository().with_tag(release.tags.primary())
-            ));
-        }
-        if !runner.dry_run {
-            for repository in &release.repositories {
-                if let Err(error) =
-                    registry::check_reachable(&repository.registry, push_flags.tls_verify)
-                {
-                    problems.push(format!("{error:#}"));
-                }
-            }
-        }
+        problems.extend(dirty_or_unreachable(&release, image, push_flags, runner));
         if !problems.is_empty() {
             return Err(crate::BadInput(problems).into());
         }
@@ -406,6 +391,34 @@ impl PushSession {
         }
         one_list(first, first_index?, read_back).map(Some)
     }
+}
+
+/// A push refused before anything runs: a dirty work tree (unless allowed
+/// or the tags are given), or a registry that does not answer.
+fn dirty_or_unreachable(
+    release: &Release,
+    image: &flags::ImageFlags,
+    push_flags: &flags::PushFlags,
+    runner: &Runner,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if release.source.dirty && !push_flags.allow_dirty && image.tags.is_empty() {
+        problems.push(format!(
+            "the work tree has uncommitted changes, so the image would not match any commit; \
+             commit (or stash) and rebuild, or pass --allow-dirty to push {} anyway",
+            release.repository().with_tag(release.tags.primary())
+        ));
+    }
+    if !runner.dry_run {
+        for repository in &release.repositories {
+            if let Err(error) =
+                registry::check_reachable(&repository.registry, push_flags.tls_verify)
+            {
+                problems.push(format!("{error:#}"));
+            }
+        }
+    }
+    problems
 }
 
 /// What a failed push leaves: the tags updated and not, and what to do.
