@@ -251,15 +251,59 @@ pub fn run(flags: &flags::BuildAndPush, runner: &Runner) -> Result<crate::Status
     let platforms = session.release.declared.platforms.clone();
     let _lock = session.release.lock(runner, "build-and-push")?;
     let directory = crate::project::TemporaryDirectory::create("rc-xtask-builders")?;
+    let jobs = jobs(&platforms, &builders, &session, directory.path())?;
+    for (platform, builder, _, _) in &jobs {
+        eprintln!(
+            "build-and-push: {platform} on {}",
+            builder.map_or("this machine's podman", |builder| builder
+                .connection
+                .as_str())
+        );
+    }
+    let results = run_side_by_side(&jobs, Duration::from_secs(flags.builder_timeout), runner);
+    crate::interrupt::check()?;
+    if runner.dry_run {
+        eprintln!("build-and-push: then the digests the builders write are merged (see `merge --dry-run`)");
+        return Ok(crate::Status::Success);
+    }
+    let digests = digests_written(&jobs, results);
+    if digests.is_empty() {
+        anyhow::bail!(
+            "no platform was built ({} failed; the output above says why); check each builder \
+             with `podman --connection NAME info` (or CONTAINER_HOST=URL podman info)",
+            platform::join(&platforms)
+        );
+    }
+    let plan = session.plan_merge(
+        &digests,
+        &platforms,
+        flags.build.strict,
+        flags.image.latest_on_partial,
+        runner,
+    )?;
+    let pushed = session.merge(&plan, runner)?;
+    merge::finish("build-and-push", &session, &plan, pushed, flags.output.json)
+}
+
+/// A platform's job: where it builds (`None`: this machine's podman), the
+/// file its child writes the digest to, and the child's command.
+type Job<'a> = (Platform, Option<&'a Builder>, String, Command);
+
+/// Every platform's job: this xtask again, for that platform alone, on its
+/// builder or on this machine's podman, with this run's logins.
+fn jobs<'a>(
+    platforms: &[Platform],
+    builders: &'a [Builder],
+    session: &PushSession,
+    directory: &std::path::Path,
+) -> Result<Vec<Job<'a>>> {
     let program = std::env::current_exe().context("cannot find this xtask's own program")?;
     let own: Vec<String> = std::env::args().skip(1).collect();
-    // Every platform: on its builder, or on this machine's podman.
-    let jobs: Vec<(Platform, Option<&Builder>, String, Command)> = platforms
+    Ok(platforms
         .iter()
         .map(|&platform| {
             let builder = builders.iter().find(|builder| builder.platform == platform);
             let file = directory
-                .path()
                 .join(platform.to_string().replace('/', "-"))
                 .to_string_lossy()
                 .into_owned();
@@ -281,20 +325,14 @@ pub fn run(flags: &flags::BuildAndPush, runner: &Runner) -> Result<crate::Status
             }
             (platform, builder, file, command)
         })
-        .collect();
-    for (platform, builder, _, _) in &jobs {
-        eprintln!(
-            "build-and-push: {platform} on {}",
-            builder.map_or("this machine's podman", |builder| builder
-                .connection
-                .as_str())
-        );
-    }
-    // Side by side: each builder is a machine of its own. A builder is
-    // watched while its child runs.
-    let timeout = Duration::from_secs(flags.builder_timeout);
+        .collect())
+}
+
+/// The jobs side by side (each builder is a machine of its own), a builder
+/// watched while its child runs: given up after `timeout` of silence.
+fn run_side_by_side(jobs: &[Job], timeout: Duration, runner: &Runner) -> Vec<Result<()>> {
     let watches: Vec<Watch> = jobs.iter().map(|_| Watch::default()).collect();
-    let results: Vec<Result<()>> = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
             .iter()
             .zip(&watches)
@@ -323,12 +361,12 @@ pub fn run(flags: &flags::BuildAndPush, runner: &Runner) -> Result<crate::Status
                     .unwrap_or_else(|_| Err(anyhow::anyhow!("a builder's thread panicked")))
             })
             .collect()
-    });
-    crate::interrupt::check()?;
-    if runner.dry_run {
-        eprintln!("build-and-push: then the digests the builders write are merged (see `merge --dry-run`)");
-        return Ok(crate::Status::Success);
-    }
+    })
+}
+
+/// The digest each job that went through wrote, named with its platform and
+/// where it was built; a failed one is said and left out.
+fn digests_written(jobs: &[Job], results: Vec<Result<()>>) -> Vec<(String, String)> {
     let mut digests = Vec::new();
     for ((platform, builder, file, _), result) in jobs.iter().zip(results) {
         let on = builder.map_or("this machine's podman".to_owned(), |builder| {
@@ -347,22 +385,7 @@ pub fn run(flags: &flags::BuildAndPush, runner: &Runner) -> Result<crate::Status
             ),
         }
     }
-    if digests.is_empty() {
-        anyhow::bail!(
-            "no platform was built ({} failed; the output above says why); check each builder \
-             with `podman --connection NAME info` (or CONTAINER_HOST=URL podman info)",
-            platform::join(&platforms)
-        );
-    }
-    let plan = session.plan_merge(
-        &digests,
-        &platforms,
-        flags.build.strict,
-        flags.image.latest_on_partial,
-        runner,
-    )?;
-    let pushed = session.merge(&plan, runner)?;
-    merge::finish("build-and-push", &session, &plan, pushed, flags.output.json)
+    digests
 }
 
 #[cfg(test)]
