@@ -128,7 +128,7 @@ pub(super) struct FreshStorage<'a> {
 impl<'a> FreshStorage<'a> {
     pub(super) fn new(runner: &'a Runner, name: &str) -> Result<FreshStorage<'a>> {
         use crate::engine::fresh_storage;
-        let info = podman::Info::read(runner)?;
+        let info = crate::engine::info::Info::read(runner)?;
         let leaf = format!("rc-bench-fresh-{name}-{}", std::process::id());
         let (directory, run_root) =
             fresh_storage::beside(&info.store.graph_root, &info.store.run_root, &leaf)

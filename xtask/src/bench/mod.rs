@@ -350,7 +350,7 @@ impl Bench<'_> {
 
 pub fn run(flags: &crate::flags::Bench) -> Result<Vec<Figure>> {
     let runner = Runner::new(false);
-    let info = podman::Info::read(&runner)?;
+    let info = crate::engine::info::Info::read(&runner)?;
     let build_platform = info.build_platform()?;
     base_images::ensure(&runner, build_platform, false, None)?;
     let scratch = project::TemporaryDirectory::create("rc-bench")?;

@@ -227,7 +227,7 @@ pub fn containing_mount<'a>(
 /// Free space where podman keeps images. On Linux with local podman, sysinfo
 /// measures the filesystem; where podman runs in a VM (macOS), podman reports
 /// the VM's figures itself.
-pub fn storage_space(info: &podman::Info, engine: &Engine) -> Result<StorageSpace> {
+pub fn storage_space(info: &crate::engine::info::Info, engine: &Engine) -> Result<StorageSpace> {
     let graph_root = info.store.graph_root.clone();
     if engine.shares_this_host() {
         let disks = sysinfo::Disks::new_with_refreshed_list();
@@ -332,7 +332,7 @@ fn records(runner: &Runner, engine: &Engine) -> Option<Result<storage::Records>>
     if !engine.shares_this_host() {
         return None;
     }
-    Some(podman::Info::read(runner).and_then(|info| {
+    Some(crate::engine::info::Info::read(runner).and_then(|info| {
         storage::Store::new(&info.store.graph_root, &info.store.graph_driver_name).read()
     }))
 }
@@ -340,7 +340,10 @@ fn records(runner: &Runner, engine: &Engine) -> Option<Result<storage::Records>>
 /// Free space where podman keeps its storage (what `clean-build-cache`
 /// measures before and after).
 pub fn free_space(runner: &Runner) -> Result<StorageSpace> {
-    storage_space(podman::Info::read(runner)?, Engine::read(runner)?)
+    storage_space(
+        crate::engine::info::Info::read(runner)?,
+        Engine::read(runner)?,
+    )
 }
 
 pub fn report(runner: &Runner) -> Result<Report> {
@@ -367,7 +370,7 @@ pub fn report(runner: &Runner) -> Result<Report> {
             "a remote engine: its storage is not on this machine",
         ),
     };
-    let storage = storage_space(podman::Info::read(runner)?, engine)?;
+    let storage = storage_space(crate::engine::info::Info::read(runner)?, engine)?;
     let recommendations = REQUIREMENTS
         .iter()
         .map(|requirement| (*requirement, verdict(storage.available_bytes, requirement)))
@@ -488,7 +491,7 @@ pub fn print_report(report: &Report) {
 
 /// The check `build-image` runs first: stops below the minimum unless forced.
 pub fn check_before_build(runner: &Runner, kind: BuildKind, force: bool) -> Result<()> {
-    let info = podman::Info::read(runner)?;
+    let info = crate::engine::info::Info::read(runner)?;
     let storage = storage_space(info, Engine::read(runner)?)?;
     let requirement = kind.requirement();
     let free = format_bytes(storage.available_bytes);

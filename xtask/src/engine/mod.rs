@@ -23,6 +23,7 @@
 //!   podman versions gives different digests (by one version, the same).
 
 pub mod fresh_storage;
+pub mod info;
 pub mod local_list;
 pub mod podman;
 pub mod storage;
@@ -57,18 +58,18 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// The engine, asked once per process (see [`podman::Info::read`]).
+    /// The engine, asked once per process (see [`info::Info::read`]).
     pub fn read(runner: &Runner) -> Result<&'static Engine> {
         static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
         if let Some(engine) = ENGINE.get() {
             return Ok(engine);
         }
-        let info = podman::Info::read(runner)?;
+        let info = info::Info::read(runner)?;
         let engine = Engine::from_info(info, info.podman_version(runner)?)?;
         Ok(ENGINE.get_or_init(|| engine))
     }
 
-    pub fn from_info(info: &podman::Info, version: semver::Version) -> Result<Engine> {
+    pub fn from_info(info: &info::Info, version: semver::Version) -> Result<Engine> {
         Ok(Engine {
             version,
             build_platform: info.build_platform()?,
@@ -168,8 +169,8 @@ impl Engine {
 mod tests {
     use super::*;
 
-    fn info(json: &str) -> podman::Info {
-        podman::Info::parse(json).unwrap()
+    fn info(json: &str) -> info::Info {
+        info::Info::parse(json).unwrap()
     }
 
     #[test]
