@@ -331,3 +331,75 @@ fn the_import_reader_sees_groups_and_paths() {
     assert!(imports["lane"].contains("engine"));
     assert!(imports["flags"].is_empty(), "{:?}", imports["flags"]);
 }
+
+/// A production function's name if `line` starts one (`fn`, `pub fn`,
+/// `pub(crate) fn`, ... at any indentation), with that indentation.
+fn function_start(line: &str) -> Option<(&str, &str)> {
+    let indentation = &line[..line.len() - line.trim_start().len()];
+    let mut rest = line.trim_start();
+    if let Some(after) = rest.strip_prefix("pub") {
+        rest = match after.strip_prefix('(') {
+            Some(inner) => inner.split_once(") ")?.1,
+            None => after.strip_prefix(' ')?,
+        };
+    }
+    let rest = rest.strip_prefix("const ").unwrap_or(rest);
+    let name = rest.strip_prefix("fn ")?;
+    let end = name.find(|c: char| !(c.is_alphanumeric() || c == '_'))?;
+    Some((indentation, &name[..end]))
+}
+
+const MOST_LINES_IN_A_FILE: usize = 700;
+const MOST_LINES_IN_A_FUNCTION: usize = 80;
+
+#[test]
+fn files_and_functions_stay_a_size_a_reader_can_hold() {
+    let mut problems = Vec::new();
+    for (path, code) in sources() {
+        let lines: Vec<&str> = code.lines().collect();
+        if lines.len() > MOST_LINES_IN_A_FILE {
+            problems.push(format!(
+                "src/{} has {} lines of code (at most {MOST_LINES_IN_A_FILE}, its tests aside): \
+                 split it by concern",
+                path.display(),
+                lines.len()
+            ));
+        }
+        let mut index = 0;
+        while index < lines.len() {
+            if let Some((indentation, name)) = function_start(lines[index]) {
+                let closing = format!("{indentation}}}");
+                let end = (index..lines.len())
+                    .find(|&end| lines[end] == closing)
+                    .unwrap_or(index);
+                let length = end - index + 1;
+                if length > MOST_LINES_IN_A_FUNCTION {
+                    problems.push(format!(
+                        "src/{}:{}: fn {name} has {length} lines (at most \
+                         {MOST_LINES_IN_A_FUNCTION}): give its parts names of their own",
+                        path.display(),
+                        index + 1
+                    ));
+                }
+                index = end;
+            }
+            index += 1;
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_size_check_sees_every_kind_of_function() {
+    assert_eq!(function_start("fn run(x: u8) {"), Some(("", "run")));
+    assert_eq!(
+        function_start("    pub(super) fn lacking<'a>(&self) {"),
+        Some(("    ", "lacking"))
+    );
+    assert_eq!(
+        function_start("    pub const fn new() -> Self {"),
+        Some(("    ", "new"))
+    );
+    assert_eq!(function_start("    let function = 1;"), None);
+    assert_eq!(function_start("// fn commented() {"), None);
+}
