@@ -5,36 +5,21 @@
 //! Reports the space reclaimed.
 
 use anyhow::Result;
-use serde::Deserialize;
 
 use crate::{
     disk,
     engine::local_list::{process_exists, stale_temporary_list},
-    engine::podman::{self, ImageRow},
+    engine::podman::{self, ContainerRow, ImageRow},
     exec::Runner,
 };
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ContainerRow {
-    pub id: String,
-    /// Seconds since the epoch.
-    #[serde(default)]
-    pub created: i64,
-    #[serde(default)]
-    state: String,
-    #[serde(default)]
-    names: Vec<String>,
-}
 
 /// Containers in podman's storage that podman did not create (buildah's
 /// working containers of interrupted builds).
 pub fn build_containers(runner: &Runner) -> Result<Vec<ContainerRow>> {
     let json = runner.read(&podman::containers_all())?;
-    let rows: Vec<ContainerRow> = serde_json::from_str(&json)?;
-    Ok(rows
+    Ok(ContainerRow::parse_all(&json)?
         .into_iter()
-        .filter(|row| row.state.eq_ignore_ascii_case("storage"))
+        .filter(ContainerRow::is_buildahs)
         .collect())
 }
 

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 pub mod usage;
 
@@ -111,14 +111,6 @@ pub struct StorageSpace {
     pub measured_by: &'static str,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PodmanUsage {
-    pub images_bytes: u64,
-    pub containers_bytes: u64,
-    pub volumes_bytes: u64,
-    pub reclaimable_bytes: u64,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct MachineDisk {
     pub name: String,
@@ -132,7 +124,7 @@ pub struct Report {
     pub usage: Usage,
     /// `podman system df`'s own figures, beside ours: up to podman 4.3 it
     /// counts a layer once for every image that shares it.
-    pub podman_usage: PodmanUsage,
+    pub podman_usage: podman::PodmanUsage,
     pub podman_machine: Option<MachineDisk>,
     pub recommendations: Vec<(Requirement, Verdict)>,
 }
@@ -187,7 +179,7 @@ impl Usage {
     /// From `podman system df` alone: where the storage's records are not on
     /// this machine (a remote engine) or cannot be read. podman 4.4 and later
     /// count each layer once there; 4.3 once per image, which is no measure.
-    pub fn from_podman(podman: &PodmanUsage, engine: &Engine, why: &str) -> Usage {
+    pub fn from_podman(podman: &podman::PodmanUsage, engine: &Engine, why: &str) -> Usage {
         let clean = "what a clean frees is not counted here: `cargo xtask clean-build-cache \
                      --dry-run` lists it";
         if engine.system_df_counts_each_layer_once() {
@@ -267,62 +259,15 @@ pub fn storage_space(info: &crate::engine::info::Info, engine: &Engine) -> Resul
     })
 }
 
-/// A line of `podman system df --format '{{json .}}'`. podman 4.3 prints
-/// `Size` and `Reclaimable` as numbers; from 4.4 on they are text for people
-/// (`"556.2MB"`, `"1.2GB (50%)"`) and the numbers are in `RawSize` and
-/// `RawReclaimable`. The raw fields win when present.
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct DfRow {
-    #[serde(rename = "Type")]
-    kind: String,
-    size: serde_json::Value,
-    reclaimable: serde_json::Value,
-    #[serde(default)]
-    raw_size: Option<u64>,
-    #[serde(default)]
-    raw_reclaimable: Option<u64>,
-}
-
-impl DfRow {
-    fn bytes(raw: Option<u64>, shown: &serde_json::Value, field: &str) -> Result<u64> {
-        raw.or_else(|| shown.as_u64()).with_context(|| {
-            format!("`podman system df` gives {field} as {shown} with no Raw{field} beside it")
-        })
-    }
-}
-
-/// Parses `podman system df --format '{{json .}}'` (one JSON object a line).
-pub fn parse_podman_usage(text: &str) -> Result<PodmanUsage> {
-    let mut usage = PodmanUsage::default();
-    for line in text.lines().filter(|line| !line.trim().is_empty()) {
-        let row: DfRow = serde_json::from_str(line)
-            .with_context(|| format!("cannot parse podman system df line {line:?}"))?;
-        let size = DfRow::bytes(row.raw_size, &row.size, "Size")
-            .with_context(|| format!("in podman system df line {line:?}"))?;
-        let reclaimable = DfRow::bytes(row.raw_reclaimable, &row.reclaimable, "Reclaimable")
-            .with_context(|| format!("in podman system df line {line:?}"))?;
-        match row.kind.as_str() {
-            "Images" => usage.images_bytes = size,
-            "Containers" => usage.containers_bytes = size,
-            "Local Volumes" => usage.volumes_bytes = size,
-            _ => {}
-        }
-        usage.reclaimable_bytes += reclaimable;
-    }
-    Ok(usage)
-}
-
 fn podman_machine(runner: &Runner, engine: &Engine) -> Option<MachineDisk> {
     if engine.shares_this_host() {
         return None;
     }
     let json = runner.read(&podman::machine_inspect()).ok()?;
-    let machines: serde_json::Value = serde_json::from_str(&json).ok()?;
-    let machine = machines.as_array()?.first()?;
+    let (name, disk_size_gib) = podman::parse_machine_disk(&json)?;
     Some(MachineDisk {
-        name: machine["Name"].as_str()?.to_owned(),
-        disk_size_gib: machine["Resources"]["DiskSize"].as_u64()?,
+        name,
+        disk_size_gib,
     })
 }
 
@@ -350,7 +295,8 @@ pub fn report(runner: &Runner) -> Result<Report> {
     // `podman system df` takes a quarter second on a busy storage, reading
     // the records as long as they take to parse: both at once.
     let (podman_usage, engine, records) = std::thread::scope(|scope| {
-        let podman_usage = scope.spawn(|| parse_podman_usage(&runner.read(&podman::system_df())?));
+        let podman_usage =
+            scope.spawn(|| podman::parse_podman_usage(&runner.read(&podman::system_df())?));
         let engine = Engine::read(runner);
         let records = engine
             .as_ref()
@@ -400,7 +346,7 @@ pub fn format_bytes(bytes: u64) -> String {
     }
 }
 
-fn print_usage(usage: &Usage, podman: &PodmanUsage) {
+fn print_usage(usage: &Usage, podman: &podman::PodmanUsage) {
     let bytes = |figure: Option<u64>| figure.map_or_else(|| "unknown".to_owned(), format_bytes);
     match usage.on_disk_bytes {
         Some(on_disk) => println!(
@@ -614,34 +560,6 @@ mod tests {
             containing_mount(Path::new("/home"), mounts.iter().copied()),
             Some(Path::new("/"))
         );
-    }
-
-    #[test]
-    fn podman_usage_is_read_from_json_lines() {
-        let text = r#"{"Type":"Images","Total":3,"Active":1,"Size":3000000000,"Reclaimable":1000000000}
-{"Type":"Containers","Total":1,"Active":0,"Size":5000,"Reclaimable":5000}
-{"Type":"Local Volumes","Total":0,"Active":0,"Size":0,"Reclaimable":0}
-"#;
-        let usage = parse_podman_usage(text).unwrap();
-        assert_eq!(usage.images_bytes, 3_000_000_000);
-        assert_eq!(usage.containers_bytes, 5000);
-        assert_eq!(usage.reclaimable_bytes, 1_000_005_000);
-    }
-
-    #[test]
-    fn podman_usage_reads_the_raw_figures_of_newer_podman() {
-        // podman 5.4.2's lines: sizes for people, numbers in Raw*.
-        let text = r#"{"Type":"Images","Total":4,"Active":0,"RawSize":556200000,"RawReclaimable":556200000,"TotalCount":4,"Size":"556.2MB","Reclaimable":"556.2MB (100%)"}
-{"Type":"Containers","Total":0,"Active":0,"RawSize":0,"RawReclaimable":0,"TotalCount":0,"Size":"0B","Reclaimable":"0B (0%)"}
-{"Type":"Local Volumes","Total":0,"Active":0,"RawSize":0,"RawReclaimable":0,"TotalCount":0,"Size":"0B","Reclaimable":"0B (0%)"}
-"#;
-        let usage = parse_podman_usage(text).unwrap();
-        assert_eq!(usage.images_bytes, 556_200_000);
-        assert_eq!(usage.reclaimable_bytes, 556_200_000);
-        // Text without the raw number beside it is an error that says so.
-        let error =
-            parse_podman_usage(r#"{"Type":"Images","Size":"1GB","Reclaimable":0}"#).unwrap_err();
-        assert!(format!("{error:#}").contains("no RawSize"), "{error:#}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! no predicate is needed (each has a unit test where it is handled):
 //! - `podman system df --format json`: numbers in `Size`/`Reclaimable` up to
 //!   4.3, text for people from 4.4 with the numbers in `RawSize`/
-//!   `RawReclaimable` (`disk::parse_podman_usage` reads either).
+//!   `RawReclaimable` (`podman::parse_podman_usage` reads either).
 //! - `LIST@DIGEST` names a list entry's image up to 4.6 only; from 4.7
 //!   (containers/common 0.56) the repository must be one of the image's own
 //!   names, and an entry's image has none. Entries are addressed by image ID,

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     exec::{Command, Stdin},
@@ -548,6 +548,99 @@ pub fn parse_version(text: &str) -> Result<semver::Version> {
         .with_context(|| format!("cannot read podman's version from {text:?}"))
 }
 
+/// `podman system df`'s own figures. Up to podman 4.3 its images' figure
+/// counts a layer once for every image that shares it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PodmanUsage {
+    pub images_bytes: u64,
+    pub containers_bytes: u64,
+    pub volumes_bytes: u64,
+    pub reclaimable_bytes: u64,
+}
+
+/// A line of `podman system df --format '{{json .}}'`. podman 4.3 prints
+/// `Size` and `Reclaimable` as numbers; from 4.4 on they are text for people
+/// (`"556.2MB"`, `"1.2GB (50%)"`) and the numbers are in `RawSize` and
+/// `RawReclaimable`. The raw fields win when present.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DfRow {
+    #[serde(rename = "Type")]
+    kind: String,
+    size: serde_json::Value,
+    reclaimable: serde_json::Value,
+    #[serde(default)]
+    raw_size: Option<u64>,
+    #[serde(default)]
+    raw_reclaimable: Option<u64>,
+}
+
+impl DfRow {
+    fn bytes(raw: Option<u64>, shown: &serde_json::Value, field: &str) -> Result<u64> {
+        raw.or_else(|| shown.as_u64()).with_context(|| {
+            format!("`podman system df` gives {field} as {shown} with no Raw{field} beside it")
+        })
+    }
+}
+
+/// Parses `podman system df --format '{{json .}}'` (one JSON object a line).
+pub fn parse_podman_usage(text: &str) -> Result<PodmanUsage> {
+    let mut usage = PodmanUsage::default();
+    for line in text.lines().filter(|line| !line.trim().is_empty()) {
+        let row: DfRow = serde_json::from_str(line)
+            .with_context(|| format!("cannot parse podman system df line {line:?}"))?;
+        let size = DfRow::bytes(row.raw_size, &row.size, "Size")
+            .with_context(|| format!("in podman system df line {line:?}"))?;
+        let reclaimable = DfRow::bytes(row.raw_reclaimable, &row.reclaimable, "Reclaimable")
+            .with_context(|| format!("in podman system df line {line:?}"))?;
+        match row.kind.as_str() {
+            "Images" => usage.images_bytes = size,
+            "Containers" => usage.containers_bytes = size,
+            "Local Volumes" => usage.volumes_bytes = size,
+            _ => {}
+        }
+        usage.reclaimable_bytes += reclaimable;
+    }
+    Ok(usage)
+}
+
+/// The first podman machine's name and disk (GiB) in `podman machine
+/// inspect`'s answer.
+pub fn parse_machine_disk(json: &str) -> Option<(String, u64)> {
+    let machines: serde_json::Value = serde_json::from_str(json).ok()?;
+    let machine = machines.as_array()?.first()?;
+    Some((
+        machine["Name"].as_str()?.to_owned(),
+        machine["Resources"]["DiskSize"].as_u64()?,
+    ))
+}
+
+/// A row of `podman ps --all --external --format json`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerRow {
+    pub id: String,
+    /// Seconds since the epoch.
+    #[serde(default)]
+    pub created: i64,
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+impl ContainerRow {
+    pub fn parse_all(json: &str) -> Result<Vec<ContainerRow>> {
+        serde_json::from_str(json).context("cannot parse `podman ps --format json`")
+    }
+
+    /// A container podman did not create (state `storage`): buildah's
+    /// working container of a build.
+    pub fn is_buildahs(&self) -> bool {
+        self.state.eq_ignore_ascii_case("storage")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -735,5 +828,33 @@ mod tests {
         );
         assert_eq!(parse_version("5.2").unwrap(), semver::Version::new(5, 2, 0));
         assert!(parse_version("podman").is_err());
+    }
+
+    #[test]
+    fn podman_usage_is_read_from_json_lines() {
+        let text = r#"{"Type":"Images","Total":3,"Active":1,"Size":3000000000,"Reclaimable":1000000000}
+{"Type":"Containers","Total":1,"Active":0,"Size":5000,"Reclaimable":5000}
+{"Type":"Local Volumes","Total":0,"Active":0,"Size":0,"Reclaimable":0}
+"#;
+        let usage = parse_podman_usage(text).unwrap();
+        assert_eq!(usage.images_bytes, 3_000_000_000);
+        assert_eq!(usage.containers_bytes, 5000);
+        assert_eq!(usage.reclaimable_bytes, 1_000_005_000);
+    }
+
+    #[test]
+    fn podman_usage_reads_the_raw_figures_of_newer_podman() {
+        // podman 5.4.2's lines: sizes for people, numbers in Raw*.
+        let text = r#"{"Type":"Images","Total":4,"Active":0,"RawSize":556200000,"RawReclaimable":556200000,"TotalCount":4,"Size":"556.2MB","Reclaimable":"556.2MB (100%)"}
+{"Type":"Containers","Total":0,"Active":0,"RawSize":0,"RawReclaimable":0,"TotalCount":0,"Size":"0B","Reclaimable":"0B (0%)"}
+{"Type":"Local Volumes","Total":0,"Active":0,"RawSize":0,"RawReclaimable":0,"TotalCount":0,"Size":"0B","Reclaimable":"0B (0%)"}
+"#;
+        let usage = parse_podman_usage(text).unwrap();
+        assert_eq!(usage.images_bytes, 556_200_000);
+        assert_eq!(usage.reclaimable_bytes, 556_200_000);
+        // Text without the raw number beside it is an error that says so.
+        let error =
+            parse_podman_usage(r#"{"Type":"Images","Size":"1GB","Reclaimable":0}"#).unwrap_err();
+        assert!(format!("{error:#}").contains("no RawSize"), "{error:#}");
     }
 }

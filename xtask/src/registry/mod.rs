@@ -271,6 +271,13 @@ pub fn parse_image_platform(json: &str) -> Result<Platform> {
     })
 }
 
+/// A label of the image in `skopeo inspect`'s answer; `None` without it
+/// (or without an answer to read).
+pub fn parse_image_label(json: &str, key: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    value["Labels"][key].as_str().map(str::to_owned)
+}
+
 /// Logs in with the secret on stdin. Refused credentials are bad input.
 pub fn log_in(
     runner: &Runner,
@@ -513,6 +520,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("linux/s390x"), "{error}");
+        let labelled = r#"{"Os":"linux","Labels":{"org.opencontainers.image.revision":"abc"}}"#;
+        assert_eq!(
+            parse_image_label(labelled, "org.opencontainers.image.revision").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            parse_image_label(answer, "org.opencontainers.image.revision"),
+            None
+        );
         let shown = image_platform_command(
             &Destination {
                 registry: "127.0.0.1:5000".into(),

@@ -298,10 +298,7 @@ fn revision(runner: &Runner, destination: &Destination, reference: &str) -> Opti
             reference,
         ))
         .ok()?;
-    let value: Value = serde_json::from_str(&answer).ok()?;
-    value["Labels"]["org.opencontainers.image.revision"]
-        .as_str()
-        .map(str::to_owned)
+    crate::registry::parse_image_label(&answer, "org.opencontainers.image.revision")
 }
 
 pub fn check_attestations(
