@@ -395,10 +395,8 @@ fn all_up_to_date(
             .iter()
             .map(|recipe| {
                 scope.spawn(move || {
-                    runner
-                        .read(&podman::manifest_inspect(&recipe.name))
+                    crate::engine::local_list::read(runner, &recipe.name)
                         .ok()
-                        .and_then(|json| podman::ManifestList::parse(&json).ok())
                         .is_some_and(|list| {
                             holds_exactly(&list, &recipe.architectures(build_platform))
                         })
@@ -504,7 +502,7 @@ fn list_has_exactly(runner: &Runner, name: &str, architectures: &[Arch]) -> Resu
     if !runner.succeeds(&podman::manifest_exists(name))? {
         return Ok(false);
     }
-    let list = podman::ManifestList::parse(&runner.read(&podman::manifest_inspect(name))?)?;
+    let list = crate::engine::local_list::read(runner, name)?;
     Ok(holds_exactly(&list, architectures))
 }
 

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::{
     build,
-    engine::{local_list, podman, Engine},
+    engine::{local_list, Engine},
     exec::Runner,
     flags,
     platform::{self, Platform},
@@ -30,8 +30,7 @@ impl PushSession {
         let image = if runner.dry_run {
             format!("<image ID of the {platform} entry of {primary}>")
         } else {
-            let list =
-                podman::ManifestList::parse(&runner.read(&podman::manifest_inspect(&primary))?)?;
+            let list = local_list::read(runner, &primary)?;
             let entries = list.entries_for(platform);
             let [entry] = entries.as_slice() else {
                 bail!("{primary} has no single {platform} entry; build it with `cargo xtask build-image --platform {platform}`");

@@ -121,9 +121,7 @@ impl PushSession {
                 ))?;
             }
             if !runner.dry_run {
-                let present = podman::ManifestList::parse(
-                    &runner.read(&podman::manifest_inspect(&plan.list))?,
-                )?;
+                let present = crate::engine::local_list::read(runner, &plan.list)?;
                 let found: Vec<String> = present
                     .manifests
                     .iter()

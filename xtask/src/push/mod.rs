@@ -482,7 +482,7 @@ fn list_digests(runner: &Runner, name: &str) -> Result<Option<Vec<String>>> {
     if !runner.succeeds(&podman::manifest_exists(name))? {
         return Ok(None);
     }
-    let list = podman::ManifestList::parse(&runner.read(&podman::manifest_inspect(name))?)?;
+    let list = crate::engine::local_list::read(runner, name)?;
     let mut digests: Vec<String> = list
         .manifests
         .into_iter()
