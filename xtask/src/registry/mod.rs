@@ -353,6 +353,37 @@ pub fn is_permanent_failure(message: &str) -> bool {
     .any(|marker| message.contains(marker))
 }
 
+/// `operation`, run again after `first_delay`, then twice as long each time,
+/// while `retry` finds the error worth it, at most `attempts` times in all,
+/// and never after a signal (`announce` says each retry first). The last
+/// error comes back with the attempt it ended on.
+pub fn with_backoff<T>(
+    attempts: u32,
+    first_delay: Duration,
+    mut operation: impl FnMut() -> Result<T>,
+    retry: impl Fn(&anyhow::Error) -> bool,
+    mut announce: impl FnMut(u32, &anyhow::Error, Duration),
+) -> std::result::Result<T, (anyhow::Error, u32)> {
+    let mut delay = first_delay;
+    let mut attempt = 1;
+    loop {
+        match operation() {
+            Ok(value) => return Ok(value),
+            Err(error)
+                if attempt < attempts
+                    && crate::interrupt::received().is_none()
+                    && retry(&error) =>
+            {
+                announce(attempt, &error, delay);
+                thread::sleep(delay);
+                delay *= 2;
+                attempt += 1;
+            }
+            Err(error) => return Err((error, attempt)),
+        }
+    }
+}
+
 /// Runs `command`, retrying transient failures with exponential backoff
 /// (1 s, 2 s, 4 s, ...), at most `attempts` times.
 pub fn run_with_retries(
@@ -361,30 +392,29 @@ pub fn run_with_retries(
     attempts: u32,
     prefix: &str,
 ) -> Result<()> {
-    let mut delay = Duration::from_secs(1);
-    for attempt in 1..=attempts {
-        match runner.run_prefixed(command, prefix) {
-            Ok(()) => return Ok(()),
-            Err(error) if crate::interrupt::received().is_some() => return Err(error),
-            Err(error) if attempt < attempts && !is_permanent_failure(&format!("{error:#}")) => {
-                eprintln!(
-                    "{prefix}push: attempt {attempt} of {attempts} failed; retrying in {} s",
-                    delay.as_secs()
-                );
-                thread::sleep(delay);
-                delay *= 2;
-            }
-            Err(error) => {
-                let why = if is_permanent_failure(&format!("{error:#}")) {
-                    "not retried: the registry refused"
-                } else {
-                    "giving up"
-                };
-                return Err(error.context(format!("push failed after {attempt} attempt(s), {why}")));
-            }
+    with_backoff(
+        attempts,
+        Duration::from_secs(1),
+        || runner.run_prefixed(command, prefix),
+        |error| !is_permanent_failure(&format!("{error:#}")),
+        |attempt, _, delay| {
+            eprintln!(
+                "{prefix}push: attempt {attempt} of {attempts} failed; retrying in {} s",
+                delay.as_secs()
+            )
+        },
+    )
+    .map_err(|(error, attempt)| {
+        if crate::interrupt::received().is_some() {
+            return error;
         }
-    }
-    unreachable!("the loop returns on the last attempt")
+        let why = if is_permanent_failure(&format!("{error:#}")) {
+            "not retried: the registry refused"
+        } else {
+            "giving up"
+        };
+        error.context(format!("push failed after {attempt} attempt(s), {why}"))
+    })
 }
 
 /// A registry's answer that it failed itself (HTTP 5xx, e.g. Distribution's
@@ -397,26 +427,20 @@ fn is_server_error(message: &str) -> bool {
 /// Reads `command`'s answer from the registry, asking again (after 1 s, then
 /// 2 s) while the registry answers with an error of its own.
 pub fn read_back(runner: &Runner, command: &Command) -> Result<String> {
-    let mut delay = Duration::from_secs(1);
-    for attempt in 1..=3 {
-        match runner.read(command) {
-            Err(error)
-                if attempt < 3
-                    && crate::interrupt::received().is_none()
-                    && is_server_error(&format!("{error:#}")) =>
-            {
-                eprintln!(
-                    "push: the registry failed to answer a read-back ({}); asking again in {} s",
-                    crate::exec::first_line(&format!("{error:#}")),
-                    delay.as_secs()
-                );
-                thread::sleep(delay);
-                delay *= 2;
-            }
-            answer => return answer,
-        }
-    }
-    unreachable!("the loop returns on the last attempt")
+    with_backoff(
+        3,
+        Duration::from_secs(1),
+        || runner.read(command),
+        |error| is_server_error(&format!("{error:#}")),
+        |_, error, delay| {
+            eprintln!(
+                "push: the registry failed to answer a read-back ({}); asking again in {} s",
+                crate::exec::first_line(&format!("{error:#}")),
+                delay.as_secs()
+            )
+        },
+    )
+    .map_err(|(error, _)| error)
 }
 
 /// A manifest list as the registry holds it.
@@ -511,6 +535,52 @@ impl PrivateAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_retries_what_it_is_told_to_and_says_where_it_stopped() {
+        let mut calls = 0;
+        let mut announced = Vec::new();
+        let failing = with_backoff(
+            3,
+            Duration::ZERO,
+            || -> Result<()> {
+                calls += 1;
+                bail!("unexpected HTTP status: 500")
+            },
+            |error| error.to_string().contains("status: 5"),
+            |attempt, _, _| announced.push(attempt),
+        );
+        let (error, attempt) = failing.unwrap_err();
+        assert_eq!((calls, attempt, announced), (3, 3, vec![1, 2]));
+        assert!(error.to_string().contains("500"));
+        let mut calls = 0;
+        let refused = with_backoff(
+            5,
+            Duration::ZERO,
+            || -> Result<()> {
+                calls += 1;
+                bail!("unauthorized")
+            },
+            |error| !error.to_string().contains("unauthorized"),
+            |_, _, _| {},
+        );
+        assert_eq!((refused.unwrap_err().1, calls), (1, 1));
+        let mut calls = 0;
+        let third_time = with_backoff(
+            5,
+            Duration::ZERO,
+            || {
+                calls += 1;
+                if calls < 3 {
+                    bail!("reset")
+                }
+                Ok(calls)
+            },
+            |_| true,
+            |_, _, _| {},
+        );
+        assert_eq!(third_time.unwrap(), 3);
+    }
 
     #[test]
     fn an_images_platform_comes_from_skopeos_answer() {
