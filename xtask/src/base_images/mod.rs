@@ -20,10 +20,10 @@ use serde::Deserialize;
 
 use crate::{
     engine::podman,
+    engine::Destination,
     exec::{Command, Runner},
     platform::{Arch, Platform, SUPPORTED},
-    project,
-    registry::{self, Destination},
+    project, registry,
 };
 
 pub use store::Store;

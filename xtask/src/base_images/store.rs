@@ -16,6 +16,15 @@ pub struct Store {
 }
 
 impl Store {
+    /// The store in the registry layer cache's repository, reached as the
+    /// cache is.
+    pub fn of_cache(cache: &podman::LayerCache) -> Store {
+        Store {
+            repository: cache.repository.clone(),
+            destination: cache.destination.clone(),
+        }
+    }
+
     pub fn new(
         repository: &crate::release::reference::Repository,
         tls_verify: bool,

@@ -20,13 +20,13 @@ use anyhow::{Context, Result};
 
 use crate::{
     base_images, disk,
+    engine::Destination,
     engine::{
         podman::{BuildArg, LayerCache},
         Engine,
     },
     exec::Runner,
-    flags, project,
-    registry::{self, Destination},
+    flags, project, registry,
     release::{self, labels, Release},
 };
 
@@ -111,12 +111,7 @@ pub fn prepare(
             .map(|base| base.value.as_str()),
     )?;
     if needed != base_images::Needed::NONE {
-        let store = cache.as_ref().map(|cache| {
-            let repository = release
-                .cache_repository()
-                .expect("a cache has a repository");
-            base_images::Store::new(&repository, cache.tls_verify, cache.authfile.clone())
-        });
+        let store = cache.as_ref().map(base_images::Store::of_cache);
         base_images::ensure_only(runner, engine.build_platform, needed, false, store.as_ref())?;
         lap("base images", &mut phases);
     }
@@ -227,8 +222,13 @@ fn layer_cache(
     }
     Some(LayerCache {
         repository: repository.name(),
-        tls_verify,
-        authfile: login.and_then(|login| login.authfile.clone()),
+        destination: Destination {
+            registry: repository.registry.clone(),
+            tls_verify,
+            format: flags::Format::Oci,
+            authfile: login.and_then(|login| login.authfile.clone()),
+            skopeo_runtime_dir: login.and_then(|login| login.skopeo_runtime_dir.clone()),
+        },
     })
 }
 

@@ -462,8 +462,13 @@ mod tests {
     fn the_registry_cache_reaches_every_build_and_stage_unless_no_cache() {
         let cache = podman::LayerCache {
             repository: "ghcr.io/daksha-rc/rc-web-cache".into(),
-            tls_verify: true,
-            authfile: None,
+            destination: crate::engine::Destination {
+                registry: "ghcr.io".into(),
+                tls_verify: true,
+                format: crate::flags::Format::Oci,
+                authfile: None,
+                skopeo_runtime_dir: None,
+            },
         };
         let cached = Request {
             stages: rc_web_stages(),

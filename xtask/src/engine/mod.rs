@@ -22,6 +22,7 @@
 //! - 5.6 dropped the `io.buildah.version` label: the same commit built by two
 //!   podman versions gives different digests (by one version, the same).
 
+mod destination;
 pub mod fresh_storage;
 pub mod info;
 pub mod local_list;
@@ -29,6 +30,8 @@ pub mod podman;
 pub mod storage;
 
 use anyhow::Result;
+
+pub use destination::Destination;
 
 use crate::{exec::Runner, platform::Platform};
 

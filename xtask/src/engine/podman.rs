@@ -158,24 +158,20 @@ impl Build {
 pub struct LayerCache {
     /// `registry/name`, no tag.
     pub repository: String,
-    pub tls_verify: bool,
-    /// This run's login (a private auth file), else podman's own.
-    pub authfile: Option<PathBuf>,
+    /// How to reach its registry: this run's login (a private auth file),
+    /// else podman's own.
+    pub destination: super::Destination,
 }
 
 impl LayerCache {
     fn flags(&self, command: Command) -> Command {
-        let mut command = command
+        let command = command
             .arg("--layers")
             .arg("--cache-from")
             .arg(&self.repository)
             .arg("--cache-to")
-            .arg(&self.repository)
-            .arg(format!("--tls-verify={}", self.tls_verify));
-        if let Some(authfile) = &self.authfile {
-            command = command.arg("--authfile").arg(path_text(authfile));
-        }
-        command
+            .arg(&self.repository);
+        self.destination.connection_flags(command)
     }
 }
 
@@ -709,8 +705,13 @@ mod tests {
             no_cache: false,
             cache: Some(LayerCache {
                 repository: "ghcr.io/acme/app-cache".into(),
-                tls_verify: true,
-                authfile: Some("/run/xtask/auth.json".into()),
+                destination: super::super::Destination {
+                    registry: "ghcr.io".into(),
+                    tls_verify: true,
+                    format: crate::flags::Format::Oci,
+                    authfile: Some("/run/xtask/auth.json".into()),
+                    skopeo_runtime_dir: None,
+                },
             }),
             ..build()
         }

@@ -16,11 +16,12 @@ pub use crate::report::Pushed;
 
 use crate::{
     build,
+    engine::Destination,
     engine::{local_list, podman, Engine},
     exec::{Command, Runner},
     flags,
     platform::{self, Platform},
-    registry::{self, Destination, PrivateAuth},
+    registry::{self, PrivateAuth},
     release::{self, labels, reference::Repository, Release},
     report::Report,
     sign::Signing,

@@ -17,22 +17,11 @@ use anyhow::{bail, Context, Result};
 
 use crate::{
     engine::podman,
+    engine::Destination,
     exec::{Command, Runner, Stdin},
     flags::Format,
     platform::Platform,
 };
-
-/// Where to push and how to talk to the registry.
-#[derive(Debug, Clone)]
-pub struct Destination {
-    pub registry: String,
-    pub tls_verify: bool,
-    pub format: Format,
-    /// A private auth file holding the login of this run, if we logged in.
-    pub authfile: Option<PathBuf>,
-    /// `XDG_RUNTIME_DIR` for skopeo (see `Engine::runtime_dir_for_tools`).
-    pub skopeo_runtime_dir: Option<PathBuf>,
-}
 
 fn skopeo(destination: &Destination) -> Command {
     let command = Command::new("skopeo");
@@ -127,39 +116,28 @@ pub fn push_list_command(
     let mut command = Command::new(podman::PROGRAM)
         .args(["manifest", "push"])
         .arg(if with_images { "--all" } else { "--all=false" })
-        .args(["--format", destination.format.podman_name()])
-        .arg(tls_flag(destination.tls_verify));
-    if let Some(authfile) = &destination.authfile {
-        command = command.arg("--authfile").arg(authfile.to_string_lossy());
-    }
+        .args(["--format", destination.format.podman_name()]);
+    command = destination.connection_flags(command);
     command.arg(local_list).arg(format!("docker://{remote}"))
 }
 
 /// Pulls one image from a registry into podman's storage, quietly (a base
 /// image kept under its definition's fingerprint).
 pub fn pull_image_command(destination: &Destination, remote: &str) -> Command {
-    let mut command = Command::new(podman::PROGRAM)
-        .args(["pull", "--quiet"])
-        .arg(tls_flag(destination.tls_verify));
-    if let Some(authfile) = &destination.authfile {
-        command = command.arg("--authfile").arg(authfile.to_string_lossy());
-    }
+    let mut command = Command::new(podman::PROGRAM).args(["pull", "--quiet"]);
+    command = destination.connection_flags(command);
     command.arg(format!("docker://{remote}"))
 }
 
 /// Pushes one local image to `remote`, quietly.
 pub fn push_image_command(destination: &Destination, local: &str, remote: &str) -> Command {
-    let mut command = Command::new(podman::PROGRAM)
-        .args([
-            "push",
-            "--quiet",
-            "--format",
-            destination.format.podman_name(),
-        ])
-        .arg(tls_flag(destination.tls_verify));
-    if let Some(authfile) = &destination.authfile {
-        command = command.arg("--authfile").arg(authfile.to_string_lossy());
-    }
+    let mut command = Command::new(podman::PROGRAM).args([
+        "push",
+        "--quiet",
+        "--format",
+        destination.format.podman_name(),
+    ]);
+    command = destination.connection_flags(command);
     command.arg(local).arg(format!("docker://{remote}"))
 }
 
@@ -199,12 +177,8 @@ pub fn push_by_digest_command(
 /// Adds the image `repository@digest` from the registry to a local list
 /// (podman reads its platform from the registry).
 pub fn manifest_add_remote(destination: &Destination, list: &str, remote: &str) -> Command {
-    let mut command = Command::new(podman::PROGRAM)
-        .args(["manifest", "add"])
-        .arg(tls_flag(destination.tls_verify));
-    if let Some(authfile) = &destination.authfile {
-        command = command.arg("--authfile").arg(authfile.to_string_lossy());
-    }
+    let mut command = Command::new(podman::PROGRAM).args(["manifest", "add"]);
+    command = destination.connection_flags(command);
     command.arg(list).arg(format!("docker://{remote}"))
 }
 
@@ -219,23 +193,15 @@ pub fn digest_of(bytes: &[u8]) -> String {
 /// `skopeo inspect` of `remote` with `mode` (`--raw`: the manifest as
 /// stored; `--no-tags`: the image's config, without listing the tags).
 fn skopeo_inspect(destination: &Destination, mode: &str, remote: &str) -> Command {
-    let mut command = skopeo(destination)
-        .args(["inspect", mode])
-        .arg(tls_flag(destination.tls_verify));
-    if let Some(authfile) = &destination.authfile {
-        command = command.arg("--authfile").arg(authfile.to_string_lossy());
-    }
+    let mut command = skopeo(destination).args(["inspect", mode]);
+    command = destination.connection_flags(command);
     command.arg(format!("docker://{remote}"))
 }
 
 /// `skopeo list-tags` of a repository (see [`parse_tags`]).
 pub fn list_tags_command(destination: &Destination, repository: &str) -> Command {
-    let mut command = skopeo(destination)
-        .arg("list-tags")
-        .arg(tls_flag(destination.tls_verify));
-    if let Some(authfile) = &destination.authfile {
-        command = command.arg("--authfile").arg(authfile.to_string_lossy());
-    }
+    let mut command = skopeo(destination).arg("list-tags");
+    command = destination.connection_flags(command);
     command.arg(format!("docker://{repository}"))
 }
 

@@ -22,9 +22,9 @@ use super::{
     Signer, PROGRAM,
 };
 use crate::{
+    engine::Destination,
     exec::{Command, Runner},
     platform::{Arch, Platform},
-    registry::Destination,
     release::Release,
 };
 

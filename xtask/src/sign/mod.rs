@@ -27,10 +27,11 @@ pub mod verify;
 use anyhow::{Context, Result};
 
 use crate::{
+    engine::Destination,
     exec::{Command, Runner, Stdin},
     flags::SignFlags,
     platform::Platform,
-    registry::{Destination, RemoteIndex},
+    registry::RemoteIndex,
     release::Release,
 };
 

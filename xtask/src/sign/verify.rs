@@ -18,10 +18,11 @@ use serde::Serialize;
 
 use super::{attest, registry_flags, PROGRAM};
 use crate::{
+    engine::Destination,
     exec::{Command, Runner},
     flags,
     flags::Format,
-    registry::{self, Destination},
+    registry,
 };
 
 /// Whom the signatures must come from.
