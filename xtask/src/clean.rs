@@ -10,6 +10,7 @@ use crate::{
     disk,
     engine::local_list::{process_exists, stale_temporary_list},
     engine::podman::{self, ContainerRow, ImageRow},
+    engine::Engine,
     exec::Runner,
 };
 
@@ -66,7 +67,7 @@ pub struct Survey {
 /// two cores.
 const QUERIES_AT_ONCE: usize = 4;
 
-pub fn survey(runner: &Runner) -> Result<Survey> {
+pub fn survey(runner: &Runner, engine: &Engine) -> Result<Survey> {
     let (images, containers) = std::thread::scope(|scope| {
         let containers = scope.spawn(|| build_containers(runner));
         let images = images(runner);
@@ -101,7 +102,7 @@ pub fn survey(runner: &Runner) -> Result<Survey> {
     // digest (seen with podman 4.3's service, after a list was pushed and
     // its image built again from cache): there, a list whose entries are not
     // all found is kept, and then no image can be known unused.
-    let local = crate::engine::Engine::read(runner)?.shares_this_host();
+    let local = engine.shares_this_host();
     let mut unknown_use = false;
     for (name, list) in lists.into_iter().zip(contents) {
         let list = list?;
@@ -163,7 +164,7 @@ fn each_at_once<T: Sync, R: Send>(items: &[T], query: impl Fn(&T) -> R + Sync) -
 
 pub fn clean(runner: &Runner) -> Result<()> {
     let before = disk::free_space(runner)?;
-    let survey = survey(runner)?;
+    let survey = survey(runner, Engine::read(runner)?)?;
     for container in &survey.containers {
         eprintln!(
             "clean: leftover build container {} {:?}",

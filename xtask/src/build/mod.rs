@@ -88,6 +88,7 @@ pub fn prepare(
     lap("setup", &mut phases);
     disk::check_before_build(
         runner,
+        engine,
         disk::BuildKind::for_build(&platforms, build.clean),
         build.force,
     )?;

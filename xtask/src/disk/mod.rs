@@ -436,9 +436,13 @@ pub fn print_report(report: &Report) {
 }
 
 /// The check `build-image` runs first: stops below the minimum unless forced.
-pub fn check_before_build(runner: &Runner, kind: BuildKind, force: bool) -> Result<()> {
-    let info = crate::engine::info::Info::read(runner)?;
-    let storage = storage_space(info, Engine::read(runner)?)?;
+pub fn check_before_build(
+    runner: &Runner,
+    engine: &Engine,
+    kind: BuildKind,
+    force: bool,
+) -> Result<()> {
+    let storage = storage_space(crate::engine::info::Info::read(runner)?, engine)?;
     let requirement = kind.requirement();
     let free = format_bytes(storage.available_bytes);
     match verdict(storage.available_bytes, &requirement) {

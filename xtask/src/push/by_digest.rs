@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::{
     build,
-    engine::{local_list, Engine},
+    engine::local_list,
     exec::Runner,
     flags,
     platform::{self, Platform},
@@ -22,7 +22,7 @@ impl PushSession {
     /// every registry, with no tag; returns the digest.
     fn push_by_digest(&self, platform: Platform, runner: &Runner) -> Result<String> {
         let primary = self.repository().with_tag(self.release.tags.primary());
-        if !Engine::read(runner)?.shares_this_host() {
+        if !self.engine.shares_this_host() {
             return self.push_by_platform_tag(platform, &primary, runner);
         }
         let directory = crate::project::TemporaryDirectory::create("rc-xtask-digest-push")?;

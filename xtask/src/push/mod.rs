@@ -37,6 +37,8 @@ pub struct Target {
 /// names, tags, the work tree, credentials, that every registry answers,
 /// and (with credentials) the logins themselves.
 pub struct PushSession {
+    /// The engine this run talks to, read once when the session opens.
+    pub engine: &'static Engine,
     pub release: Release,
     pub targets: Vec<Target>,
     attempts: u32,
@@ -121,8 +123,9 @@ impl PushSession {
             .any(Option::is_some)
             .then(PrivateAuth::create)
             .transpose()?;
-        let skopeo_runtime_dir = Engine::read(runner)?
-            .runtime_dir_for_tools(std::env::var_os("XDG_RUNTIME_DIR").is_some());
+        let engine = Engine::read(runner)?;
+        let skopeo_runtime_dir =
+            engine.runtime_dir_for_tools(std::env::var_os("XDG_RUNTIME_DIR").is_some());
         let mut targets = Vec::new();
         for (repository, credentials) in release.repositories.iter().zip(&credentials) {
             let destination = Destination {
@@ -145,6 +148,7 @@ impl PushSession {
             });
         }
         Ok(PushSession {
+            engine,
             release,
             targets,
             attempts: push_flags.attempts,
