@@ -38,13 +38,18 @@ fn du(directory: &Path) -> u64 {
     output.split_whitespace().next().unwrap().parse().unwrap()
 }
 
-fn check(storage: &FreshStorage) -> serde_json::Value {
+/// The xtask, run in this repository on `storage`.
+fn xtask_on(storage: &FreshStorage, args: &[&str]) -> std::process::Output {
     let env = storage.env();
     let env: Vec<(&str, &str)> = env
         .iter()
         .map(|(key, value)| (*key, value.as_str()))
         .collect();
-    let output = xtask_in(&repository_root(), &["check-disk-space", "--json"], &env);
+    xtask_in(&repository_root(), args, &env)
+}
+
+fn check(storage: &FreshStorage) -> serde_json::Value {
+    let output = xtask_on(storage, &["check-disk-space", "--json"]);
     assert!(output.status.success());
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(
@@ -142,12 +147,7 @@ fn the_reported_usage_is_the_bytes_on_disk_and_a_clean_frees_what_it_said() {
         "a clean frees (the untagged images)",
     );
 
-    let env = storage.env();
-    let env: Vec<(&str, &str)> = env
-        .iter()
-        .map(|(key, value)| (*key, value.as_str()))
-        .collect();
-    let output = xtask_in(&repository_root(), &["clean-build-cache"], &env);
+    let output = xtask_on(&storage, &["clean-build-cache"]);
     assert!(output.status.success());
     let after = check(&storage);
     let on_disk_after = du(&storage.graph_root());

@@ -96,12 +96,7 @@ impl Release {
             })
         });
         if let Some(declared) = &declared {
-            let outside = outside_the_work_tree(declared, origins);
-            if outside.is_empty() {
-                // Inside the work tree, but in a repository of its own there.
-                problems.extend(outside_the_repository(declared));
-            }
-            problems.extend(outside);
+            problems.extend(work_tree_problems(declared, origins));
         }
         let tags = source
             .as_ref()
@@ -254,21 +249,38 @@ fn missing_paths(declared: &Declared) -> Vec<String> {
     problems
 }
 
+/// A path the build reads outside the package's work tree; else a context
+/// in a repository of its own inside it. Nothing for a package outside git
+/// (the source state reports that).
+fn work_tree_problems(declared: &Declared, origins: (bool, bool)) -> Vec<String> {
+    let Some(root) = work_tree_of(&declared.workspace_root) else {
+        return Vec::new();
+    };
+    let outside = outside_the_work_tree(declared, &root, origins);
+    if !outside.is_empty() {
+        return outside;
+    }
+    outside_the_repository(declared, &root)
+        .into_iter()
+        .collect()
+}
+
+/// The git work tree `path` is in, resolved; `None` outside any.
+fn work_tree_of(path: &Path) -> Option<PathBuf> {
+    git2::Repository::discover(path)
+        .ok()
+        .and_then(|repository| repository.workdir().map(Path::to_path_buf))
+        .and_then(|directory| directory.canonicalize().ok())
+}
+
 /// Every path the build reads that is outside the package's git work tree
 /// (`origins`: whether `--file` and `--context` were given).
 fn outside_the_work_tree(
     declared: &Declared,
+    root: &Path,
     (file_flag, context_flag): (bool, bool),
 ) -> Vec<String> {
     use work_tree::{BuildPath, Origin};
-    let Some(root) = git2::Repository::discover(&declared.workspace_root)
-        .ok()
-        .and_then(|repository| repository.workdir().map(Path::to_path_buf))
-        .and_then(|directory| directory.canonicalize().ok())
-    else {
-        // Not a git repository: reported by the source state.
-        return Vec::new();
-    };
     let origin = |flag: bool, flag_name, key| match flag {
         true => Origin::Flag(flag_name),
         false => Origin::Key(key),
@@ -294,7 +306,7 @@ fn outside_the_work_tree(
     }));
     paths
         .iter()
-        .filter_map(|path| work_tree::outside(path, &root, &declared.package.name, declared::TABLE))
+        .filter_map(|path| work_tree::outside(path, root, &declared.package.name, declared::TABLE))
         .collect()
 }
 
@@ -302,15 +314,8 @@ fn outside_the_work_tree(
 /// there (a submodule, a vendored checkout) would be
 /// tagged and labelled from the package's commit, not from the sources it
 /// builds: refused.
-fn outside_the_repository(declared: &Declared) -> Option<String> {
-    let repository_of = |path: &Path| {
-        git2::Repository::discover(path)
-            .ok()
-            .and_then(|repository| repository.workdir().map(Path::to_path_buf))
-            .and_then(|directory| directory.canonicalize().ok())
-    };
-    let ours = repository_of(&declared.workspace_root)?;
-    let theirs = repository_of(&declared.context)?;
+fn outside_the_repository(declared: &Declared, ours: &Path) -> Option<String> {
+    let theirs = work_tree_of(&declared.context)?;
     (ours != theirs).then(|| {
         format!(
             "the build context {} is in the git repository {}, but {} (whose commit and tags \
