@@ -11,7 +11,7 @@ use crate::{
     engine::local_list::{process_exists, stale_temporary_list},
     engine::podman::{self, ContainerRow, ImageRow},
     engine::Engine,
-    exec::Runner,
+    exec::{Runner, Step},
 };
 
 /// Containers in podman's storage that podman did not create (buildah's
@@ -165,36 +165,9 @@ fn each_at_once<T: Sync, R: Send>(items: &[T], query: impl Fn(&T) -> R + Sync) -
 pub fn clean(runner: &Runner) -> Result<()> {
     let before = disk::free_space(runner)?;
     let survey = survey(runner, Engine::read(runner)?)?;
-    for container in &survey.containers {
-        eprintln!(
-            "clean: leftover build container {} {:?}",
-            &container.id[..12.min(container.id.len())],
-            container.names
-        );
-        runner.run(&podman::container_remove(&container.id))?;
-    }
-    for name in &survey.stale_lists {
-        eprintln!("clean: temporary list of a finished run: {name}");
-        runner.run(&podman::manifest_remove(name))?;
-    }
-    for (name, missing) in &survey.broken_lists {
-        eprintln!(
-            "clean: broken manifest list {name} (missing images: {})",
-            missing.join(", ")
-        );
-        runner.run(&podman::manifest_remove(name))?;
-    }
-    // Build cache: unnamed images no container uses and no list refers to.
-    // Not `podman image prune`: podman 4.3's prune deletes the images that
-    // manifest lists refer to, which would break every list.
-    let mut removed = 0;
-    for id in &survey.cache_images {
-        // A parent whose child is kept cannot go; that is expected.
-        if runner.run_quietly(&podman::image_remove(id))? {
-            removed += 1;
-        }
-    }
-    if runner.dry_run {
+    let removed = std::sync::atomic::AtomicUsize::new(0);
+    runner.execute(steps(&survey, &removed))?;
+    if !runner.acts() {
         eprintln!(
             "clean: dry run, nothing was removed; a clean would remove up to {} cached or \
              dangling images (about {}) and keep {} images that lists refer to",
@@ -204,6 +177,7 @@ pub fn clean(runner: &Runner) -> Result<()> {
         );
         return Ok(());
     }
+    let removed = removed.into_inner();
     eprintln!(
         "clean: removed {removed} cached or dangling images; kept {} images that lists refer to",
         survey.protected.len()
@@ -218,6 +192,44 @@ pub fn clean(runner: &Runner) -> Result<()> {
         disk::format_bytes(after.available_bytes)
     );
     Ok(())
+}
+
+/// What the survey found, said, and the steps that remove it; each cache
+/// image removed counts in `removed`.
+fn steps<'a>(survey: &'a Survey, removed: &'a std::sync::atomic::AtomicUsize) -> Vec<Step<'a>> {
+    let mut steps = Vec::new();
+    for container in &survey.containers {
+        eprintln!(
+            "clean: leftover build container {} {:?}",
+            &container.id[..12.min(container.id.len())],
+            container.names
+        );
+        steps.push(Step::run(podman::container_remove(&container.id)));
+    }
+    for name in &survey.stale_lists {
+        eprintln!("clean: temporary list of a finished run: {name}");
+        steps.push(Step::run(podman::manifest_remove(name)));
+    }
+    for (name, missing) in &survey.broken_lists {
+        eprintln!(
+            "clean: broken manifest list {name} (missing images: {})",
+            missing.join(", ")
+        );
+        steps.push(Step::run(podman::manifest_remove(name)));
+    }
+    // Build cache: unnamed images no container uses and no list refers to.
+    // Not `podman image prune`: podman 4.3's prune deletes the images that
+    // manifest lists refer to, which would break every list. A parent whose
+    // child is kept cannot go; that is expected.
+    steps.extend(survey.cache_images.iter().map(|id| {
+        Step::run_with(podman::image_remove(id), move |runner, command, _| {
+            if runner.run_quietly(command)? {
+                removed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(())
+        })
+    }));
+    steps
 }
 
 /// What removing `removed` frees, from `podman images`' sizes: an image's
@@ -262,7 +274,7 @@ pub fn bytes_freed(images: &[ImageRow], removed: &[String]) -> u64 {
 
 impl crate::flags::CleanBuildCache {
     pub fn run(self) -> Result<()> {
-        clean(&Runner::new(self.dry_run))
+        clean(&Runner::of(&self))
     }
 }
 

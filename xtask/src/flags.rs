@@ -465,3 +465,32 @@ mod tests {
         assert_eq!(flags.push.format, Format::Oci);
     }
 }
+
+/// A command's `--dry-run` (the executor, `exec::Runner::of`, reads it).
+pub trait DryRun {
+    fn dry_run(&self) -> bool;
+}
+
+impl DryRun for ImageFlags {
+    fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+}
+
+impl DryRun for Setup {
+    fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+}
+
+impl DryRun for CleanBuildCache {
+    fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+}
+
+impl DryRun for BaseImages {
+    fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+}

@@ -157,6 +157,7 @@ fn append(path: &Path, text: &str) -> Result<()> {
 }
 
 /// What the registries hold after a push, one answer per registry.
+#[derive(Default)]
 pub struct Pushed {
     pub results: Vec<(String, Result<Option<crate::registry::RemoteIndex>>)>,
 }

@@ -11,7 +11,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use crate::{
-    exec::{Command, Runner},
+    exec::{Command, Runner, Step},
     platform::{Arch, Platform, SUPPORTED},
 };
 
@@ -189,13 +189,7 @@ fn install_cosign(runner: &Runner, is_root: bool) -> Result<()> {
         return runner.run(&install).context("cannot install cosign");
     }
     eprintln!("setup: cosign: installing Debian {COSIGN_SUITE}'s package (this release has none)");
-    if runner.dry_run {
-        println!("{}", other_suite.apt("update"));
-        println!("{install}");
-        println!("dpkg -i {}/cosign_*.deb", other_suite.directory.display());
-        return Ok(());
-    }
-    let result = other_suite.install(runner, &install);
+    let result = runner.execute(other_suite.install(install));
     let _ = fs::remove_dir_all(&other_suite.directory);
     result.context("cannot install cosign")
 }
@@ -232,25 +226,44 @@ impl OtherSuite {
     }
 
     /// Its lists, then `download` (the package), then dpkg.
-    fn install(&self, runner: &Runner, download: &Command) -> Result<()> {
-        for partial in ["lists/partial", "cache/archives/partial"] {
-            fs::create_dir_all(self.directory.join(partial))?;
-        }
-        fs::write(
-            self.directory.join("sources.list"),
-            format!("deb http://deb.debian.org/debian {COSIGN_SUITE} main\n"),
-        )?;
-        runner.run(&self.apt("update"))?;
-        runner.run(download)?;
-        let package = fs::read_dir(&self.directory)?
-            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-            .find(|path| path.extension().is_some_and(|extension| extension == "deb"))
-            .context("apt-get download wrote no cosign package")?;
-        runner.run(
-            &Command::new("dpkg")
-                .arg("-i")
-                .arg(package.to_string_lossy()),
-        )
+    /// Its sources, the package downloaded from them, and installed.
+    fn install(&self, download: Command) -> Vec<Step<'_>> {
+        let directory = &self.directory;
+        vec![
+            Step::work(
+                format!(
+                    "{} lists deb http://deb.debian.org/debian {COSIGN_SUITE} main",
+                    directory.join("sources.list").display()
+                ),
+                move |_, _| {
+                    for partial in ["lists/partial", "cache/archives/partial"] {
+                        fs::create_dir_all(directory.join(partial))?;
+                    }
+                    fs::write(
+                        directory.join("sources.list"),
+                        format!("deb http://deb.debian.org/debian {COSIGN_SUITE} main\n"),
+                    )?;
+                    Ok(())
+                },
+            ),
+            Step::run(self.apt("update")),
+            Step::run(download),
+            Step::run_with(
+                Command::new("dpkg")
+                    .arg("-i")
+                    .arg(format!("{}/cosign_*.deb", directory.display())),
+                move |runner, _, prefix| {
+                    let package = fs::read_dir(directory)?
+                        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                        .find(|path| path.extension().is_some_and(|extension| extension == "deb"))
+                        .context("apt-get download wrote no cosign package")?;
+                    let install = Command::new("dpkg")
+                        .arg("-i")
+                        .arg(package.to_string_lossy());
+                    runner.run_prefixed(&install, prefix)
+                },
+            ),
+        ]
     }
 }
 
@@ -329,12 +342,14 @@ fn configure_podman(runner: &Runner, is_root: bool) -> Result<()> {
         "write /etc/containers/containers.conf",
         &format!("    cat > {CONTAINERS_CONF} <<'EOF'\n{wanted}EOF"),
     )?;
-    if runner.dry_run {
-        println!("# write {CONTAINERS_CONF}:\n{wanted}");
-        return Ok(());
-    }
-    fs::create_dir_all("/etc/containers").context("cannot create /etc/containers")?;
-    fs::write(&path, wanted).with_context(|| format!("cannot write {CONTAINERS_CONF}"))
+    let shown = wanted.trim_end().replace('\n', "\n#   ");
+    runner.execute(vec![Step::work(
+        format!("{CONTAINERS_CONF} is written:\n#   {shown}"),
+        |_, _| {
+            fs::create_dir_all("/etc/containers").context("cannot create /etc/containers")?;
+            fs::write(&path, wanted).with_context(|| format!("cannot write {CONTAINERS_CONF}"))
+        },
+    )])
 }
 
 /// True when this user can open the tun device read-write (rootless
@@ -431,28 +446,30 @@ fn register_binfmt(runner: &Runner, is_root: bool) -> Result<()> {
                 continue;
             }
         }
-        if runner.dry_run {
-            println!("cat {} > {}", rule_file.display(), register.display());
-            continue;
-        }
-        let rule = fs::read_to_string(&rule_file).with_context(|| {
-            format!(
-                "cannot read {}; is qemu-user-static installed?",
-                rule_file.display()
-            )
-        })?;
-        fs::write(&register, rule.trim_end()).with_context(|| {
-            format!(
-                "cannot register {name} with binfmt_misc ({})",
-                register.display()
-            )
-        })?;
-        if !binfmt_registered(arch) {
-            bail!(
-                "{name} was written to {} but is not enabled",
-                register.display()
-            );
-        }
+        runner.execute(vec![Step::work(
+            format!("cat {} > {}", rule_file.display(), register.display()),
+            |_, _| {
+                let rule = fs::read_to_string(&rule_file).with_context(|| {
+                    format!(
+                        "cannot read {}; is qemu-user-static installed?",
+                        rule_file.display()
+                    )
+                })?;
+                fs::write(&register, rule.trim_end()).with_context(|| {
+                    format!(
+                        "cannot register {name} with binfmt_misc ({})",
+                        register.display()
+                    )
+                })?;
+                if !binfmt_registered(arch) {
+                    bail!(
+                        "{name} was written to {} but is not enabled",
+                        register.display()
+                    );
+                }
+                Ok(())
+            },
+        )])?;
     }
     Ok(())
 }
@@ -479,10 +496,16 @@ pub fn install_cargo_make(runner: &Runner) -> Result<()> {
         .context("cannot install cargo-make")
 }
 
+/// podman answers and can build manifest lists (after the installs: a
+/// step of the plan).
 fn check_podman(runner: &Runner) -> Result<()> {
-    if runner.dry_run {
-        return Ok(());
-    }
+    runner.execute(vec![Step::work(
+        "podman answers `podman info` and builds manifest lists",
+        |runner, _| podman_works(runner),
+    )])
+}
+
+fn podman_works(runner: &Runner) -> Result<()> {
     let engine = crate::engine::Engine::read(runner)
         .context("podman is installed but `podman info` fails")?;
     if !engine.builds_manifest_lists() {
@@ -515,7 +538,7 @@ fn check_podman(runner: &Runner) -> Result<()> {
 
 impl crate::flags::Setup {
     pub fn run(self) -> Result<()> {
-        run(&Runner::new(self.dry_run), !self.no_cargo_make)
+        run(&Runner::of(&self), !self.no_cargo_make)
     }
 }
 

@@ -57,7 +57,7 @@ fn offenders(needles: &[&str], allowed: &[&str]) -> Vec<String> {
 
 #[test]
 fn processes_are_spawned_by_the_executor_only() {
-    // exec.rs spawns every command (echoed, dry-run aware, interruptible).
+    // exec/ spawns every command (echoed, dry-run aware, interruptible).
     // The loopback registry (the benchmark's and the tests') is a server
     // that lives as long as its owner, stopped on drop.
     let found = offenders(
@@ -69,11 +69,11 @@ fn processes_are_spawned_by_the_executor_only() {
             "libc::fork",
             "libc::exec",
         ],
-        &["exec.rs", "registry/loopback.rs"],
+        &["exec/", "registry/loopback.rs"],
     );
     assert!(
         found.is_empty(),
-        "a process is spawned outside exec.rs; build an exec::Command and run it with a Runner:\n{}",
+        "a process is spawned outside exec/; build an exec::Command and run it with a Runner:\n{}",
         found.join("\n")
     );
 }
@@ -159,9 +159,32 @@ fn secrets_reach_children_on_stdin_only() {
 }
 
 #[test]
+fn whether_a_run_is_dry_is_the_executors_business_alone() {
+    // Commands plan steps (exec::Step) the same way in a dry run and a real
+    // one; the executor prints or runs them. `--dry-run` is read in
+    // flags.rs and known in exec/ only: no command branches on it.
+    let found = offenders(&["dry_run"], &["exec/", "flags.rs"]);
+    assert!(
+        found.len() <= 5,
+        "`dry_run` on {} lines outside exec/ and flags.rs (at most 5); plan steps and let \
+         Runner::execute print or run them:\n{}",
+        found.len(),
+        found.join("\n")
+    );
+    assert!(
+        found.iter().all(|line| !line.contains("runner.dry_run")),
+        "{found:#?}"
+    );
+}
+
+#[test]
 fn the_checks_see_what_they_look_for() {
     // A rule that can no longer match anything protects nothing.
-    assert!(!offenders(&["duct::"], &[]).is_empty(), "exec.rs uses duct");
+    assert!(!offenders(&["duct::"], &[]).is_empty(), "exec/ uses duct");
+    assert!(
+        !offenders(&["dry_run"], &[]).is_empty(),
+        "exec/ and flags.rs know it"
+    );
     assert!(!offenders(&["podman::PROGRAM"], &[]).is_empty());
     assert!(!offenders(&["\"REGISTRY_TOKEN\""], &[]).is_empty());
 }

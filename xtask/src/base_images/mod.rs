@@ -21,7 +21,7 @@ use serde::Deserialize;
 use crate::{
     engine::podman,
     engine::Destination,
-    exec::{Command, Runner},
+    exec::{Command, Runner, Step},
     platform::{Arch, Platform, SUPPORTED},
     project, registry,
 };
@@ -448,27 +448,11 @@ fn ensure_rootfs_image(
             "{prefix}base-images: building {image} from the Debian archive: {}",
             recipe.description
         );
-        if !runner.dry_run && which::which("mmdebstrap").is_err() {
-            bail!(
-                "{image} is missing or out of date, and mmdebstrap (which makes it from the \
-                 Debian archive, on this machine) is not installed: run `sudo cargo xtask setup` \
-                 (Debian, Ubuntu), or bring the base images from a machine that has them: \
-                 `cargo xtask base-images --export base.tar` there, `cargo xtask base-images \
-                 --import base.tar` here (also through a remote podman)"
-            );
-        }
         let scratch = project::scratch_dir();
         let tarball = scratch.join(format!("{}.tar", sanitize(&image)));
-        if !runner.dry_run {
-            std::fs::create_dir_all(&scratch)
-                .with_context(|| format!("cannot create {}", scratch.display()))?;
-        }
-        let result = runner
-            .run_prefixed(&recipe.mmdebstrap(arch, &tarball), prefix)
-            .and_then(|()| runner.run_prefixed(&recipe.import(arch, &tarball), prefix))
-            .with_context(|| format!("cannot build base image {image}"));
-        remove_file_if_present(&tarball);
-        result?;
+        runner.execute(rootfs_steps(
+            recipe, arch, &image, &scratch, &tarball, prefix,
+        ))?;
         built_any = true;
     }
     let list_matches = !built_any && list_has_exactly(runner, &recipe.name, &architectures)?;
@@ -496,6 +480,57 @@ fn ensure_rootfs_image(
         )?;
     }
     Ok(())
+}
+
+/// Makes `image` (`arch`'s of `recipe`) from the Debian archive: a root
+/// file system by mmdebstrap, imported; its tarball goes either way.
+fn rootfs_steps<'a>(
+    recipe: &'a Recipe,
+    arch: Arch,
+    image: &'a str,
+    scratch: &'a Path,
+    tarball: &'a Path,
+    prefix: &str,
+) -> Vec<Step<'a>> {
+    let build = vec![
+        Step::run(recipe.mmdebstrap(arch, tarball)),
+        Step::run(recipe.import(arch, tarball)),
+        Step::work(format!("{} is removed", tarball.display()), move |_, _| {
+            remove_file_if_present(tarball);
+            Ok(())
+        }),
+    ];
+    let steps = vec![
+        Step::work("mmdebstrap is installed", move |_, _| {
+            if which::which("mmdebstrap").is_err() {
+                bail!(
+                    "{image} is missing or out of date, and mmdebstrap (which makes it from the \
+                     Debian archive, on this machine) is not installed: run `sudo cargo xtask \
+                     setup` (Debian, Ubuntu), or bring the base images from a machine that has \
+                     them: `cargo xtask base-images --export base.tar` there, `cargo xtask \
+                     base-images --import base.tar` here (also through a remote podman)"
+                );
+            }
+            Ok(())
+        }),
+        Step::work(format!("{} is made", scratch.display()), move |_, _| {
+            std::fs::create_dir_all(scratch)
+                .with_context(|| format!("cannot create {}", scratch.display()))
+        }),
+        Step::fallback(
+            build,
+            format!("{} is removed", tarball.display()),
+            move |error| {
+                remove_file_if_present(tarball);
+                Err(error.context(format!("cannot build base image {image}")))
+            },
+            Vec::new(),
+        ),
+    ];
+    match prefix.trim().trim_start_matches('[').trim_end_matches(']') {
+        "" => steps,
+        name => vec![Step::named(name.to_owned(), steps)],
+    }
 }
 
 fn list_has_exactly(runner: &Runner, name: &str, architectures: &[Arch]) -> Result<bool> {
@@ -606,7 +641,7 @@ fn remove_file_if_present(path: &Path) {
 
 impl crate::flags::BaseImages {
     pub fn run(self) -> Result<()> {
-        let runner = Runner::new(self.dry_run);
+        let runner = Runner::of(&self);
         let build_platform = crate::engine::Engine::read(&runner)?.build_platform;
         match (&self.export, &self.import) {
             (Some(archive), _) => export(&runner, build_platform, archive),

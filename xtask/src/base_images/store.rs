@@ -82,17 +82,23 @@ impl Store {
             }
             runner.run(&podman::tag_all(&remote, &[&image.image]))?;
             runner.run(&podman::untag(&remote))?;
-            if !runner.dry_run
-                && definition_of(runner, &image.image)?.as_deref()
-                    != Some(image.definition.as_str())
-            {
-                bail!(
-                    "{remote} does not carry the definition its tag names ({DEFINITION_LABEL}); \
-                     delete that tag from the registry, or run `cargo xtask base-images --rebuild \
-                     --cache-repo {}` to replace it",
-                    self.repository
-                );
-            }
+            let repository = &self.repository;
+            runner.execute(vec![Step::work(
+                format!("{} carries the definition its tag names", image.image),
+                |runner, _| {
+                    if definition_of(runner, &image.image)?.as_deref()
+                        != Some(image.definition.as_str())
+                    {
+                        bail!(
+                            "{remote} does not carry the definition its tag names \
+                             ({DEFINITION_LABEL}); delete that tag from the registry, or run \
+                             `cargo xtask base-images --rebuild --cache-repo {repository}` to \
+                             replace it"
+                        );
+                    }
+                    Ok(())
+                },
+            )])?;
             eprintln!("base-images: {} taken from {remote}", image.image);
         }
         Ok(lacking)

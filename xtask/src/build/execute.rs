@@ -4,6 +4,7 @@
 
 use std::{
     path::Path,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -11,19 +12,13 @@ use anyhow::{bail, Context, Result};
 
 use crate::{
     engine::{local_list, podman},
-    exec::{Command, Runner},
+    exec::{Branch, Command, Runner, Step},
     interrupt,
     platform::{self, Platform},
     release::tags::Tags,
 };
 
 use super::plan::{Mode, Plan, PlatformBuild};
-
-fn prefix(platform: Option<Platform>) -> String {
-    platform
-        .map(|platform| format!("[{platform}] "))
-        .unwrap_or_default()
-}
 
 /// What a build produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,58 +46,39 @@ impl Outcome {
     }
 }
 
-/// Runs the plan. On failure the temporary list is removed and the tagged
-/// lists are left as they were.
+/// The steps of a build-and-push that follow the local tags: the push of
+/// `outcome`, from the list's image ID when the run knows it (then side by
+/// side with the tags' move), else from the tags.
+pub type Alongside<'a> = dyn Fn(&Outcome, Option<&str>) -> Vec<Step<'a>> + Sync + 'a;
+
+/// Runs the plan (a dry run prints it). On failure the temporary list is
+/// removed and the tagged lists are left as they were.
 ///
-/// Once the list is verified, `alongside` (if any) runs with its image ID
-/// while the local tags move (build-and-push starts its push there: the push
-/// reads the list by ID, so the renaming cannot disturb it). Without
-/// a known ID (the fallback paths, a dry run), the tags move first and
-/// `alongside` is not run. Its result comes back apart from the build's: a
-/// failed push does not undo the local tags.
-pub fn execute_alongside<T: Send>(
-    plan: &Plan,
+/// Once the list is verified, `alongside`'s steps (if any) run with its
+/// image ID while the local tags move (build-and-push's push: it reads the
+/// list by ID, so the renaming cannot disturb it). Without a known ID (the
+/// fallback paths), the tags move first and `alongside` runs after.
+pub fn execute_alongside<'a>(
+    plan: &'a Plan,
     runner: &Runner,
-    alongside: Option<impl FnOnce(&Outcome, &str) -> Result<T> + Send>,
-) -> Result<(Outcome, Option<Result<T>>)> {
+    alongside: Option<&'a Alongside<'a>>,
+) -> Result<Outcome> {
     // A second early: podman's creation times are whole seconds.
     let started = unix_time() - 1;
-    let mut ran = Ran::default();
-    let built = build_and_verify(plan, runner, &mut ran).map(|mut outcome| {
-        outcome.build_times = std::mem::take(&mut ran.build_times);
-        outcome
-    });
-    remove_stage_lists(runner, &ran.stage_lists);
-    let result = built.and_then(|outcome| {
-        let outcome = with_tags(plan, outcome);
-        match (outcome.list_id.clone(), alongside) {
-            (Some(list_id), Some(alongside)) if !runner.dry_run => std::thread::scope(|scope| {
-                let side = scope.spawn(|| alongside(&outcome, &list_id));
-                let published = publish(plan, runner, &outcome);
-                let side = side
-                    .join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the push thread panicked")));
-                match (published, side) {
-                    (Ok(()), side) => Ok((outcome.clone(), Some(side))),
-                    (Err(error), Ok(_)) => Err(error.context(
-                        "the push finished (the registry has the new list), but the local \
-                         list was not tagged",
-                    )),
-                    (Err(error), Err(push_error)) => {
-                        Err(error.context(format!("the push failed too: {push_error:#}")))
-                    }
-                }
-            }),
-            _ => publish(plan, runner, &outcome).map(|()| (outcome, None)),
-        }
-    });
-    if result.is_err() && !runner.dry_run {
-        remove_list_if_present(runner, &plan.temporary_list);
-        if interrupt::received().is_some() {
-            remove_new_build_containers(runner, started);
-        }
+    let record = Shared::default();
+    let result = runner.execute(steps(plan, &record, alongside));
+    let record = std::mem::take(&mut *locked(&record));
+    remove_stage_lists(runner, &record.stage_lists);
+    if result.is_err() {
+        runner.if_real(|| {
+            remove_list_if_present(runner, &plan.temporary_list);
+            if interrupt::received().is_some() {
+                remove_new_build_containers(runner, started);
+            }
+            Ok(())
+        })?;
     }
-    result
+    result.map(|()| record.outcome(plan))
 }
 
 fn unix_time() -> i64 {
@@ -135,33 +111,162 @@ fn remove_new_build_containers(runner: &Runner, started: i64) {
     }
 }
 
-/// What a run's builds leave for after them: the stages' lists (removed
-/// once the run is over) and each build's wall time (for the summary).
+/// What a build's steps record as they run.
 #[derive(Debug, Default)]
-struct Ran {
+struct Record {
+    failed: Vec<Platform>,
+    fell_back: bool,
+    /// The lists of the stages that ran (removed once the run is over).
     stage_lists: Vec<String>,
+    /// Each stage's and build's wall time, in order (for the summary).
     build_times: Vec<(String, Duration)>,
+    /// The list as read after the all-at-once build, while no later build
+    /// changed it, and the ID that build wrote.
+    unchanged_list: Option<podman::ManifestList>,
+    list_id: Option<String>,
 }
 
-fn build_and_verify(plan: &Plan, runner: &Runner, ran: &mut Ran) -> Result<Outcome> {
-    let mut outcome = Outcome::default();
-    // The list as read after the build, while no later build changed it.
-    let unchanged_list = match plan.mode {
-        Mode::AllAtOnce => all_at_once(plan, runner, ran, &mut outcome)?,
-        Mode::PerPlatform => {
-            outcome.failed = build_each(plan, runner, &plan.platforms, ran)?;
-            None
-        }
-    };
-    outcome.built = plan
-        .platforms
-        .iter()
-        .copied()
-        .filter(|platform| !outcome.failed.contains(platform))
-        .collect();
-    if runner.dry_run {
-        return Ok(outcome);
+impl Record {
+    fn outcome(&self, plan: &Plan) -> Outcome {
+        let outcome = Outcome {
+            built: plan
+                .platforms
+                .iter()
+                .copied()
+                .filter(|platform| !self.failed.contains(platform))
+                .collect(),
+            failed: self.failed.clone(),
+            fell_back: self.fell_back,
+            build_times: self.build_times.clone(),
+            list_id: self.list_id.clone(),
+            ..Outcome::default()
+        };
+        with_tags(plan, outcome)
     }
+}
+
+/// The record, shared by the steps that write it.
+type Shared = Arc<Mutex<Record>>;
+
+fn locked(record: &Mutex<Record>) -> std::sync::MutexGuard<'_, Record> {
+    record
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The plan's steps: the builds (the fallback an alternative of the
+/// all-at-once build), the list's check and order, the tags.
+fn steps<'a>(
+    plan: &'a Plan,
+    record: &Shared,
+    alongside: Option<&'a Alongside<'a>>,
+) -> Vec<Step<'a>> {
+    let mut steps = match plan.mode {
+        Mode::AllAtOnce => all_at_once(plan, record),
+        Mode::PerPlatform => each_platform(plan, &plan.platforms, record),
+    };
+    steps.push(Step::then(
+        format!(
+            "the list is checked to hold {} and its entries put in that order",
+            platform::join(&plan.platforms)
+        ),
+        Vec::new(),
+        {
+            let record = record.clone();
+            move |runner| verify(plan, runner, &record).map(|()| Vec::new())
+        },
+    ));
+    let expected = tag_steps(plan, &record_of_success(plan).outcome(plan), alongside);
+    let record = record.clone();
+    steps.push(Step::then("the tags move", expected, move |_| {
+        let outcome = locked(&record).outcome(plan);
+        Ok(tag_steps(plan, &outcome, alongside))
+    }));
+    steps
+}
+
+/// What a run records when everything goes as planned.
+fn record_of_success(plan: &Plan) -> Record {
+    Record {
+        list_id: plan
+            .list_id_expected
+            .then(|| super::DRY_RUN_LIST_ID.to_owned()),
+        ..Record::default()
+    }
+}
+
+/// The all-at-once build, and what makes up for it: each platform on its
+/// own when it fails (the fallback), and a platform podman left out of the
+/// list although it built.
+fn all_at_once<'a>(plan: &'a Plan, record: &Shared) -> Vec<Step<'a>> {
+    let mut otherwise = vec![Step::work(
+        format!(
+            "{} is removed if the failed build left it",
+            plan.temporary_list
+        ),
+        move |runner, _| {
+            remove_list_if_present(runner, &plan.temporary_list);
+            Ok(())
+        },
+    )];
+    otherwise.extend(each_platform(plan, &plan.platforms, record));
+    let (warned, record) = (record.clone(), record.clone());
+    vec![
+        Step::fallback(
+            build_steps(&plan.builds[0], &record),
+            "each platform on its own",
+            move |error| {
+                eprintln!(
+                    "\nbuild-image: WARNING: the all-at-once build of {} failed: {}\n\
+                     build-image: falling back to building each platform on its own\n",
+                    platform::join(&plan.platforms),
+                    crate::exec::first_line(&format!("{error:#}"))
+                );
+                locked(&warned).fell_back = true;
+                Ok(())
+            },
+            otherwise,
+        ),
+        Step::then(
+            "a platform podman left out of the list is built on its own",
+            Vec::new(),
+            move |runner| {
+                let list_id = read_list_id(&plan.list_id_file);
+                if locked(&record).fell_back {
+                    return Ok(Vec::new());
+                }
+                let list = local_list::read(runner, &plan.temporary_list)?;
+                let dropped: Vec<Platform> = plan
+                    .platforms
+                    .iter()
+                    .copied()
+                    .filter(|&platform| list.entries_for(platform).is_empty())
+                    .collect();
+                for &platform in &dropped {
+                    eprintln!(
+                        "build-image: warning: podman left {platform} out of the list although \
+                         the build succeeded (a known podman 4.3 issue); building {platform} \
+                         alone, from cache"
+                    );
+                }
+                if dropped.is_empty() {
+                    let mut record = locked(&record);
+                    record.unchanged_list = Some(list);
+                    record.list_id = list_id;
+                }
+                Ok(each_platform(plan, &dropped, &record))
+            },
+        ),
+    ]
+}
+
+/// The list's check once every build ran: something built, `--strict`
+/// honoured, each entry the platform it claims, the entries in order.
+fn verify(plan: &Plan, runner: &Runner, record: &Mutex<Record>) -> Result<()> {
+    let (outcome, unchanged_list) = {
+        let mut record = locked(record);
+        (record.outcome(plan), record.unchanged_list.take())
+    };
     if outcome.built.is_empty() {
         bail!(
             "no platform built ({} failed; the output above says why). Check free space \
@@ -189,60 +294,35 @@ fn build_and_verify(plan: &Plan, runner: &Runner, ran: &mut Ran) -> Result<Outco
         .entry_label
         .as_ref()
         .map(|(key, value)| (key.as_str(), value.as_str()));
-    put_in_order(runner, &plan.temporary_list, &list, &entries, label)?;
-    Ok(outcome)
+    put_in_order(runner, &plan.temporary_list, &list, &entries, label)
 }
 
-/// The all-at-once build, and what makes up for it: each platform on its
-/// own when it fails (the fallback), and a platform podman left out of the
-/// list although it built. The list as read after it, when nothing was
-/// built again since.
-fn all_at_once(
-    plan: &Plan,
-    runner: &Runner,
-    ran: &mut Ran,
-    outcome: &mut Outcome,
-) -> Result<Option<podman::ManifestList>> {
-    let mut unchanged_list = None;
-    let all = &plan.builds[0];
-    let built = run_stages_and_build(all, runner, ran);
-    let list_id = read_list_id(&plan.list_id_file);
-    // A build podman finished as the signal came is not used either.
-    interrupt::check()?;
-    if let Err(error) = built {
-        if runner.dry_run {
-            return Err(error);
+/// The tags' move, and the push `alongside` plans: side by side when the
+/// list's ID is known, else one after the other.
+fn tag_steps<'a>(
+    plan: &'a Plan,
+    outcome: &Outcome,
+    alongside: Option<&'a Alongside<'a>>,
+) -> Vec<Step<'a>> {
+    let tags = publish(plan, outcome);
+    match (alongside, outcome.list_id.as_deref()) {
+        (Some(alongside), Some(list_id)) => vec![Step::Together(vec![
+            Branch {
+                name: "tags".into(),
+                steps: tags,
+            },
+            Branch {
+                name: "push".into(),
+                steps: alongside(outcome, Some(list_id)),
+            },
+        ])],
+        (Some(alongside), None) => {
+            let mut steps = tags;
+            steps.extend(alongside(outcome, None));
+            steps
         }
-        eprintln!(
-            "\nbuild-image: WARNING: the all-at-once build of {} failed: {}\n\
-             build-image: falling back to building each platform on its own\n",
-            platform::join(&plan.platforms),
-            crate::exec::first_line(&format!("{error:#}"))
-        );
-        outcome.fell_back = true;
-        remove_list_if_present(runner, &plan.temporary_list);
-        outcome.failed = build_each(plan, runner, &plan.platforms, ran)?;
-    } else if !runner.dry_run {
-        let list = local_list::read(runner, &plan.temporary_list)?;
-        let dropped: Vec<Platform> = plan
-            .platforms
-            .iter()
-            .copied()
-            .filter(|&platform| list.entries_for(platform).is_empty())
-            .collect();
-        for &platform in &dropped {
-            eprintln!(
-                "build-image: warning: podman left {platform} out of the list although the build \
-                 succeeded (a known podman 4.3 issue); building {platform} alone, from cache"
-            );
-        }
-        outcome.failed = build_each(plan, runner, &dropped, ran)?;
-        if dropped.is_empty() {
-            unchanged_list = Some(list);
-            outcome.list_id = list_id;
-        }
+        (None, _) => tags,
     }
-    Ok(unchanged_list)
 }
 
 /// Puts the entries of a checked list in the order the platforms were asked
@@ -353,56 +433,64 @@ fn read_list_id(file: &Path) -> Option<String> {
     (id.len() > "sha256:".len()).then(|| id.to_owned())
 }
 
-/// Builds each platform alone into the temporary list; returns those that failed.
-fn build_each(
-    plan: &Plan,
-    runner: &Runner,
-    platforms: &[Platform],
-    ran: &mut Ran,
-) -> Result<Vec<Platform>> {
-    let mut failed = Vec::new();
-    for build in plan
-        .single_platform_builds
+/// Each of `platforms` alone into the temporary list; a platform that
+/// fails is recorded, and the others still build.
+fn each_platform<'a>(plan: &'a Plan, platforms: &[Platform], record: &Shared) -> Vec<Step<'a>> {
+    plan.single_platform_builds
         .iter()
         .filter(|build| build.platform.is_some_and(|p| platforms.contains(&p)))
-    {
-        let platform = build.platform.expect("filtered on platform");
-        interrupt::check()?;
-        let built = run_stages_and_build(build, runner, ran);
-        interrupt::check()?;
-        if let Err(error) = built {
-            eprintln!(
-                "\n[{platform}] build-image: FAILED: {}\n",
-                crate::exec::first_line(&format!("{error:#}"))
-            );
-            failed.push(platform);
-        }
-    }
-    Ok(failed)
+        .map(|build| {
+            let platform = build.platform.expect("filtered on platform");
+            let failed = record.clone();
+            Step::named(
+                platform.to_string(),
+                vec![Step::fallback(
+                    build_steps(build, record),
+                    format!("{platform} is left out"),
+                    move |error| {
+                        eprintln!(
+                            "\n[{platform}] build-image: FAILED: {}\n",
+                            crate::exec::first_line(&format!("{error:#}"))
+                        );
+                        locked(&failed).failed.push(platform);
+                        Ok(())
+                    },
+                    Vec::new(),
+                )],
+            )
+        })
+        .collect()
 }
 
-/// Runs a build's stages, then the build; stops at the first that fails.
-/// Adds each stage's list to `ran` before it runs, for
-/// [`remove_stage_lists`], and each one's wall time.
-fn run_stages_and_build(build: &PlatformBuild, runner: &Runner, ran: &mut Ran) -> Result<()> {
-    let prefix = prefix(build.platform);
+/// A build's stages, then the build; each stage's list is recorded before
+/// it runs (for [`remove_stage_lists`]), and each one's wall time.
+fn build_steps<'a>(build: &'a PlatformBuild, record: &Shared) -> Vec<Step<'a>> {
     let platforms = build.platform.map_or_else(
         || "all platforms".to_owned(),
         |platform| platform.to_string(),
     );
-    let timed = |what: String, command: &Command, ran: &mut Ran| {
-        let started = Instant::now();
-        let result = run_build(runner, command, &prefix);
-        ran.build_times.push((what, started.elapsed()));
-        result
+    let timed = |what: String, list: Option<&'a String>, command: &'a Command| {
+        let record = record.clone();
+        Step::run_with(command.clone(), move |runner, command, prefix| {
+            if let Some(list) = list {
+                locked(&record).stage_lists.push(list.clone());
+            }
+            let started = Instant::now();
+            let result = run_build(runner, command, prefix);
+            locked(&record).build_times.push((what, started.elapsed()));
+            result
+        })
     };
-    for stage in &build.stages {
-        ran.stage_lists.push(stage.list.clone());
-        let what = format!("stage {} ({platforms})", stage.target);
-        timed(what, &stage.command, ran)?;
-        interrupt::check()?;
-    }
-    timed(format!("build ({platforms})"), &build.command, ran)
+    let mut steps: Vec<Step<'a>> = build
+        .stages
+        .iter()
+        .map(|stage| {
+            let what = format!("stage {} ({platforms})", stage.target);
+            timed(what, Some(&stage.list), &stage.command)
+        })
+        .collect();
+    steps.push(timed(format!("build ({platforms})"), None, &build.command));
+    steps
 }
 
 /// One `podman build`. When the registry cache refused its layers (a push
@@ -465,21 +553,20 @@ fn with_tags(plan: &Plan, mut outcome: Outcome) -> Outcome {
 }
 
 /// Gives the verified temporary list every tag of `outcome.tagged`,
-/// replacing older lists.
-fn publish(plan: &Plan, runner: &Runner, outcome: &Outcome) -> Result<()> {
-    interrupt::check()?;
-    // Every tag moves, or (on an error) the ones already moved point to the
-    // complete, verified list: never to a half-made one.
-    let _deferred = interrupt::Deferred::new();
-    // The previous list of each tag goes first (else it would linger
-    // unnamed), all in one call; a tag that names nothing yet makes it
-    // fail, harmlessly.
+/// replacing older lists: every tag moves, or (on an error or an
+/// interrupt) the ones already moved point to the complete, verified list,
+/// never to a half-made one.
+fn publish<'a>(plan: &Plan, outcome: &Outcome) -> Vec<Step<'a>> {
     let finals: Vec<&str> = outcome.tagged.iter().map(String::as_str).collect();
-    runner.run_quietly(&podman::manifest_remove_all(&finals))?;
-    runner.run(&podman::tag_all(&plan.temporary_list, &finals))?;
-    // Drops only the temporary name: the list keeps its tags.
-    runner.run(&podman::manifest_remove(&plan.temporary_list))?;
-    Ok(())
+    vec![Step::Uninterrupted(vec![
+        // The previous list of each tag goes first (else it would linger
+        // unnamed), all in one call; a tag that names nothing yet makes it
+        // fail, harmlessly.
+        Step::run_ignoring_failure(podman::manifest_remove_all(&finals)),
+        Step::run(podman::tag_all(&plan.temporary_list, &finals)),
+        // Drops only the temporary name: the list keeps its tags.
+        Step::run(podman::manifest_remove(&plan.temporary_list)),
+    ])]
 }
 
 fn remove_list_if_present(runner: &Runner, name: &str) {

@@ -11,7 +11,7 @@ mod execute;
 pub mod machine;
 mod plan;
 
-pub use execute::{execute_alongside, print_summary, Outcome};
+pub use execute::{execute_alongside, print_summary, Alongside, Outcome};
 pub use plan::{plan, Environment, Mode, Plan, Request};
 
 use std::time::{Duration, Instant};
@@ -101,7 +101,7 @@ pub fn prepare(
         .filter(|base| !build_args.iter().any(|arg| arg.name == base.name))
         .cloned()
         .collect();
-    let cache = layer_cache(&release, build, logins, engine, runner);
+    let cache = layer_cache(&release, build, logins, engine);
     // Only those the build names (declared, or given with --build-arg): a
     // build on the runtime base alone neither waits for the Rust builder
     // nor (on a fresh storage) loads it.
@@ -124,10 +124,10 @@ pub fn prepare(
         ..request(&release, image, build)
     };
     let scratch = project::scratch_dir();
-    if !runner.dry_run {
+    runner.if_real(|| {
         std::fs::create_dir_all(&scratch)
-            .with_context(|| format!("cannot create {}", scratch.display()))?;
-    }
+            .with_context(|| format!("cannot create {}", scratch.display()))
+    })?;
     let environment = Environment {
         build_platform: engine.build_platform,
         ca_bundle: engine.host_ca_bundle(),
@@ -179,7 +179,6 @@ fn layer_cache(
     build: &flags::BuildFlags,
     logins: &[&Destination],
     engine: &Engine,
-    runner: &Runner,
 ) -> Option<LayerCache> {
     let repository = release.cache_repository()?;
     if build.no_cache {
@@ -193,19 +192,18 @@ fn layer_cache(
         .iter()
         .find(|login| login.registry == repository.registry);
     let tls_verify = login.map_or(build.cache_tls_verify, |login| login.tls_verify);
-    if !runner.dry_run {
-        if let Err(error) = registry::check_reachable(&repository.registry, tls_verify) {
-            eprintln!(
-                "build-image: WARNING: the registry cache {} does not answer ({}); building \
-                 without it: slower, not failed",
-                repository.name(),
-                format!("{error:#}")
-                    .split("; check")
-                    .next()
-                    .unwrap_or_default()
-            );
-            return None;
-        }
+    // A read the plan depends on: a dry run asks too.
+    if let Err(error) = registry::check_reachable(&repository.registry, tls_verify) {
+        eprintln!(
+            "build-image: WARNING: the registry cache {} does not answer ({}); building \
+             without it: slower, not failed",
+            repository.name(),
+            format!("{error:#}")
+                .split("; check")
+                .next()
+                .unwrap_or_default()
+        );
+        return None;
     }
     eprintln!(
         "build-image: registry cache {}: layers this storage lacks are taken from it, and \
@@ -234,37 +232,34 @@ fn layer_cache(
 }
 
 /// Builds what was prepared, prints the summary, cleans when asked (after
-/// `alongside`, see [`execute_alongside`]: build-and-push's push starts as
-/// soon as the list is verified).
-pub fn run_prepared<T: Send>(
-    prepared: &Prepared,
+/// `alongside`'s steps, see [`execute_alongside`]: build-and-push's push
+/// starts as soon as the list is verified).
+pub fn run_prepared<'a>(
+    prepared: &'a Prepared,
     build: &flags::BuildFlags,
     runner: &Runner,
-    alongside: Option<impl FnOnce(&Outcome, &str) -> Result<T> + Send>,
-) -> Result<(Outcome, Option<Result<T>>)> {
-    let (outcome, side) = execute_alongside(&prepared.plan, runner, alongside)?;
-    if runner.dry_run {
+    alongside: Option<&'a Alongside<'a>>,
+) -> Result<Outcome> {
+    let outcome = execute_alongside(&prepared.plan, runner, alongside)?;
+    if runner.acts() {
+        print_summary(&outcome, &prepared.release.tags, &prepared.phases);
+    } else {
         for note in &prepared.release.tags.notes {
             eprintln!("build-image: note: {note}");
         }
-    } else {
-        print_summary(&outcome, &prepared.release.tags, &prepared.phases);
     }
     if build.clean {
         crate::clean::clean(runner)?;
     }
-    Ok((outcome, side))
+    Ok(outcome)
 }
-
-/// No push alongside the build.
-pub const NOTHING_ALONGSIDE: Option<fn(&Outcome, &str) -> Result<()>> = None;
 
 impl flags::BuildImage {
     pub fn run(self) -> Result<crate::Status> {
-        let runner = Runner::new(self.image.dry_run);
+        let runner = Runner::of(&self.image);
         let prepared = prepare(&self.image, &self.build, &runner, &[])?;
         let _lock = prepared.release.lock(&runner, "build-image")?;
-        let (outcome, _) = run_prepared(&prepared, &self.build, &runner, NOTHING_ALONGSIDE)?;
+        let outcome = run_prepared(&prepared, &self.build, &runner, None)?;
         Ok(if outcome.is_partial() {
             crate::Status::Partial
         } else {

@@ -110,6 +110,9 @@ pub struct Plan {
     pub temporary_list: String,
     /// Where the all-at-once build writes the list's image ID.
     pub list_id_file: PathBuf,
+    /// Whether a build that goes as planned tells the list's image ID (the
+    /// all-at-once build, on an engine that writes it).
+    pub list_id_expected: bool,
     /// The first build attempt: one command all at once, or one per platform.
     pub builds: Vec<PlatformBuild>,
     /// Each platform alone: the fallback when the all-at-once build fails, and
@@ -144,6 +147,7 @@ pub fn plan(request: &Request, environment: &Environment) -> Plan {
         repository: request.repository.clone(),
         temporary_list: planner.temporary_list,
         list_id_file: planner.list_id_file,
+        list_id_expected: request.mode == Mode::AllAtOnce && environment.list_id_from_build,
         builds,
         single_platform_builds,
         tags: request.tags.clone(),

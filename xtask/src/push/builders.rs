@@ -23,7 +23,7 @@
 use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
-        Mutex, OnceLock,
+        Arc, Mutex, OnceLock,
     },
     time::{Duration, Instant},
 };
@@ -31,7 +31,7 @@ use std::{
 use anyhow::{Context, Result};
 
 use crate::{
-    exec::{Command, Runner},
+    exec::{Branch, Command, Runner, Step},
     flags,
     platform::{self, Platform},
     release::lock,
@@ -260,29 +260,106 @@ pub fn run(flags: &flags::BuildAndPush, runner: &Runner) -> Result<crate::Status
                 .as_str())
         );
     }
-    let results = run_side_by_side(&jobs, Duration::from_secs(flags.builder_timeout), runner);
-    crate::interrupt::check()?;
-    if runner.dry_run {
-        eprintln!("build-and-push: then the digests the builders write are merged (see `merge --dry-run`)");
+    let timeout = Duration::from_secs(flags.builder_timeout);
+    let results: Vec<Mutex<Option<anyhow::Error>>> =
+        jobs.iter().map(|_| Mutex::new(None)).collect();
+    let merged: Mutex<Option<Arc<merge::MergePlan>>> = Mutex::new(None);
+    let pushed = Mutex::new(super::Pushed::default());
+    let mut steps = vec![Step::Together(
+        jobs.iter()
+            .zip(&results)
+            .map(|(job, failed)| job_branch(job, timeout, failed))
+            .collect(),
+    )];
+    steps.push(Step::then(
+        "the digests the builders wrote are merged and pushed (see `merge --dry-run`)",
+        Vec::new(),
+        |runner| {
+            let failures = results.iter().map(|failed| locked(failed).take()).collect();
+            let digests = digests_written(&jobs, failures);
+            if digests.is_empty() {
+                anyhow::bail!(
+                    "no platform was built ({} failed; the output above says why); check each \
+                     builder with `podman --connection NAME info` (or CONTAINER_HOST=URL podman info)",
+                    platform::join(&platforms)
+                );
+            }
+            let plan = Arc::new(session.plan_merge(
+                &digests,
+                &platforms,
+                flags.build.strict,
+                flags.image.latest_on_partial,
+                runner,
+            )?);
+            *locked(&merged) = Some(plan.clone());
+            Ok(session.merge_steps(plan, &pushed))
+        },
+    ));
+    let ran = runner.execute(steps);
+    let plan = merged
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(plan) = &plan {
+        runner.execute(vec![Step::run_ignoring_failure(
+            crate::engine::podman::manifest_remove(&plan.list),
+        )])?;
+    }
+    ran?;
+    let Some(plan) = plan else {
         return Ok(crate::Status::Success);
-    }
-    let digests = digests_written(&jobs, results);
-    if digests.is_empty() {
-        anyhow::bail!(
-            "no platform was built ({} failed; the output above says why); check each builder \
-             with `podman --connection NAME info` (or CONTAINER_HOST=URL podman info)",
-            platform::join(&platforms)
-        );
-    }
-    let plan = session.plan_merge(
-        &digests,
-        &platforms,
-        flags.build.strict,
-        flags.image.latest_on_partial,
-        runner,
-    )?;
-    let pushed = session.merge(&plan, runner)?;
+    };
+    let pushed = pushed
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     merge::finish("build-and-push", &session, &plan, pushed, flags.output.json)
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One platform's job beside the others: its child, its builder watched
+/// while the child runs (given up after `timeout` of silence); a job that
+/// fails is recorded in `failed`, and the others go on.
+fn job_branch<'a>(
+    job: &'a Job<'a>,
+    timeout: Duration,
+    failed: &'a Mutex<Option<anyhow::Error>>,
+) -> Branch<'a> {
+    let (platform, builder, _, command) = job;
+    Branch {
+        name: platform.to_string(),
+        steps: vec![Step::fallback(
+            vec![Step::run_with(
+                command.clone(),
+                move |runner, command, prefix| {
+                    let watched = Watch::default();
+                    std::thread::scope(|scope| {
+                        if let Some(builder) = builder {
+                            let watched = &watched;
+                            scope.spawn(move || watch(builder, timeout, runner, watched));
+                        }
+                        let result = runner.run_prefixed_observed(command, prefix, |pids| {
+                            let _ = watched.child.set(pids.to_vec());
+                        });
+                        watched.ended.store(true, Ordering::SeqCst);
+                        match watched.lost() {
+                            Some(why) => Err(anyhow::anyhow!(why)),
+                            None => result,
+                        }
+                    })
+                },
+            )],
+            format!("{platform} is left out of the merge"),
+            move |error| {
+                *locked(failed) = Some(error);
+                Ok(())
+            },
+            Vec::new(),
+        )],
+    }
 }
 
 /// A platform's job: where it builds (`None`: this machine's podman), the
@@ -328,51 +405,15 @@ fn jobs<'a>(
         .collect())
 }
 
-/// The jobs side by side (each builder is a machine of its own), a builder
-/// watched while its child runs: given up after `timeout` of silence.
-fn run_side_by_side(jobs: &[Job], timeout: Duration, runner: &Runner) -> Vec<Result<()>> {
-    let watches: Vec<Watch> = jobs.iter().map(|_| Watch::default()).collect();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = jobs
-            .iter()
-            .zip(&watches)
-            .map(|((platform, builder, _, command), watched)| {
-                if let Some(builder) = builder.filter(|_| !runner.dry_run) {
-                    scope.spawn(move || watch(builder, timeout, runner, watched));
-                }
-                scope.spawn(move || {
-                    let result =
-                        runner.run_prefixed_observed(command, &format!("[{platform}] "), |pids| {
-                            let _ = watched.child.set(pids.to_vec());
-                        });
-                    watched.ended.store(true, Ordering::SeqCst);
-                    match watched.lost() {
-                        Some(why) => Err(anyhow::anyhow!(why)),
-                        None => result,
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|handle| {
-                handle
-                    .join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a builder's thread panicked")))
-            })
-            .collect()
-    })
-}
-
 /// The digest each job that went through wrote, named with its platform and
 /// where it was built; a failed one is said and left out.
-fn digests_written(jobs: &[Job], results: Vec<Result<()>>) -> Vec<(String, String)> {
+fn digests_written(jobs: &[Job], failures: Vec<Option<anyhow::Error>>) -> Vec<(String, String)> {
     let mut digests = Vec::new();
-    for ((platform, builder, file, _), result) in jobs.iter().zip(results) {
+    for ((platform, builder, file, _), failure) in jobs.iter().zip(failures) {
         let on = builder.map_or("this machine's podman".to_owned(), |builder| {
             format!("builder {}", builder.connection)
         });
-        let digest = result.and_then(|()| {
+        let digest = failure.map_or(Ok(()), Err).and_then(|()| {
             std::fs::read_to_string(file)
                 .with_context(|| format!("{on} wrote no digest"))
                 .map(|text| text.trim().to_owned())

@@ -4,11 +4,13 @@
 //! plan (which platform each digest is, which tags) is read from the
 //! registry first, so a dry run shows what a real run does.
 
+use std::sync::{Arc, Mutex};
+
 use anyhow::{bail, Context, Result};
 
 use crate::{
     engine::podman,
-    exec::Runner,
+    exec::{Runner, Step},
     flags,
     platform::{self, Platform},
     registry, release,
@@ -108,30 +110,50 @@ impl PushSession {
     }
 
     /// Walks a merge plan: the list, its entries (checked against the
-    /// plan), the pushes, and the list's removal.
+    /// plan), the pushes; the list is removed whatever happened.
     pub fn merge(&self, plan: &MergePlan, runner: &Runner) -> Result<Pushed> {
+        let pushed = Mutex::new(Pushed::default());
+        let merged = runner.execute(self.merge_steps(Arc::new(plan.clone()), &pushed));
+        runner.execute(vec![Step::run_ignoring_failure(podman::manifest_remove(
+            &plan.list,
+        ))])?;
+        merged?;
+        Ok(pushed
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// The list made from the platforms' images in the registry, checked,
+    /// and pushed under every tag.
+    pub fn merge_steps<'a>(
+        &'a self,
+        plan: Arc<MergePlan>,
+        pushed: &'a Mutex<Pushed>,
+    ) -> Vec<Step<'a>> {
         let first = &self.targets[0];
-        runner.run(&podman::manifest_create(&plan.list))?;
-        let merged = (|| -> Result<Pushed> {
-            for (_, remote) in &plan.images {
-                runner.run(&registry::manifest_add_remote(
-                    &first.destination,
-                    &plan.list,
-                    remote,
-                ))?;
-            }
-            if !runner.dry_run {
-                let present = crate::engine::local_list::read(runner, &plan.list)?;
+        let mut steps = vec![Step::run(podman::manifest_create(&plan.list))];
+        steps.extend(plan.images.iter().map(|(_, remote)| {
+            Step::run(registry::manifest_add_remote(
+                &first.destination,
+                &plan.list,
+                remote,
+            ))
+        }));
+        let wanted: Vec<String> = plan
+            .push
+            .platforms
+            .iter()
+            .map(Platform::to_string)
+            .collect();
+        let list = plan.list.clone();
+        steps.push(Step::work(
+            format!("{list} is checked to hold [{}]", wanted.join(", ")),
+            move |runner, _| {
+                let present = crate::engine::local_list::read(runner, &list)?;
                 let found: Vec<String> = present
                     .manifests
                     .iter()
                     .map(|entry| entry.platform_string().unwrap_or_default())
-                    .collect();
-                let wanted: Vec<String> = plan
-                    .push
-                    .platforms
-                    .iter()
-                    .map(Platform::to_string)
                     .collect();
                 if found != wanted {
                     bail!(
@@ -140,11 +162,11 @@ impl PushSession {
                         wanted.join(", ")
                     );
                 }
-            }
-            self.execute(&plan.push, runner)
-        })();
-        runner.run_quietly(&podman::manifest_remove(&plan.list))?;
-        merged
+                Ok(())
+            },
+        ));
+        steps.extend(self.push_steps(Arc::new(plan.push.clone()), pushed));
+        steps
     }
 }
 
@@ -261,7 +283,7 @@ pub fn print_summary(command: &str, session: &PushSession, plan: &MergePlan, pus
 
 impl flags::Merge {
     pub fn run(self) -> Result<crate::Status> {
-        let runner = Runner::new(self.image.dry_run);
+        let runner = Runner::of(&self.image);
         let digests = read_digest_files(self.digests_dir.as_deref(), &self.digest_files);
         let problems = digests
             .as_ref()
@@ -292,7 +314,7 @@ impl flags::Merge {
         )?;
         let _lock = session.release.lock(&runner, "merge")?;
         let pushed = session.merge(&plan, &runner)?;
-        if runner.dry_run {
+        if !runner.acts() {
             return Ok(crate::Status::Success);
         }
         finish("merge", &session, &plan, pushed, self.output.json)

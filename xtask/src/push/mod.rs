@@ -9,8 +9,11 @@
 mod builders;
 mod by_digest;
 mod merge;
+mod steps;
 
-use anyhow::{bail, Context, Result};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Result};
 
 pub use crate::report::Pushed;
 
@@ -257,145 +260,6 @@ impl PushSession {
             plan.with_images,
         )
     }
-
-    /// Walks the plan: every registry in turn, each with every tag, each
-    /// tag read back. A registry that fails does not stop the others; the
-    /// answer says which did.
-    pub fn execute(&self, plan: &PushPlan, runner: &Runner) -> Result<Pushed> {
-        let mut results = Vec::new();
-        for target in &self.targets {
-            crate::interrupt::check()?;
-            // A dry run signs (prints) what it cannot know by name.
-            let unknown = runner.dry_run.then(|| registry::RemoteIndex {
-                digest: "'<digest of the pushed list>'".to_owned(),
-                entries: plan
-                    .platforms
-                    .iter()
-                    .map(|platform| {
-                        (
-                            platform.to_string(),
-                            format!("'<digest of its {platform} image>'"),
-                        )
-                    })
-                    .collect(),
-            });
-            let result = self
-                .push_and_verify_tags(target, plan, runner)
-                .and_then(|index| {
-                    if let Some(index) = index.as_ref().or(unknown.as_ref()) {
-                        self.signing.sign(
-                            runner,
-                            &crate::sign::PushedRelease {
-                                release: &self.release,
-                                build_args: &self.build_args,
-                                destination: &target.destination,
-                                repository: target.repository.name(),
-                                index,
-                            },
-                        )?;
-                    }
-                    Ok(index)
-                });
-            if let Err(error) = &result {
-                if crate::interrupt::received().is_some() {
-                    bail!("{error:#}");
-                }
-                if self.targets.len() > 1 {
-                    eprintln!(
-                        "push: FAILED to push to {}: {}",
-                        target.repository.registry,
-                        crate::exec::first_line(&format!("{error:#}"))
-                    );
-                }
-            }
-            results.push((target.repository.registry.clone(), result));
-        }
-        Ok(Pushed { results })
-    }
-
-    /// Pushes `tags` (each with retries) and reads each back from the
-    /// registry, which must hold `platforms` under every tag, all as one
-    /// list; returns that list. The first tag's push uploads what the
-    /// registry lacks; the other tags then need only their manifests, so
-    /// they are pushed at the same time (pushed together from the start,
-    /// each would find the blobs missing and upload them). A failure says
-    /// which tags the registry has and which it does not.
-    fn push_and_verify_tags(
-        &self,
-        target: &Target,
-        plan: &PushPlan,
-        runner: &Runner,
-    ) -> Result<Option<registry::RemoteIndex>> {
-        let tags = &plan.tags;
-        let push_one = |tag: &String, prefix: &str| -> Result<()> {
-            crate::interrupt::check()?;
-            let push = self.push_command(target, plan, tag);
-            registry::run_with_retries(runner, &push, self.attempts, prefix)
-                .with_context(|| format!("push of {} failed", target.repository.with_tag(tag)))
-        };
-        let verify_one = |tag: &String| -> Result<registry::RemoteIndex> {
-            registry::verify_remote(
-                runner,
-                &target.destination,
-                &target.repository.with_tag(tag),
-                &plan.platforms,
-            )
-        };
-        let Some((first, rest)) = tags.split_first() else {
-            return Ok(None);
-        };
-        if runner.dry_run {
-            // Printed in order, as a script would run them.
-            for tag in tags {
-                push_one(tag, "")?;
-            }
-            return Ok(None);
-        }
-        let not_updated =
-            |failed: &[&String], error: &anyhow::Error| not_updated(target, tags, failed, error);
-        if let Err(error) = push_one(first, "") {
-            let context = not_updated(&tags.iter().collect::<Vec<_>>(), &error);
-            return Err(error.context(context));
-        }
-        let (first_index, others) = std::thread::scope(|scope| {
-            let first_index = scope.spawn(|| verify_one(first));
-            let others: Vec<_> = rest
-                .iter()
-                .map(|tag| {
-                    let prefix = format!("[{tag}] ");
-                    let push_one = &push_one;
-                    let verify_one = &verify_one;
-                    // Err: not pushed; Ok(Err): pushed, but the read-back failed.
-                    scope.spawn(move || push_one(tag, &prefix).map(|()| verify_one(tag)))
-                })
-                .collect();
-            let others: Vec<_> = others
-                .into_iter()
-                .map(|handle| handle.join().expect("a push thread panicked"))
-                .collect();
-            (
-                first_index.join().expect("a read-back thread panicked"),
-                others,
-            )
-        });
-        let mut failed = Vec::new();
-        let mut push_error = None;
-        let mut read_back = Vec::new();
-        for (tag, result) in rest.iter().zip(others) {
-            match result {
-                Ok(index) => read_back.push((tag, index)),
-                Err(error) => {
-                    failed.push(tag);
-                    push_error.get_or_insert(error);
-                }
-            }
-        }
-        if let Some(error) = push_error {
-            let context = not_updated(&failed, &error);
-            return Err(error.context(context));
-        }
-        one_list(first, first_index?, read_back).map(Some)
-    }
 }
 
 /// A push refused before anything runs: a dirty work tree (unless allowed
@@ -414,7 +278,8 @@ fn dirty_or_unreachable(
             release.repository().with_tag(release.tags.primary())
         ));
     }
-    if !runner.dry_run {
+    // A dry run pushes nothing, so it needs no registry.
+    if runner.acts() {
         for repository in &release.repositories {
             if let Err(error) =
                 registry::check_reachable(&repository.registry, push_flags.tls_verify)
@@ -466,7 +331,7 @@ fn not_updated(
 fn one_list(
     first: &str,
     first_index: registry::RemoteIndex,
-    read_back: Vec<(&String, Result<registry::RemoteIndex>)>,
+    read_back: Vec<(String, Result<registry::RemoteIndex>)>,
 ) -> Result<registry::RemoteIndex> {
     for (tag, index) in read_back {
         let index = index?;
@@ -527,7 +392,7 @@ pub fn print_summary(session: &PushSession, plan: &PushPlan, pushed: &Pushed) {
 
 impl flags::PushImage {
     pub fn run(self) -> Result<crate::Status> {
-        let runner = Runner::new(self.image.dry_run);
+        let runner = Runner::of(&self.image);
         let mut problems = Vec::new();
         let expected = release::parse_platforms(self.platforms.as_deref(), &mut problems);
         let session = PushSession::open(
@@ -541,7 +406,7 @@ impl flags::PushImage {
         let _lock = session.release.lock(&runner, "push-image")?;
         let plan = session.plan_from_local_lists(expected.as_deref(), &runner)?;
         let pushed = session.execute(&plan, &runner)?;
-        if !runner.dry_run {
+        if runner.acts() {
             print_summary(&session, &plan, &pushed);
             report_of_push(&session, &plan, &pushed, &[], vec![])
                 .emit("push-image", self.output.json)?;
@@ -553,7 +418,7 @@ impl flags::PushImage {
 
 impl flags::BuildAndPush {
     pub fn run(self) -> Result<crate::Status> {
-        let runner = Runner::new(self.image.dry_run);
+        let runner = Runner::of(&self.image);
         if self
             .builders
             .iter()
@@ -579,26 +444,31 @@ impl flags::BuildAndPush {
         let _lock = session.release.lock(&runner, "build-and-push")?;
         // The push starts as soon as the list is verified, from its image
         // ID, while the local tags move; else once they have moved.
-        let (built, pushed) = build::run_prepared(
-            &prepared,
-            &self.build,
-            &runner,
-            Some(|built: &build::Outcome, list_id: &str| {
-                let plan = session.plan_of_build(built, Some(list_id));
-                session.execute(&plan, &runner).map(|pushed| (plan, pushed))
-            }),
-        )?;
-        let (plan, pushed) = match pushed {
-            Some(pushed) => pushed?,
-            None => {
-                crate::interrupt::check()?;
-                let plan =
-                    session.plan_of_build(&built, runner.dry_run.then_some(build::DRY_RUN_LIST_ID));
-                let pushed = session.execute(&plan, &runner)?;
-                (plan, pushed)
-            }
+        let pushed = Mutex::new(Pushed::default());
+        let push_plan = Mutex::new(None);
+        let alongside = |built: &build::Outcome, list_id: Option<&str>| {
+            let plan = session.plan_of_build(built, list_id);
+            *push_plan
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(plan.clone());
+            session.push_steps(Arc::new(plan), &pushed)
         };
-        if !runner.dry_run {
+        let built = build::run_prepared(&prepared, &self.build, &runner, Some(&alongside));
+        let pushed = pushed
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let built = built.map_err(|error| match pushed.remote() {
+            Some(_) => error.context(
+                "the push finished (the registry has the new list), but the local list was not \
+                 tagged",
+            ),
+            None => error,
+        })?;
+        let plan = push_plan
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|| session.plan_of_build(&built, None));
+        if runner.acts() {
             print_summary(&session, &plan, &pushed);
             report_of_push(
                 &session,

@@ -141,10 +141,10 @@ impl Release {
     /// once; none in a dry run. Taken after every input check, so a refused
     /// run leaves nothing behind.
     pub fn lock(&self, runner: &Runner, what: &str) -> Result<Option<lock::RepositoryLock>> {
-        if runner.dry_run || lock::held_by_parent() {
+        if lock::held_by_parent() {
             return Ok(None);
         }
-        lock::RepositoryLock::acquire(&self.repository().name(), what).map(Some)
+        Ok(runner.if_real(|| lock::RepositoryLock::acquire(&self.repository().name(), what))?)
     }
 }
 

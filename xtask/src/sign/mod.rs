@@ -28,7 +28,7 @@ use anyhow::{Context, Result};
 
 use crate::{
     engine::Destination,
-    exec::{Command, Runner, Stdin},
+    exec::{Command, Runner, Stdin, Step},
     flags::SignFlags,
     platform::Platform,
     registry::RemoteIndex,
@@ -132,38 +132,36 @@ impl Signing {
         }
     }
 
-    /// Signs the list `pushed.index` and every image in it, then has each
-    /// image's provenance and SBOM attested.
-    pub fn sign(&self, runner: &Runner, pushed: &PushedRelease) -> Result<()> {
+    /// The steps that sign the list `pushed.index` and every image in it,
+    /// then attest each image's provenance and SBOM (none when not signing).
+    pub fn steps<'a>(&'a self, pushed: PushedRelease<'a>) -> Result<Vec<Step<'a>>> {
         let Signing::Sign(signer) = self else {
-            return Ok(());
+            return Ok(Vec::new());
         };
-        let PushedRelease {
-            destination,
-            repository,
-            index,
-            ..
-        } = pushed;
-        let reference = format!("{repository}@{}", index.digest);
-        eprintln!(
+        let reference = format!("{}@{}", pushed.repository, pushed.index.digest);
+        let said = format!(
             "sign: {reference} and its {} image(s), {}",
-            index.entries.len(),
+            pushed.index.entries.len(),
             signer.describe()
         );
-        let unsigned = || {
-            format!(
-                "{reference} is pushed but NOT signed (or not attested); run the release again \
-                 to sign it"
-            )
-        };
-        runner
-            .run(&sign_command(signer, destination, &reference))
-            .with_context(unsigned)?;
-        attest(signer, runner, pushed).with_context(unsigned)
+        let unsigned = format!(
+            "{reference} is pushed but NOT signed (or not attested); run the release again to \
+             sign it"
+        );
+        let mut steps = vec![Step::run_with(
+            sign_command(signer, pushed.destination, &reference),
+            move |runner, command, prefix| {
+                eprintln!("{prefix}{said}");
+                runner.run_prefixed(command, prefix).context(unsigned)
+            },
+        )];
+        steps.extend(attest_steps(signer, &pushed)?);
+        Ok(steps)
     }
 }
 
 /// A release as one registry holds it, and what is known of its build.
+#[derive(Clone)]
 pub struct PushedRelease<'a> {
     pub release: &'a Release,
     /// The user's `--build-arg`s, where this run built it.
@@ -171,20 +169,67 @@ pub struct PushedRelease<'a> {
     pub destination: &'a Destination,
     /// `REGISTRY/NAME`.
     pub repository: String,
-    pub index: &'a RemoteIndex,
+    pub index: RemoteIndex,
 }
 
-/// Each platform image's provenance and SBOM, signed.
-fn attest(signer: &Signer, runner: &Runner, pushed: &PushedRelease) -> Result<()> {
-    let PushedRelease {
-        release,
-        build_args,
-        destination,
-        repository,
-        index,
-    } = pushed;
+/// Each platform image's provenance and SBOM, written by this program (in
+/// a directory that lives as long as the steps), then signed by cosign.
+fn attest_steps<'a>(signer: &'a Signer, pushed: &PushedRelease<'a>) -> Result<Vec<Step<'a>>> {
+    let directory = std::sync::Arc::new(crate::project::TemporaryDirectory::create(
+        "rc-xtask-attest",
+    )?);
+    let mut steps = Vec::new();
+    for (platform_text, digest) in &pushed.index.entries {
+        let platform: Platform = platform_text
+            .parse()
+            .with_context(|| format!("the list holds an image for {platform_text}"))?;
+        let reference = format!("{}@{digest}", pushed.repository);
+        let stem = platform_text.replace('/', "-");
+        let provenance = directory.path().join(format!("{stem}.provenance.json"));
+        let sbom = directory.path().join(format!("{stem}.cdx.json"));
+        let (written, release, build_args) = (directory.clone(), pushed.release, pushed.build_args);
+        let (provenance_file, sbom_file) = (provenance.clone(), sbom.clone());
+        steps.push(Step::work(
+            format!(
+                "{platform}'s provenance and SBOM are written to {}",
+                written.path().display()
+            ),
+            move |runner, _| {
+                let builder = builder(runner, release, build_args)?;
+                std::fs::write(
+                    &provenance_file,
+                    serde_json::to_vec_pretty(&attest::provenance(release, &builder, platform))?,
+                )?;
+                let metadata = attest::cargo_metadata(runner, release, platform)?;
+                std::fs::write(
+                    &sbom_file,
+                    serde_json::to_vec_pretty(&attest::sbom(release, platform, &metadata)?)?,
+                )?;
+                drop(written);
+                Ok(())
+            },
+        ));
+        for (kind, predicate) in [(attest::PROVENANCE, &provenance), (attest::SBOM, &sbom)] {
+            let kept = directory.clone();
+            let command =
+                attest::attest_command(signer, pushed.destination, kind, predicate, &reference);
+            let unattested =
+                format!("{reference} is pushed but NOT attested; run the release again to sign it");
+            steps.push(Step::run_with(command, move |runner, command, prefix| {
+                let ran = runner.run_prefixed(command, prefix).context(unattested);
+                drop(kept);
+                ran
+            }));
+        }
+    }
+    Ok(steps)
+}
+
+/// What the provenance says of the build: this program, the engine, the
+/// base images by digest, the build arguments.
+fn builder(runner: &Runner, release: &Release, build_args: &[String]) -> Result<attest::Builder> {
     let engine = crate::engine::Engine::read(runner)?;
-    let builder = attest::Builder {
+    Ok(attest::Builder {
         xtask_version: env!("CARGO_PKG_VERSION").to_owned(),
         podman_version: engine.version.to_string(),
         base_images: release
@@ -201,42 +246,7 @@ fn attest(signer: &Signer, runner: &Runner, pushed: &PushedRelease) -> Result<()
             })
             .collect(),
         build_args: build_args.to_vec(),
-    };
-    let directory = crate::project::TemporaryDirectory::create("rc-xtask-attest")?;
-    for (platform_text, digest) in &index.entries {
-        let platform: Platform = platform_text
-            .parse()
-            .with_context(|| format!("the list holds an image for {platform_text}"))?;
-        let reference = format!("{repository}@{digest}");
-        let stem = platform_text.replace('/', "-");
-        let provenance = directory.path().join(format!("{stem}.provenance.json"));
-        std::fs::write(
-            &provenance,
-            serde_json::to_vec_pretty(&attest::provenance(release, &builder, platform))?,
-        )?;
-        let metadata = if runner.dry_run {
-            serde_json::Value::Null
-        } else {
-            attest::cargo_metadata(runner, release, platform)?
-        };
-        let sbom = directory.path().join(format!("{stem}.cdx.json"));
-        if !runner.dry_run {
-            std::fs::write(
-                &sbom,
-                serde_json::to_vec_pretty(&attest::sbom(release, platform, &metadata)?)?,
-            )?;
-        }
-        for (kind, predicate) in [(attest::PROVENANCE, &provenance), (attest::SBOM, &sbom)] {
-            runner.run(&attest::attest_command(
-                signer,
-                destination,
-                kind,
-                predicate,
-                &reference,
-            ))?;
-        }
-    }
-    Ok(())
+    })
 }
 
 /// The choice, from what is given (pure).

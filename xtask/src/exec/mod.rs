@@ -13,7 +13,10 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use crate::interrupt;
+use crate::{flags, interrupt};
+
+mod plan;
+pub use plan::{Branch, Step};
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Command {
@@ -212,14 +215,37 @@ pub fn shell_quote(word: &str) -> String {
 /// How many of a failed command's last output lines its error repeats.
 const FAILURE_TAIL_LINES: usize = 5;
 
+/// Runs commands and plans ([`Runner::execute`]); in a dry run, prints
+/// them instead. Whether this is a dry run is known here only: a command
+/// plans its steps the same way either way.
 #[derive(Debug, Clone, Copy)]
 pub struct Runner {
-    pub dry_run: bool,
+    dry_run: bool,
 }
 
 impl Runner {
     pub fn new(dry_run: bool) -> Runner {
         Runner { dry_run }
+    }
+
+    /// The runner a command's flags ask for (`--dry-run`).
+    pub fn of(flags: &impl flags::DryRun) -> Runner {
+        Runner::new(flags.dry_run())
+    }
+
+    /// Whether commands with effects run (not a dry run): for what is
+    /// printed around a plan (a summary of what a real run did).
+    pub fn acts(&self) -> bool {
+        !self.dry_run
+    }
+
+    /// This program's own effect outside a plan (a lock taken, a directory
+    /// made): done in a real run; a dry run does nothing and gets `None`.
+    pub fn if_real<T>(&self, effect: impl FnOnce() -> Result<T>) -> Result<Option<T>> {
+        if self.dry_run {
+            return Ok(None);
+        }
+        effect().map(Some)
     }
 
     /// Runs a command with side effects, its output going to our stderr.
