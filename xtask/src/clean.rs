@@ -222,8 +222,8 @@ fn steps<'a>(survey: &'a Survey, removed: &'a std::sync::atomic::AtomicUsize) ->
     // manifest lists refer to, which would break every list. A parent whose
     // child is kept cannot go; that is expected.
     steps.extend(survey.cache_images.iter().map(|id| {
-        Step::run_with(podman::image_remove(id), move |runner, command, _| {
-            if runner.run_quietly(command)? {
+        Step::run_with(podman::image_remove(id), move |runner, command, prefix| {
+            if runner.run_quietly_prefixed(command, prefix)? {
                 removed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             Ok(())

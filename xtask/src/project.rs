@@ -180,14 +180,18 @@ fn now_seconds() -> u64 {
 }
 
 /// A private (0700) directory under the system's temporary directory,
-/// named for this process, removed with everything in it on drop.
+/// named for this process and its place among this process's (a plan may
+/// make two: the one a dry run shows, the one the run uses), removed with
+/// everything in it on drop.
 pub struct TemporaryDirectory(PathBuf);
 
 impl TemporaryDirectory {
     pub fn create(prefix: &str) -> anyhow::Result<TemporaryDirectory> {
         use anyhow::Context;
         use std::os::unix::fs::DirBuilderExt;
-        let path = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("{prefix}-{}-{made}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::DirBuilder::new()
             .mode(0o700)

@@ -154,48 +154,72 @@ fn an_ordinary_crate_is_released_to_two_registries_with_only_its_metadata() {
     );
 }
 
-/// The side-effect commands of a run: a dry run's stdout, or the `$ `
-/// lines a real run echoes; with what differs between two runs of one plan
-/// (process IDs in temporary names, image IDs a dry run cannot know, the
-/// temporary directory) made the same, and sorted (pushes to several tags
-/// run side by side). A push the real run retried (a registry may answer
-/// 500 while other tags of the list are written) counts once: the
-/// `PREFIX push: attempt N of M failed; retrying` notice takes back the
-/// last command echoed with the same prefix.
-fn commands(output: &std::process::Output, dry_run: bool) -> Vec<String> {
-    let text = if dry_run {
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    } else {
-        stderr_of(output)
-    };
-    if dry_run {
-        let mut lines: Vec<String> = text.lines().map(normalize).collect();
-        lines.sort();
-        return lines;
+/// One command of a run: the branch it ran in (`linux/arm64`, `latest`;
+/// empty for the main line) and the command, with what differs between two
+/// runs of one plan made the same (see [`normalize`]).
+type Line = (String, String);
+
+/// `[name] rest` → `("name", "rest")`; no prefix → `("", line)`.
+fn branch_of(line: &str) -> (String, &str) {
+    line.strip_prefix('[')
+        .and_then(|rest| rest.split_once("] "))
+        .map_or((String::new(), line), |(name, rest)| {
+            (name.to_owned(), rest)
+        })
+}
+
+/// The commands a dry run printed (its stdout less its `# ` lines); the
+/// alternative of a fallback (`# if that fails, instead:` ... `# end of
+/// the alternative`) only when the real run is expected to take it.
+fn planned(output: &std::process::Output, fell_back: bool) -> Vec<Line> {
+    let mut lines = Vec::new();
+    let mut skipping = 0;
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let (branch, rest) = branch_of(line);
+        if rest.starts_with("# if that fails, instead:") {
+            skipping += usize::from(!fell_back || skipping > 0);
+        } else if rest.starts_with("# end of the alternative") {
+            skipping = skipping.saturating_sub(1);
+        } else if !rest.starts_with('#') && skipping == 0 {
+            lines.push((branch, normalize(rest)));
+        }
     }
-    // (prefix, command) in the order echoed.
-    let mut echoed: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        let (prefix, rest) = match line.strip_prefix('[') {
-            Some(rest) => match rest.split_once("] ") {
-                Some((prefix, rest)) => (prefix.to_owned(), rest),
-                None => continue,
-            },
-            None => (String::new(), line),
-        };
+    lines
+}
+
+/// The commands a real run echoed (`[name] $ command`), in order. A push
+/// the real run retried (a registry may answer 500 while other tags of the
+/// list are written) counts once: the `push: attempt N of M failed;
+/// retrying` notice takes back the last command echoed in its branch.
+fn ran(output: &std::process::Output) -> Vec<Line> {
+    let mut echoed: Vec<Line> = Vec::new();
+    for line in stderr_of(output).lines() {
+        let (branch, rest) = branch_of(line);
         if let Some(command) = rest.strip_prefix("$ ") {
-            echoed.push((prefix, normalize(command)));
+            echoed.push((branch, normalize(command)));
         } else if rest.starts_with("push: attempt ") && rest.contains("failed; retrying") {
             let retried = echoed
                 .iter()
-                .rposition(|(echoed_prefix, _)| *echoed_prefix == prefix)
+                .rposition(|(echoed_branch, _)| *echoed_branch == branch)
                 .unwrap_or_else(|| panic!("a retry of no command: {line}"));
             echoed.remove(retried);
         }
     }
-    let mut lines: Vec<String> = echoed.into_iter().map(|(_, command)| command).collect();
-    lines.sort();
-    lines
+    echoed
+}
+
+/// Each branch's commands in order (branches that run side by side
+/// interleave their echo, so each is compared in its own order; the main
+/// line is one of them).
+fn by_branch(lines: &[Line]) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut branches: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (branch, command) in lines {
+        branches
+            .entry(branch.clone())
+            .or_default()
+            .push(command.clone());
+    }
+    branches
 }
 
 #[test]
@@ -211,42 +235,236 @@ fn a_retried_push_counts_once_in_the_real_runs_commands() {
         stdout: Vec::new(),
         stderr: stderr.as_bytes().to_vec(),
     };
+    let line = |branch: &str, command: &str| (branch.to_owned(), command.to_owned());
     assert_eq!(
-        commands(&output, false),
+        ran(&output),
         [
-            "podman manifest push A docker://r/n:abc1234",
-            "podman manifest push A docker://r/n:latest",
-            "podman manifest push A docker://r/n:v1",
+            line("", "podman manifest push A docker://r/n:v1"),
+            line("latest", "podman manifest push A docker://r/n:latest"),
+            line("abc1234", "podman manifest push A docker://r/n:abc1234"),
         ]
     );
 }
 
+#[test]
+fn a_dry_runs_alternative_counts_only_where_the_real_run_took_it() {
+    let stdout = "podman build --platform a,b .\n\
+                  # if that fails, instead: each platform on its own\n\
+                  [a] podman build --platform a .\n\
+                  [a] # if that fails: a is left out\n\
+                  # end of the alternative\n\
+                  # then: the tags move\n\
+                  podman tag X v1\n";
+    let output = std::process::Output {
+        status: std::process::ExitStatus::default(),
+        stdout: stdout.as_bytes().to_vec(),
+        stderr: Vec::new(),
+    };
+    let line = |branch: &str, command: &str| (branch.to_owned(), command.to_owned());
+    assert_eq!(
+        planned(&output, false),
+        [
+            line("", "podman build --platform a,b ."),
+            line("", "podman tag X v1")
+        ]
+    );
+    assert_eq!(
+        planned(&output, true),
+        [
+            line("", "podman build --platform a,b ."),
+            line("a", "podman build --platform a ."),
+            line("", "podman tag X v1")
+        ]
+    );
+}
+
+#[test]
+fn what_differs_between_two_runs_of_one_plan_is_made_the_same() {
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    assert_eq!(
+        normalize(&format!(
+            "skopeo copy dir:/tmp/rc-xtask-digest-push-123-4 docker://r/n@{digest}"
+        )),
+        "skopeo copy dir:/tmp/rc-xtask-digest-push-PID docker://r/n@VALUE"
+    );
+    assert_eq!(
+        normalize("skopeo copy dir:/tmp/rc-xtask-digest-push-99-0 docker://r/n@<digest of the saved manifest>"),
+        "skopeo copy dir:/tmp/rc-xtask-digest-push-PID docker://r/n@VALUE"
+    );
+    assert_eq!(
+        normalize("podman tag r/n:build-4242 r/n:v1 '<image ID of the built list>' x"),
+        "podman tag r/n:build-PID r/n:v1 VALUE x"
+    );
+    assert_eq!(
+        normalize("skopeo copy 'docker://r/n@<digest of the saved manifest>'"),
+        "skopeo copy docker://r/n@VALUE"
+    );
+    assert_eq!(normalize(&"0f".repeat(32)), "VALUE");
+}
+
+/// What differs between two runs of one plan, made the same: the values
+/// a dry run cannot know (`<image ID of ...>`, `<digest of ...>`) and the
+/// real run's (`sha256:` digests, image IDs) become `VALUE`; process IDs in
+/// temporary names and variables become `PID`.
 fn normalize(line: &str) -> String {
-    // A dry run names the image ID it cannot know by what it is.
-    let line = line.replace("'<image ID of the built list>'", "IMAGE");
-    let mut words = Vec::new();
-    for word in line.split(' ') {
-        let word = if word.starts_with("sha256:") && word.len() == 71 {
-            "IMAGE".to_owned()
-        } else if let Some(at) = word.find(":build-").or_else(|| word.find(":merge-")) {
-            let (name, rest) = word.split_at(at);
-            let kind = if rest.starts_with(":build-") {
-                "build"
-            } else {
-                "merge"
-            };
-            let tail: String = rest[kind.len() + 2..]
-                .trim_start_matches(|c: char| c.is_ascii_digit())
-                .to_owned();
-            format!("{name}:{kind}-PID{tail}")
-        } else if word.contains("/build-") && word.ends_with(".list-id") {
-            "LIST-ID-FILE".to_owned()
-        } else {
-            word.to_owned()
+    let mut text = line.to_owned();
+    // A dry run's placeholders, quoted or not.
+    while let Some(start) = text.find('<') {
+        let Some(length) = text[start..].find('>') else {
+            break;
         };
-        words.push(word);
+        let (mut from, mut to) = (start, start + length + 1);
+        if text[..from].ends_with('\'') && text[to..].starts_with('\'') {
+            from -= 1;
+            to += 1;
+        }
+        text.replace_range(from..to, "VALUE");
     }
-    words.join(" ")
+    // A word with a placeholder was quoted for the shell; its value is not.
+    let text = text.replace("sha256:", "").replace('\'', "");
+    // 64 hexadecimal digits: a digest or an image ID.
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while !rest.is_empty() {
+        let word = rest
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(rest.len());
+        let (head, tail) = rest.split_at(word);
+        let hex = head.len() == 64
+            && head
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        out.push_str(if hex { "VALUE" } else { head });
+        let mut chars = tail.chars();
+        if let Some(c) = chars.next() {
+            out.push(c);
+        }
+        rest = chars.as_str();
+    }
+    for marker in [
+        ":build-",
+        "/build-",
+        ":merge-",
+        "rc-xtask-digest-push-",
+        "rc-xtask-builders-",
+        "rc-xtask-attest-",
+        "XTASK_LOCK_HELD_BY=",
+    ] {
+        let mut done = String::new();
+        let mut rest = out.as_str();
+        while let Some(at) = rest.find(marker) {
+            let after = &rest[at + marker.len()..];
+            let digits = after
+                .bytes()
+                .take_while(|byte| byte.is_ascii_digit() || *byte == b'-')
+                .count();
+            done.push_str(&rest[..at + marker.len()]);
+            done.push_str(if digits > 0 { "PID" } else { "" });
+            rest = &after[digits..];
+        }
+        done.push_str(rest);
+        out = done;
+    }
+    out
+}
+
+/// A podman API service on this machine's own storage, reached through its
+/// socket only (`CONTAINER_HOST`): a builder, as `--builder` names one.
+/// Stopped on drop.
+struct LocalService {
+    child: std::process::Child,
+    directory: std::path::PathBuf,
+}
+
+impl LocalService {
+    fn start(name: &str) -> LocalService {
+        let directory = scratch_dir(name);
+        let socket = directory.join("podman.sock");
+        let child = std::process::Command::new("podman")
+            .args(["system", "service", "--time=0"])
+            .arg(format!("unix://{}", socket.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let service = LocalService { child, directory };
+        support::wait_until(
+            "the podman service answers",
+            std::time::Duration::from_secs(30),
+            || {
+                socket.exists()
+                    && std::process::Command::new("podman")
+                        .env("CONTAINER_HOST", service.url())
+                        .args(["info", "--format", "{{.Host.ServiceIsRemote}}"])
+                        .output()
+                        .is_ok_and(|output| output.status.success())
+            },
+        );
+        service
+    }
+
+    fn url(&self) -> String {
+        format!("unix://{}", self.directory.join("podman.sock").display())
+    }
+}
+
+impl Drop for LocalService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}
+
+/// Both runs of one command: its dry run (which must succeed) and its real
+/// run (which must exit with `code`), compared branch by branch, each in
+/// order; `fell_back`: the real run is expected to take the fallback.
+/// Returns the dry run's commands.
+fn dry_then_real(root: &std::path::Path, args: &[&str], code: i32, fell_back: bool) -> Vec<Line> {
+    let dry = [args, &["--dry-run"][..]].concat();
+    let planned_output = xtask_in(root, &dry, &[]);
+    assert_eq!(
+        planned_output.status.code(),
+        Some(0),
+        "{}",
+        stderr_of(&planned_output)
+    );
+    let done = xtask_in(root, args, &[]);
+    assert_eq!(done.status.code(), Some(code), "{}", stderr_of(&done));
+    let plan = planned(&planned_output, fell_back);
+    let mut real = ran(&done);
+    // podman 4.3 may order a two-platform list's entries either way; the
+    // list's check then moves one (re-adds its image), a step decided by
+    // what the check reads, which no plan can name before the build.
+    if stderr_of(&done).contains("build-image: putting the entries of") {
+        real.retain(|(branch, command)| {
+            !(branch.is_empty()
+                && (command.starts_with("podman manifest add ")
+                    || command.starts_with("podman manifest remove ")))
+        });
+    }
+    // A builder's child runs its own plan (push-by-digest's, compared
+    // on its own); its parent's branch is the child's command.
+    if args.contains(&"--builder") {
+        real.retain(|(branch, command)| {
+            !branch.starts_with("linux/") || command.contains(" push-by-digest ")
+        });
+    }
+    assert!(!plan.is_empty());
+    assert_eq!(
+        by_branch(&plan),
+        by_branch(&real),
+        "dry run (left) and real run (right) differ; the dry run printed:\n{}",
+        String::from_utf8_lossy(&planned_output.stdout)
+    );
+    plan
+}
+
+fn count(lines: &[Line], what: &str) -> usize {
+    lines
+        .iter()
+        .filter(|(_, command)| command.contains(what))
+        .count()
 }
 
 #[test]
@@ -255,83 +473,128 @@ fn a_dry_run_prints_exactly_what_the_real_run_then_runs() {
     let registry = Registry::start("dry-equal");
     let host = registry.host();
     let service = ServiceRepository::new("dry-equal", "v0.4.0");
+    let root = service.path.as_path();
     let common = ["--registry", host.as_str(), "--tls-verify", "false"];
     // The same image for every build, the dry run's and the real one's
     // (push-image and merge build nothing, and take no --file).
-    let image = support::small_image(&service.path, "dry-equal-image");
+    let image = support::small_image(root, "dry-equal-image");
     let image_args = file_and_context(&image);
+    let with = |args: &[&str], more: &[&str]| -> Vec<String> {
+        [args, more, &common[..]]
+            .concat()
+            .iter()
+            .map(|arg| arg.to_string())
+            .collect()
+    };
     let image_args: Vec<&str> = image_args.iter().map(String::as_str).collect();
-    let twice = |args: &[&str]| {
-        let mut dry: Vec<&str> = args.to_vec();
-        dry.extend(common);
-        let real = dry.clone();
-        dry.push("--dry-run");
-        let planned = xtask_in(&service.path, &dry, &[]);
-        assert_eq!(planned.status.code(), Some(0), "{}", stderr_of(&planned));
-        let done = xtask_in(&service.path, &real, &[]);
-        assert_eq!(done.status.code(), Some(0), "{}", stderr_of(&done));
-        let (planned, done) = (commands(&planned, true), commands(&done, false));
-        assert!(!planned.is_empty());
-        assert_eq!(planned, done, "dry run (left) and real run (right) differ");
-        planned
+    let twice = |args: Vec<String>, code: i32, fell_back: bool| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        dry_then_real(root, &args, code, fell_back)
     };
 
-    // Build and push (one platform: podman 4.3 may order a two-platform
-    // list's entries either way, and the real run then moves one, which a
-    // dry run cannot foresee).
-    let built = twice(
-        &[
-            &["build-and-push", "--platform", "linux/amd64"][..],
-            &image_args,
-        ]
-        .concat(),
-    );
-    assert!(
-        built
-            .iter()
-            .any(|line| line.contains("podman build --platform linux/amd64")),
+    // Both platforms at once; the push beside the tags' move.
+    let built = twice(with(&["build-and-push"], &image_args), 0, false);
+    assert_eq!(
+        count(&built, "podman build --platform linux/amd64,linux/arm64"),
+        1,
         "{built:#?}"
     );
     assert_eq!(
-        built
-            .iter()
-            .filter(|line| line.contains("podman manifest push"))
-            .count(),
+        count(&built, "podman manifest push"),
         3,
         "every tag pushed: {built:#?}"
     );
     // The lists just built, pushed again by push-image.
-    let pushed = twice(&["push-image"]);
-    assert_eq!(pushed.len(), 3, "{pushed:#?}");
+    let pushed = twice(with(&["push-image"], &[]), 0, false);
+    assert_eq!(count(&pushed, "podman manifest push"), 3, "{pushed:#?}");
 
-    // Both platforms by digest, then the merge.
+    // The fallback: arm64 fails all at once and on its own; amd64 is built
+    // on its own, and tagged (--latest-on-partial), in the planned order.
+    let failing = support::context_dir(root, "dry-equal-arm64-fails");
+    std::fs::write(
+        failing.join("Containerfile"),
+        "ARG BUILDPLATFORM\nARG TARGETPLATFORM\n\
+         FROM --platform=$BUILDPLATFORM localhost/rc-base/debian:bookworm AS check\n\
+         ARG TARGETARCH\n\
+         RUN if [ \"$TARGETARCH\" = arm64 ]; then echo 'arm64 is broken on purpose' >&2; exit 1; fi\n\
+         RUN echo \"$TARGETARCH\" > /arch\n\
+         FROM --platform=$TARGETPLATFORM localhost/rc-base/runtime:bookworm\n\
+         COPY --from=check /arch /arch\n",
+    )
+    .unwrap();
+    let failing_args = file_and_context(&failing);
+    let failing_args: Vec<&str> = failing_args.iter().map(String::as_str).collect();
+    // (build-image: no push, so no --tls-verify)
+    let fell_back = dry_then_real(
+        root,
+        &[
+            &["build-image", "--latest-on-partial", "--registry", &host][..],
+            &failing_args,
+        ]
+        .concat(),
+        3,
+        true,
+    );
+    for platform in ["linux/amd64", "linux/arm64"] {
+        assert!(
+            fell_back.iter().any(|(branch, command)| branch == platform
+                && command.contains(&format!("podman build --platform {platform} "))),
+            "{platform} on its own: {fell_back:#?}"
+        );
+    }
+
+    // Each platform by digest, then the merge.
     let digests = scratch_dir("dry-equal-digests");
     for platform in ["linux/amd64", "linux/arm64"] {
         let file = digests.join(platform.replace('/', "-"));
-        let mut args = vec![
-            "push-by-digest",
-            "--platform",
-            platform,
-            "--digest-file",
-            file.to_str().unwrap(),
-        ];
-        args.extend(common);
-        args.extend(&image_args);
-        let output = xtask_in(&service.path, &args, &[]);
-        assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+        let by_digest = twice(
+            with(
+                &[
+                    "push-by-digest",
+                    "--platform",
+                    platform,
+                    "--digest-file",
+                    file.to_str().unwrap(),
+                ],
+                &image_args,
+            ),
+            0,
+            false,
+        );
+        assert_eq!(count(&by_digest, "@VALUE"), 1, "{by_digest:#?}");
     }
-    let merged = twice(&["merge", "--digests-dir", digests.to_str().unwrap()]);
-    assert_eq!(
-        merged
-            .iter()
-            .filter(|line| line.contains("podman manifest add"))
-            .count(),
-        2,
-        "{merged:#?}"
+    let merged = twice(
+        with(&["merge", "--digests-dir", digests.to_str().unwrap()], &[]),
+        0,
+        false,
     );
+    assert_eq!(count(&merged, "podman manifest add"), 2, "{merged:#?}");
+
+    // With a builder: arm64 through a podman service (a remote client),
+    // amd64 on this machine, side by side, then merged.
+    let builder = LocalService::start("dry-equal-builder");
+    let spec = format!("linux/arm64={}", builder.url());
+    let with_builders = twice(
+        with(&["build-and-push", "--builder", &spec], &image_args),
+        0,
+        false,
+    );
+    assert_eq!(
+        count(&with_builders, " push-by-digest "),
+        2,
+        "{with_builders:#?}"
+    );
+    assert_eq!(
+        count(&with_builders, "podman manifest add"),
+        2,
+        "{with_builders:#?}"
+    );
+
+    drop(builder);
     remove_local(&host);
     let _ = std::fs::remove_dir_all(digests);
     let _ = std::fs::remove_dir_all(&image);
+    let _ = std::fs::remove_dir_all(&failing);
 }
 
 #[test]

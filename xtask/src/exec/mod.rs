@@ -325,11 +325,16 @@ impl Runner {
     /// Runs a command with side effects without echoing its output; returns
     /// whether it succeeded. In dry-run mode prints it and reports success.
     pub fn run_quietly(&self, command: &Command) -> Result<bool> {
+        self.run_quietly_prefixed(command, "")
+    }
+
+    /// [`Runner::run_quietly`], its echo prefixed (`[tags] `).
+    pub fn run_quietly_prefixed(&self, command: &Command, prefix: &str) -> Result<bool> {
         if self.dry_run {
-            println!("{command}");
+            println!("{prefix}{command}");
             return Ok(true);
         }
-        eprintln!("$ {command}");
+        eprintln!("{prefix}$ {command}");
         self.succeeds(command)
     }
 

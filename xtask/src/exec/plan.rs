@@ -14,15 +14,23 @@
 //!
 //! ```text
 //! podman build --platform linux/amd64,linux/arm64 --manifest ... .
-//! # if that fails: each platform on its own
+//! # if that fails, instead: each platform on its own
 //! [linux/amd64] podman build --platform linux/amd64 ...
+//! [linux/amd64] # if that fails: linux/amd64 is left out
 //! [linux/arm64] podman build --platform linux/arm64 ...
+//! [linux/arm64] # if that fails: linux/arm64 is left out
 //! # end of the alternative
-//! # then: the list is checked to hold linux/amd64, linux/arm64
+//! # then: the list is checked to hold linux/amd64,linux/arm64 ...
+//! # then: the tags move
 //! # side by side:
 //! [tags] podman tag ...
 //! [push] podman manifest push ...
 //! ```
+//!
+//! An alternative with steps of its own is bracketed (`# if that fails,
+//! instead:` ... `# end of the alternative`); `# then:` is followed by the
+//! steps planned for when everything before went as planned; `# whatever
+//! happened:` by what runs after steps even when they failed.
 //!
 //! A real run echoes each command as it starts (`[name] $ command`, to
 //! stderr), so the two can be compared line by line.
@@ -80,6 +88,12 @@ pub enum Step<'a> {
         warn: Warn<'a>,
         otherwise: Vec<Step<'a>>,
     },
+    /// `steps`, then `always` whatever happened to them (a list the steps
+    /// use removed); the first failure is the step's.
+    Finally {
+        steps: Vec<Step<'a>>,
+        always: Vec<Step<'a>>,
+    },
     /// Steps that depend on what the earlier ones made. A dry run says
     /// `# then: {says}` and prints `expected`, the steps planned when
     /// everything before went as planned; a real run runs what `plan`
@@ -117,8 +131,8 @@ impl<'a> Step<'a> {
     /// A command whose failure does not matter (removing what may not be
     /// there): echoed, its output and status ignored.
     pub fn run_ignoring_failure(command: Command) -> Step<'a> {
-        Step::run_with(command, |runner, command, _| {
-            runner.run_quietly(command).map(|_| ())
+        Step::run_with(command, |runner, command, prefix| {
+            runner.run_quietly_prefixed(command, prefix).map(|_| ())
         })
     }
 
@@ -219,6 +233,11 @@ impl Runner {
                     self.execute_prefixed(otherwise, prefix)
                 }
             },
+            Step::Finally { steps, always } => {
+                let ran = self.execute_prefixed(steps, prefix);
+                let cleaned = self.execute_prefixed(always, prefix);
+                ran.and(cleaned)
+            }
             Step::Then { plan, .. } => {
                 let steps = plan(self)?;
                 self.execute_prefixed(steps, prefix)
@@ -282,11 +301,18 @@ fn show(step: Step<'_>, prefix: &str, lines: &mut Vec<String>) {
             ..
         } => {
             all(attempt, prefix, lines);
-            lines.push(format!("{prefix}# if that fails: {says}"));
-            if !otherwise.is_empty() {
+            if otherwise.is_empty() {
+                lines.push(format!("{prefix}# if that fails: {says}"));
+            } else {
+                lines.push(format!("{prefix}# if that fails, instead: {says}"));
                 all(otherwise, prefix, lines);
                 lines.push(format!("{prefix}# end of the alternative"));
             }
+        }
+        Step::Finally { steps, always } => {
+            all(steps, prefix, lines);
+            lines.push(format!("{prefix}# whatever happened:"));
+            all(always, prefix, lines);
         }
         Step::Then { says, expected, .. } => {
             lines.push(format!("{prefix}# then: {says}"));
@@ -355,7 +381,7 @@ mod tests {
             shown(plan(&ran, false), ""),
             [
                 "echo all",
-                "# if that fails: each on its own",
+                "# if that fails, instead: each on its own",
                 "[a] echo one",
                 "# end of the alternative",
                 "# side by side:",

@@ -206,7 +206,8 @@ pub fn child_arguments(own: &[String], platform: Platform, digest_file: &str) ->
                 own.next();
             }
             // The merge here signs; a builder pushes an image by digest.
-            "--json" | "--no-sign" => {}
+            // A dry run shows the child's command as a real run runs it.
+            "--json" | "--no-sign" | "--dry-run" => {}
             other
                 if [
                     "--builder=",
@@ -271,9 +272,10 @@ pub fn run(flags: &flags::BuildAndPush, runner: &Runner) -> Result<crate::Status
             .map(|(job, failed)| job_branch(job, timeout, failed))
             .collect(),
     )];
+    let expected = Arc::new(session.expected_merge(&platforms, flags.build.strict)?);
     steps.push(Step::then(
-        "the digests the builders wrote are merged and pushed (see `merge --dry-run`)",
-        Vec::new(),
+        "the digests the builders wrote are merged and pushed (as `merge` does)",
+        vec![session.merge_step(expected, &pushed)],
         |runner| {
             let failures = results.iter().map(|failed| locked(failed).take()).collect();
             let digests = digests_written(&jobs, failures);
@@ -292,19 +294,13 @@ pub fn run(flags: &flags::BuildAndPush, runner: &Runner) -> Result<crate::Status
                 runner,
             )?);
             *locked(&merged) = Some(plan.clone());
-            Ok(session.merge_steps(plan, &pushed))
+            Ok(vec![session.merge_step(plan, &pushed)])
         },
     ));
-    let ran = runner.execute(steps);
+    runner.execute(steps)?;
     let plan = merged
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(plan) = &plan {
-        runner.execute(vec![Step::run_ignoring_failure(
-            crate::engine::podman::manifest_remove(&plan.list),
-        )])?;
-    }
-    ran?;
     let Some(plan) = plan else {
         return Ok(crate::Status::Success);
     };
@@ -498,6 +494,7 @@ mod tests {
             "--registry",
             "127.0.0.1:5000",
             "--json",
+            "--dry-run",
             "--builder-timeout",
             "30",
             "--builder-timeout=40",

@@ -42,6 +42,18 @@ impl PushSession {
         latest_on_partial: bool,
         runner: &Runner,
     ) -> Result<MergePlan> {
+        let images = self.images_of(digests, expected, runner)?;
+        self.merge_plan(images, expected, strict, latest_on_partial)
+    }
+
+    /// `(platform, repository@digest)` of each digest, in the order of
+    /// `expected`, as the (first) registry answers.
+    fn images_of(
+        &self,
+        digests: &[(String, String)],
+        expected: &[Platform],
+        runner: &Runner,
+    ) -> Result<Vec<(Platform, String)>> {
         let first = &self.targets[0];
         let repository = first.repository.name();
         let mut images: Vec<(Platform, String)> = Vec::new();
@@ -68,6 +80,17 @@ impl PushSession {
             images.push((platform, remote));
         }
         images.sort_by_key(|(platform, _)| expected.iter().position(|wanted| wanted == platform));
+        Ok(images)
+    }
+
+    /// What a merge of `images` does (pure): the list, the tags it earns.
+    pub fn merge_plan(
+        &self,
+        images: Vec<(Platform, String)>,
+        expected: &[Platform],
+        strict: bool,
+        latest_on_partial: bool,
+    ) -> Result<MergePlan> {
         let built: Vec<Platform> = images.iter().map(|(platform, _)| *platform).collect();
         let failed: Vec<Platform> = expected
             .iter()
@@ -109,18 +132,40 @@ impl PushSession {
         })
     }
 
+    /// A dry run's merge of builders' images: every platform, by the
+    /// digest its builder will push.
+    pub fn expected_merge(&self, platforms: &[Platform], strict: bool) -> Result<MergePlan> {
+        let repository = self.targets[0].repository.name();
+        let images = platforms
+            .iter()
+            .map(|&platform| {
+                (
+                    platform,
+                    format!("{repository}@<digest of its {platform} image>"),
+                )
+            })
+            .collect();
+        self.merge_plan(images, platforms, strict, false)
+    }
+
     /// Walks a merge plan: the list, its entries (checked against the
     /// plan), the pushes; the list is removed whatever happened.
     pub fn merge(&self, plan: &MergePlan, runner: &Runner) -> Result<Pushed> {
         let pushed = Mutex::new(Pushed::default());
-        let merged = runner.execute(self.merge_steps(Arc::new(plan.clone()), &pushed));
-        runner.execute(vec![Step::run_ignoring_failure(podman::manifest_remove(
-            &plan.list,
-        ))])?;
-        merged?;
+        runner.execute(vec![self.merge_step(Arc::new(plan.clone()), &pushed)])?;
         Ok(pushed
             .into_inner()
             .unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// [`merge_steps`](Self::merge_steps), then the list's removal,
+    /// whatever happened.
+    pub fn merge_step<'a>(&'a self, plan: Arc<MergePlan>, pushed: &'a Mutex<Pushed>) -> Step<'a> {
+        let remove = podman::manifest_remove(&plan.list);
+        Step::Finally {
+            steps: self.merge_steps(plan, pushed),
+            always: vec![Step::run_ignoring_failure(remove)],
+        }
     }
 
     /// The list made from the platforms' images in the registry, checked,
