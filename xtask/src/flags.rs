@@ -434,6 +434,35 @@ pub enum Lane {
     Rootless,
 }
 
+/// A command's `--dry-run` (the executor, `exec::Runner::of`, reads it).
+pub trait DryRun {
+    fn dry_run(&self) -> bool;
+}
+
+impl DryRun for ImageFlags {
+    fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+}
+
+impl DryRun for Setup {
+    fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+}
+
+impl DryRun for CleanBuildCache {
+    fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+}
+
+impl DryRun for BaseImages {
+    fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,34 +492,5 @@ mod tests {
         assert_eq!(flags.image.tags, ["v1", "candidate", "x"]);
         assert!(flags.push.tls_verify);
         assert_eq!(flags.push.format, Format::Oci);
-    }
-}
-
-/// A command's `--dry-run` (the executor, `exec::Runner::of`, reads it).
-pub trait DryRun {
-    fn dry_run(&self) -> bool;
-}
-
-impl DryRun for ImageFlags {
-    fn dry_run(&self) -> bool {
-        self.dry_run
-    }
-}
-
-impl DryRun for Setup {
-    fn dry_run(&self) -> bool {
-        self.dry_run
-    }
-}
-
-impl DryRun for CleanBuildCache {
-    fn dry_run(&self) -> bool {
-        self.dry_run
-    }
-}
-
-impl DryRun for BaseImages {
-    fn dry_run(&self) -> bool {
-        self.dry_run
     }
 }

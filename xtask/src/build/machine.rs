@@ -13,7 +13,7 @@ pub fn prepare_machine(
     platforms: &[Platform],
     may_run_setup: bool,
     force: bool,
-) -> Result<()> {
+) -> Result<&'static Engine> {
     let missing = missing_on_machine(runner, platforms)?;
     if !missing.is_empty() {
         if !may_run_setup {
@@ -95,7 +95,9 @@ fn rootless_problems(engine: &Engine, tun_usable: bool, force: bool) -> Vec<Stri
     problems
 }
 
-fn check_engine(runner: &Runner, force: bool) -> Result<()> {
+/// The engine this run builds with, once it passed; read here, after
+/// setup had its chance to install or configure podman.
+fn check_engine(runner: &Runner, force: bool) -> Result<&'static Engine> {
     let engine = Engine::read(runner)?;
     let mut problems = Vec::new();
     if !engine.builds_manifest_lists() {
@@ -116,7 +118,7 @@ fn check_engine(runner: &Runner, force: bool) -> Result<()> {
              layer is a full copy"
         );
     }
-    Ok(())
+    Ok(engine)
 }
 
 #[cfg(test)]

@@ -83,8 +83,7 @@ pub fn prepare(
         phases.push((name.to_owned(), clock.elapsed()));
         clock = Instant::now();
     };
-    machine::prepare_machine(runner, &platforms, !build.no_setup, build.force)?;
-    let engine = Engine::read(runner)?;
+    let engine = machine::prepare_machine(runner, &platforms, !build.no_setup, build.force)?;
     lap("setup", &mut phases);
     disk::check_before_build(
         runner,

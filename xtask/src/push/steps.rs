@@ -245,6 +245,7 @@ impl PushSession {
 
     fn sign_steps<'a>(&'a self, target: &'a Target, index: RemoteIndex) -> Result<Vec<Step<'a>>> {
         self.signing.steps(PushedRelease {
+            engine: self.engine,
             release: &self.release,
             build_args: &self.build_args,
             destination: &target.destination,

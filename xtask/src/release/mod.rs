@@ -144,7 +144,7 @@ impl Release {
         if lock::held_by_parent() {
             return Ok(None);
         }
-        Ok(runner.if_real(|| lock::RepositoryLock::acquire(&self.repository().name(), what))?)
+        runner.if_real(|| lock::RepositoryLock::acquire(&self.repository().name(), what))
     }
 }
 

@@ -163,6 +163,8 @@ impl Signing {
 /// A release as one registry holds it, and what is known of its build.
 #[derive(Clone)]
 pub struct PushedRelease<'a> {
+    /// The engine that built it (its version goes in the provenance).
+    pub engine: &'a crate::engine::Engine,
     pub release: &'a Release,
     /// The user's `--build-arg`s, where this run built it.
     pub build_args: &'a [String],
@@ -187,7 +189,12 @@ fn attest_steps<'a>(signer: &'a Signer, pushed: &PushedRelease<'a>) -> Result<Ve
         let stem = platform_text.replace('/', "-");
         let provenance = directory.path().join(format!("{stem}.provenance.json"));
         let sbom = directory.path().join(format!("{stem}.cdx.json"));
-        let (written, release, build_args) = (directory.clone(), pushed.release, pushed.build_args);
+        let (written, release, build_args, engine) = (
+            directory.clone(),
+            pushed.release,
+            pushed.build_args,
+            pushed.engine,
+        );
         let (provenance_file, sbom_file) = (provenance.clone(), sbom.clone());
         steps.push(Step::work(
             format!(
@@ -195,7 +202,7 @@ fn attest_steps<'a>(signer: &'a Signer, pushed: &PushedRelease<'a>) -> Result<Ve
                 written.path().display()
             ),
             move |runner, _| {
-                let builder = builder(runner, release, build_args)?;
+                let builder = builder(runner, engine, release, build_args);
                 std::fs::write(
                     &provenance_file,
                     serde_json::to_vec_pretty(&attest::provenance(release, &builder, platform))?,
@@ -227,9 +234,13 @@ fn attest_steps<'a>(signer: &'a Signer, pushed: &PushedRelease<'a>) -> Result<Ve
 
 /// What the provenance says of the build: this program, the engine, the
 /// base images by digest, the build arguments.
-fn builder(runner: &Runner, release: &Release, build_args: &[String]) -> Result<attest::Builder> {
-    let engine = crate::engine::Engine::read(runner)?;
-    Ok(attest::Builder {
+fn builder(
+    runner: &Runner,
+    engine: &crate::engine::Engine,
+    release: &Release,
+    build_args: &[String],
+) -> attest::Builder {
+    attest::Builder {
         xtask_version: env!("CARGO_PKG_VERSION").to_owned(),
         podman_version: engine.version.to_string(),
         base_images: release
@@ -246,7 +257,7 @@ fn builder(runner: &Runner, release: &Release, build_args: &[String]) -> Result<
             })
             .collect(),
         build_args: build_args.to_vec(),
-    })
+    }
 }
 
 /// The choice, from what is given (pure).
