@@ -38,6 +38,9 @@ pub enum XtaskCommand {
     /// Check a release's signatures and attestations (cosign): the list,
     /// each platform image, each image's provenance and SBOM
     Verify(Verify),
+    /// Rebuild a published release from its commit, in a private storage,
+    /// and compare digests; where they differ, say what differs
+    Reproduce(Reproduce),
     /// Remove build cache, dangling images, leftover build containers and broken lists
     CleanBuildCache(CleanBuildCache),
     /// Report free space for podman's storage and what each kind of build needs
@@ -204,6 +207,19 @@ pub struct SignFlags {
 pub struct Verify {
     /// `REGISTRY/NAME:TAG` or `REGISTRY/NAME@sha256:...`
     pub image: String,
+    #[command(flatten)]
+    pub identity: IdentityFlags,
+    /// Verify the registry's TLS certificate
+    #[arg(long, env = "REGISTRY_TLS_VERIFY", default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
+    pub tls_verify: bool,
+    /// Print every check as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Whose signatures a release must carry.
+#[derive(Debug, Args)]
+pub struct IdentityFlags {
     /// The release's public key (`cosign.pub`, or a KMS URI)
     #[arg(long, env = "VERIFY_KEY", value_name = "KEY")]
     pub key: Option<String>,
@@ -215,10 +231,19 @@ pub struct Verify {
     /// (https://token.actions.githubusercontent.com)
     #[arg(long, value_name = "URL")]
     pub certificate_oidc_issuer: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Reproduce {
+    /// `REGISTRY/NAME:TAG` or `REGISTRY/NAME@sha256:...`: the release
+    pub image: String,
+    /// Whose signature the provenance must carry (without: read unchecked)
+    #[command(flatten)]
+    pub identity: IdentityFlags,
     /// Verify the registry's TLS certificate
     #[arg(long, env = "REGISTRY_TLS_VERIFY", default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
     pub tls_verify: bool,
-    /// Print every check as JSON on stdout
+    /// Print the verdict and every difference as JSON on stdout
     #[arg(long)]
     pub json: bool,
 }

@@ -91,6 +91,10 @@ pub const PODMAN5_TESTS: &[LaneTest] = &[
         "declared_release_e2e",
         "a_dry_run_prints_exactly_what_the_real_run_then_runs",
     ),
+    (
+        "reproduce_e2e",
+        "a_release_is_rebuilt_from_its_commit_bit_for_bit_and_a_replaced_file_is_named",
+    ),
     // Debian 13's skopeo checks sigstore signatures (Debian 12's cannot).
     (
         "signing_e2e",

@@ -17,6 +17,7 @@ mod push;
 mod registry;
 mod release;
 mod report;
+mod reproduce;
 mod setup;
 mod sign;
 mod suite;
@@ -70,6 +71,7 @@ fn main() -> ExitCode {
         flags::XtaskCommand::PushByDigest(push_by_digest) => push_by_digest.run(),
         flags::XtaskCommand::Merge(merge) => merge.run(),
         flags::XtaskCommand::Verify(verify) => verify.run(),
+        flags::XtaskCommand::Reproduce(reproduce) => reproduce.run(),
         flags::XtaskCommand::CleanBuildCache(clean) => clean.run().map(|()| Status::Success),
         flags::XtaskCommand::CheckDiskSpace(check) => check.run().map(|()| Status::Success),
         flags::XtaskCommand::Test(test) => test.run().map(|()| Status::Success),

@@ -91,7 +91,7 @@ fn the_quick_benchmark_measures_every_figure_and_writes_its_results() {
         .unwrap()
         .filter_map(Result::ok)
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("rc-bench-fresh-"))
+        .filter(|name| name.starts_with("rc-fresh-"))
         .collect();
     assert!(
         storages.is_empty(),

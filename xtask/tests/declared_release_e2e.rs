@@ -368,54 +368,6 @@ fn normalize(line: &str) -> String {
     out
 }
 
-/// A podman API service on this machine's own storage, reached through its
-/// socket only (`CONTAINER_HOST`): a builder, as `--builder` names one.
-/// Stopped on drop.
-struct LocalService {
-    child: std::process::Child,
-    directory: std::path::PathBuf,
-}
-
-impl LocalService {
-    fn start(name: &str) -> LocalService {
-        let directory = scratch_dir(name);
-        let socket = directory.join("podman.sock");
-        let child = std::process::Command::new("podman")
-            .args(["system", "service", "--time=0"])
-            .arg(format!("unix://{}", socket.display()))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let service = LocalService { child, directory };
-        support::wait_until(
-            "the podman service answers",
-            std::time::Duration::from_secs(30),
-            || {
-                socket.exists()
-                    && std::process::Command::new("podman")
-                        .env("CONTAINER_HOST", service.url())
-                        .args(["info", "--format", "{{.Host.ServiceIsRemote}}"])
-                        .output()
-                        .is_ok_and(|output| output.status.success())
-            },
-        );
-        service
-    }
-
-    fn url(&self) -> String {
-        format!("unix://{}", self.directory.join("podman.sock").display())
-    }
-}
-
-impl Drop for LocalService {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.directory);
-    }
-}
-
 /// Both runs of one command: its dry run (which must succeed) and its real
 /// run (which must exit with `code`), compared branch by branch, each in
 /// order; `fell_back`: the real run is expected to take the fallback.
@@ -570,10 +522,12 @@ fn a_dry_run_prints_exactly_what_the_real_run_then_runs() {
     );
     assert_eq!(count(&merged, "podman manifest add"), 2, "{merged:#?}");
 
-    // With a builder: arm64 through a podman service (a remote client),
-    // amd64 on this machine, side by side, then merged.
-    let builder = LocalService::start("dry-equal-builder");
-    let spec = format!("linux/arm64={}", builder.url());
+    // With a builder: arm64 on a podman of its own storage, reached
+    // through its socket (a remote client), amd64 on this machine, side by
+    // side, then merged.
+    let builder = support::RemoteEngine::start("dry-equal-builder", Some("1g"));
+    support::give_small_bases(&[&builder], &["localhost/rc-base/runtime:bookworm"]);
+    let spec = format!("linux/arm64={}", builder.url);
     let with_builders = twice(
         with(&["build-and-push", "--builder", &spec], &image_args),
         0,

@@ -208,7 +208,7 @@ fn a_release_is_built_pushed_and_cleaned_through_a_remote_engine() {
 /// Every base image into `engine`, from an archive of this machine's
 /// (`base-images --export`, then `--import` through the engine's socket:
 /// README's "also through a remote podman"). 1.5 GB: the other tests give
-/// their engines only what their image is built on ([`give_small_bases`]).
+/// their engines only what their image is built on ([`support::give_small_bases`]).
 fn give_base_images(engine: &RemoteEngine) {
     let directory = scratch_dir("remote-base-images");
     let archive = directory.join("base.tar");
@@ -229,67 +229,19 @@ fn give_base_images(engine: &RemoteEngine) {
     let _ = std::fs::remove_dir_all(&directory);
 }
 
-/// The bases a small image is built on (the runtime base of each platform,
-/// Debian of this one: 160 MB, not the 1.5 GB of every base) into each
-/// engine: this machine's images as one `podman save` archive, `podman
-/// load`ed through the engine's socket, and their lists made there under
-/// the names the Containerfile's `FROM` lines use.
-fn give_small_bases(engines: &[&RemoteEngine]) {
-    let directory = scratch_dir("remote-small-bases");
-    let archive = directory.join("bases.tar");
-    let archive = archive.to_str().unwrap();
-    let lists: Vec<(&str, Vec<String>)> = [
-        "localhost/rc-base/runtime:bookworm",
-        "localhost/rc-base/debian:bookworm",
-    ]
-    .into_iter()
-    .map(|list| {
-        let images = support::local_platforms(list)
-            .iter()
-            .map(|platform| format!("{list}-{}", platform.trim_start_matches("linux/")))
-            .collect();
-        (list, images)
-    })
-    .collect();
-    let mut save = vec!["save", "--multi-image-archive", "--output", archive];
-    save.extend(
-        lists
-            .iter()
-            .flat_map(|(_, images)| images.iter().map(String::as_str)),
-    );
-    support::podman(&save);
-    for engine in engines {
-        let remote = |args: &[&str]| {
-            let output = engine.podman(args);
-            assert!(
-                output.status.success(),
-                "podman {args:?} on the engine: {}",
-                stderr_of(&output)
-            );
-        };
-        remote(&["load", "--input", archive]);
-        for (list, images) in &lists {
-            remote(&["manifest", "create", list]);
-            for image in images {
-                remote(&[
-                    "manifest",
-                    "add",
-                    list,
-                    &format!("containers-storage:{image}"),
-                ]);
-            }
-        }
-    }
-    let _ = std::fs::remove_dir_all(&directory);
-}
-
 #[test]
 fn two_builders_one_over_ssh_release_one_list_and_a_builder_lost_mid_release_is_a_failed_platform()
 {
     let _serial = serial();
     let amd64 = RemoteEngine::start("builder-amd64", None);
     let mut arm64 = RemoteEngine::start("builder-arm64", None);
-    give_small_bases(&[&amd64, &arm64]);
+    support::give_small_bases(
+        &[&amd64, &arm64],
+        &[
+            "localhost/rc-base/runtime:bookworm",
+            "localhost/rc-base/debian:bookworm",
+        ],
+    );
     let service = ServiceRepository::new("builders", "v2.0.0");
     let image = image_with_a_long_arm64_step(&service.path, "builders-image");
     std::fs::write(image.join("seconds"), "0").unwrap();

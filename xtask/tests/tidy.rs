@@ -217,6 +217,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "report",
             "sign",
             "push",
+            "reproduce",
         ],
     ),
     (

@@ -11,89 +11,25 @@
 //! again, and its builds start from the very images the cache's layers were
 //! built on (the cache's keys hold the base's history, name included).
 
+mod recipe;
 mod store;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
 
 use crate::{
     engine::podman,
     engine::Destination,
-    exec::{Command, Runner, Step},
-    platform::{Arch, Platform, SUPPORTED},
+    exec::{Runner, Step},
+    platform::{Arch, Platform},
     project, registry,
 };
 
+pub use recipe::Recipe;
 pub use store::Store;
 
 pub const DEFINITION_LABEL: &str = "org.rc-release.definition";
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Recipe {
-    pub name: String,
-    pub description: String,
-    /// `targets`: every supported platform; `build-platform`: only podman's own.
-    #[serde(rename = "for")]
-    pub scope: Scope,
-    pub suite: String,
-    pub sources: Vec<String>,
-    pub source_date_epoch: i64,
-    pub mmdebstrap_options: Vec<String>,
-    /// `podman import --change` instructions (CMD, ENV, ...).
-    pub changes: Vec<String>,
-    #[serde(skip)]
-    pub fingerprint: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scope {
-    Targets,
-    BuildPlatform,
-}
-
-impl Recipe {
-    pub fn load(path: &Path) -> Result<Recipe> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read base image recipe {}", path.display()))?;
-        let mut recipe: Recipe = serde_json::from_slice(&bytes)
-            .with_context(|| format!("base image recipe {} is not valid", path.display()))?;
-        recipe.fingerprint = project::fingerprint(&[&bytes]);
-        Ok(recipe)
-    }
-
-    pub fn architectures(&self, build_platform: Platform) -> Vec<Arch> {
-        match self.scope {
-            Scope::Targets => SUPPORTED.iter().map(|platform| platform.arch).collect(),
-            Scope::BuildPlatform => vec![build_platform.arch],
-        }
-    }
-
-    /// `localhost/rc-base/runtime:bookworm` → `localhost/rc-base/runtime:bookworm-arm64`.
-    pub fn image_for(&self, arch: Arch) -> String {
-        format!("{}-{}", self.name, arch.oci_name())
-    }
-
-    pub fn mmdebstrap(&self, arch: Arch, tarball: &Path) -> Command {
-        Command::new("mmdebstrap")
-            .env("SOURCE_DATE_EPOCH", self.source_date_epoch.to_string())
-            .arg("--quiet")
-            .arg(format!("--architectures={}", arch.oci_name()))
-            .args(self.mmdebstrap_options.iter().cloned())
-            .arg(&self.suite)
-            .arg(tarball.to_string_lossy())
-            .args(self.sources.iter().cloned())
-    }
-
-    pub fn import(&self, arch: Arch, tarball: &Path) -> Command {
-        let mut changes = vec![format!("LABEL {DEFINITION_LABEL}={}", self.fingerprint)];
-        changes.extend(self.changes.iter().cloned());
-        podman::import(tarball, arch, &changes, &self.image_for(arch))
-    }
-}
 
 /// Reads an image's definition label; `None` when the image does not exist.
 fn definition_of(runner: &Runner, image: &str) -> Result<Option<String>> {
@@ -482,6 +418,14 @@ fn ensure_rootfs_image(
     Ok(())
 }
 
+/// An empty directory beside `tarball`: the context of a dated copy.
+fn empty_context(tarball: &Path) -> PathBuf {
+    tarball
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join("empty-context")
+}
+
 /// Makes `image` (`arch`'s of `recipe`) from the Debian archive: a root
 /// file system by mmdebstrap, imported; its tarball goes either way.
 fn rootfs_steps<'a>(
@@ -494,7 +438,13 @@ fn rootfs_steps<'a>(
 ) -> Vec<Step<'a>> {
     let build = vec![
         Step::run(recipe.mmdebstrap(arch, tarball)),
-        Step::run(recipe.import(arch, tarball)),
+        Step::Uninterrupted(
+            recipe
+                .import_commands(arch, tarball)
+                .into_iter()
+                .map(Step::run)
+                .collect(),
+        ),
         Step::work(format!("{} is removed", tarball.display()), move |_, _| {
             remove_file_if_present(tarball);
             Ok(())
@@ -514,7 +464,7 @@ fn rootfs_steps<'a>(
             Ok(())
         }),
         Step::work(format!("{} is made", scratch.display()), move |_, _| {
-            std::fs::create_dir_all(scratch)
+            std::fs::create_dir_all(empty_context(tarball))
                 .with_context(|| format!("cannot create {}", scratch.display()))
         }),
         Step::fallback(

@@ -28,7 +28,8 @@ mod overhead;
 mod relay;
 mod results;
 
-use fresh_runner::{fresh_runner_figures, FreshStorage};
+use crate::engine::scratch_storage::FreshStorage;
+use fresh_runner::fresh_runner_figures;
 use overhead::wrapper_overhead;
 use relay::DelayedRelay;
 use results::{machine, rows, splice_results, storage_size, table};

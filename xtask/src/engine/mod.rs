@@ -27,6 +27,7 @@ pub mod fresh_storage;
 pub mod info;
 pub mod local_list;
 pub mod podman;
+pub mod scratch_storage;
 pub mod storage;
 
 use anyhow::Result;

@@ -399,6 +399,41 @@ pub fn import(tarball: &Path, arch: Arch, changes: &[String], name: &str) -> Com
     command.arg(path_text(tarball)).arg(name)
 }
 
+/// What [`dated_copy`] does, as part of a base image's definition: a change
+/// here makes every machine make its dated base images again.
+pub const DATED_COPY: &str = "squash-all; --timestamp; no base-image annotations";
+
+/// `from` made into `name`: one layer (`--squash-all`), every file and
+/// the image itself dated `timestamp`, with `instructions` (LABEL, ENV,
+/// ...) applied: an image whose digest depends on its files only, not on
+/// when it was imported (`podman import` dates its history now). Its
+/// manifest names no base image (buildah would name `from`, whose digest
+/// has the import's date in it).
+pub fn dated_copy(
+    from: &str,
+    instructions: &[String],
+    timestamp: i64,
+    arch: Arch,
+    name: &str,
+    context: &Path,
+) -> Command {
+    let mut containerfile = format!("FROM {from}\n");
+    for instruction in instructions {
+        containerfile.push_str(instruction);
+        containerfile.push('\n');
+    }
+    let mut command = podman()
+        .args(["build", "--quiet", "--squash-all", "--pull=never"])
+        .arg(format!("--timestamp={timestamp}"))
+        .args(["--annotation", "org.opencontainers.image.base.name="])
+        .args(["--annotation", "org.opencontainers.image.base.digest="])
+        .arg(format!("--platform=linux/{}", arch.oci_name()))
+        .args(["--tag", name, "--file", "-"])
+        .arg(path_text(context));
+    command.stdin = Some(crate::exec::Stdin::Text(containerfile));
+    command
+}
+
 /// An image index / manifest list as `podman manifest inspect` prints it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ManifestList {

@@ -174,6 +174,22 @@ pub fn push_by_digest_command(
         .arg(format!("docker://{repository}@{digest}"))
 }
 
+/// Copies the image `remote` (`repository@digest`) from its registry to a
+/// `dir:` layout: its manifest, config and layer blobs as files.
+pub fn copy_to_dir_command(destination: &Destination, remote: &str, directory: &Path) -> Command {
+    let mut command = skopeo(destination)
+        .args(["copy", "--quiet"])
+        .arg(format!("--src-tls-verify={}", destination.tls_verify));
+    if let Some(authfile) = &destination.authfile {
+        command = command
+            .arg("--src-authfile")
+            .arg(authfile.to_string_lossy());
+    }
+    command
+        .arg(format!("docker://{remote}"))
+        .arg(format!("dir:{}", directory.display()))
+}
+
 /// Adds the image `repository@digest` from the registry to a local list
 /// (podman reads its platform from the registry).
 pub fn manifest_add_remote(destination: &Destination, list: &str, remote: &str) -> Command {

@@ -220,6 +220,45 @@ pub fn cargo_metadata(runner: &Runner, release: &Release, platform: Platform) ->
     serde_json::from_str(&answer).context("cargo metadata printed no JSON")
 }
 
+/// The provenance (its predicate) of the image `reference` (`repo@digest`),
+/// and whether its signature was checked: against `identity` when given
+/// (`cosign verify-attestation`), else read as the registry holds it
+/// (`cosign download attestation`). `None`: the image has none.
+pub fn provenance_of(
+    runner: &Runner,
+    identity: Option<&Identity>,
+    destination: &Destination,
+    reference: &str,
+) -> Result<Option<(Value, bool)>> {
+    let digest = reference.rsplit('@').next().unwrap_or_default();
+    let answer = match identity {
+        Some(identity) => runner
+            .read(&verify_attestation_command(
+                identity,
+                destination,
+                PROVENANCE,
+                reference,
+            ))
+            .with_context(|| format!("the provenance of {reference} does not verify"))?,
+        None => runner.read(
+            &Command::new(PROGRAM)
+                .args([
+                    "download",
+                    "attestation",
+                    "--predicate-type",
+                    PROVENANCE_TYPE,
+                ])
+                .args(registry_flags(destination))
+                .arg(reference),
+        )?,
+    };
+    Ok(statements(&answer)
+        .into_iter()
+        .filter(|statement| statement["predicateType"] == PROVENANCE_TYPE)
+        .find(|statement| names(statement, PROVENANCE, digest, None).is_ok())
+        .map(|statement| (statement["predicate"].clone(), identity.is_some())))
+}
+
 /// The in-toto statements of cosign's `verify-attestation` answer.
 fn statements(answer: &str) -> Vec<Value> {
     answer

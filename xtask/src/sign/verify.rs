@@ -34,7 +34,31 @@ pub enum Identity {
     Certificate { identity: String, issuer: String },
 }
 
+/// What to say when no identity was given and one is needed.
+pub const NO_IDENTITY: &str = "say whose signatures to accept: --key cosign.pub (a release signed \
+     with a key), or --certificate-identity and --certificate-oidc-issuer (a keyless release, \
+     e.g. https://github.com/OWNER/REPO/.github/workflows/release.yml@refs/tags/v1.2.3 and \
+     https://token.actions.githubusercontent.com)";
+
 impl Identity {
+    /// From the flags: `None` when none is given; a half-given keyless
+    /// identity, or a key with one, is refused.
+    pub fn of(flags: &flags::IdentityFlags) -> Result<Option<Identity>> {
+        match (
+            &flags.key,
+            &flags.certificate_identity,
+            &flags.certificate_oidc_issuer,
+        ) {
+            (None, None, None) => Ok(None),
+            (Some(key), None, None) => Ok(Some(Identity::Key(key.clone()))),
+            (None, Some(identity), Some(issuer)) => Ok(Some(Identity::Certificate {
+                identity: identity.clone(),
+                issuer: issuer.clone(),
+            })),
+            _ => Err(crate::BadInput(vec![NO_IDENTITY.to_owned()]).into()),
+        }
+    }
+
     fn apply(&self, command: Command) -> Command {
         match self {
             Identity::Key(key) => command.args(["--key", key, "--insecure-ignore-tlog"]),
@@ -116,22 +140,8 @@ pub fn signed_digests(answer: &str) -> Vec<String> {
 impl flags::Verify {
     pub fn run(self) -> Result<crate::Status> {
         let runner = Runner::new(false);
-        let identity = match (&self.key, &self.certificate_identity, &self.certificate_oidc_issuer) {
-            (Some(key), None, None) => Identity::Key(key.clone()),
-            (None, Some(identity), Some(issuer)) => Identity::Certificate {
-                identity: identity.clone(),
-                issuer: issuer.clone(),
-            },
-            _ => {
-                return Err(crate::BadInput(vec![
-                    "say whose signatures to accept: --key cosign.pub (a release signed with a \
-                     key), or --certificate-identity and --certificate-oidc-issuer (a keyless \
-                     release, e.g. https://github.com/OWNER/REPO/.github/workflows/release.yml@refs/tags/v1.2.3 \
-                     and https://token.actions.githubusercontent.com)"
-                        .to_owned(),
-                ])
-                .into())
-            }
+        let Some(identity) = Identity::of(&self.identity)? else {
+            return Err(crate::BadInput(vec![NO_IDENTITY.to_owned()]).into());
         };
         if which::which(PROGRAM).is_err() {
             return Err(crate::BadInput(vec![
@@ -182,7 +192,7 @@ impl flags::Verify {
 }
 
 /// `ghcr.io/acme/app:v1` -> (`ghcr.io/acme/app`, `ghcr.io`).
-fn split_reference(image: &str) -> Result<(String, String)> {
+pub fn split_reference(image: &str) -> Result<(String, String)> {
     let without_digest = image.split('@').next().unwrap_or(image);
     let last_slash = without_digest.rfind('/').unwrap_or(0);
     let repository = match without_digest[last_slash..].rfind(':') {

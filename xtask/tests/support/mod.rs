@@ -852,6 +852,58 @@ impl Drop for RemoteEngine {
     }
 }
 
+/// The bases a small image is built on (the runtime base of each platform,
+/// Debian of this one: 160 MB, not the 1.5 GB of every base) into each
+/// engine: this machine's images as one `podman save` archive, `podman
+/// load`ed through the engine's socket, and their lists made there under
+/// the names the Containerfile's `FROM` lines use.
+pub fn give_small_bases(engines: &[&RemoteEngine], lists: &[&str]) {
+    let directory = scratch_dir("remote-small-bases");
+    let archive = directory.join("bases.tar");
+    let archive = archive.to_str().unwrap();
+    let lists: Vec<(&str, Vec<String>)> = lists
+        .iter()
+        .copied()
+        .map(|list| {
+            let images = local_platforms(list)
+                .iter()
+                .map(|platform| format!("{list}-{}", platform.trim_start_matches("linux/")))
+                .collect();
+            (list, images)
+        })
+        .collect();
+    let mut save = vec!["save", "--multi-image-archive", "--output", archive];
+    save.extend(
+        lists
+            .iter()
+            .flat_map(|(_, images)| images.iter().map(String::as_str)),
+    );
+    podman(&save);
+    for engine in engines {
+        let remote = |args: &[&str]| {
+            let output = engine.podman(args);
+            assert!(
+                output.status.success(),
+                "podman {args:?} on the engine: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        remote(&["load", "--input", archive]);
+        for (list, images) in &lists {
+            remote(&["manifest", "create", list]);
+            for image in images {
+                remote(&[
+                    "manifest",
+                    "add",
+                    list,
+                    &format!("containers-storage:{image}"),
+                ]);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
 /// `tests/fixtures/hello-service` as a team's own repository: copied,
 /// committed, tagged.
 pub struct ServiceRepository {
@@ -860,9 +912,20 @@ pub struct ServiceRepository {
 
 impl ServiceRepository {
     pub fn new(name: &str, tag: &str) -> ServiceRepository {
+        ServiceRepository::with_files(name, tag, &[])
+    }
+
+    /// [`new`](Self::new), with `files` (path in the repository, content)
+    /// in its first commit.
+    pub fn with_files(name: &str, tag: &str, files: &[(&str, &str)]) -> ServiceRepository {
         let path = scratch_dir(&format!("service-{name}"));
         let fixture = repository_root().join("xtask/tests/fixtures/hello-service");
         copy_tree(&fixture, &path);
+        for (file, content) in files {
+            let file = path.join(file);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, content).unwrap();
+        }
         let service = ServiceRepository { path };
         service.git(&["init", "--quiet", "--initial-branch=main"]);
         service.git(&["add", "."]);

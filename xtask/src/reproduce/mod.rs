@@ -1,0 +1,342 @@
+//! `reproduce IMAGE[:TAG|@DIGEST]`: was this release built from the source
+//! it claims? The release's provenance (its signature checked when a key or
+//! identity is given) names the commit, the tag, the build arguments, the
+//! base images and the podman that built it. The commit is checked out
+//! from the repository this runs in (fetched from `origin` if it is not
+//! there) into a directory of its own, and this xtask's `build-and-push`
+//! rebuilds every platform of the list there, in a private podman storage
+//! (nothing of the user's storage is used or changed; the base images are
+//! made there from their definitions, or taken from the store the release
+//! declares), pushing to a registry of its own on 127.0.0.1, the way the
+//! release was pushed. Then the digests are compared, for each platform
+//! and for the list; where they differ, [`compare`] says what differs, in
+//! the order that finds the cause fastest: the podman versions, the base
+//! images, the config, then layer by layer, file by file.
+
+pub mod compare;
+mod rebuild;
+pub mod recorded;
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::{
+    engine::{podman, Destination, Engine},
+    exec::Runner,
+    flags::{self, Format},
+    platform::Platform,
+    registry,
+    sign::{attest, verify},
+};
+
+use recorded::Recorded;
+
+/// The release as the registry holds it.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// `REGISTRY/NAME`.
+    pub repository: String,
+    pub destination: Destination,
+    pub list_digest: String,
+    /// `(platform, image digest)`, in the list's order.
+    pub entries: Vec<(Platform, String)>,
+}
+
+/// One platform's verdict, or the list's.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    /// `linux/arm64`, or `list`.
+    pub subject: String,
+    pub published: String,
+    pub rebuilt: String,
+    pub identical: bool,
+    /// Why they differ (per platform).
+    pub difference: Option<compare::ImageDifference>,
+}
+
+/// Everything `reproduce` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub image: String,
+    pub identical: bool,
+    pub recorded: Recorded,
+    /// podman's version here, and the one the release names.
+    pub podman: String,
+    pub recorded_podman: Option<String>,
+    /// `(build argument, recorded digest, rebuilt digest)` of each base
+    /// image whose digest differs.
+    pub base_images: Vec<(String, String, String)>,
+    pub verdicts: Vec<Verdict>,
+    pub rebuild_seconds: f64,
+}
+
+impl flags::Reproduce {
+    pub fn run(self) -> Result<crate::Status> {
+        let runner = Runner::new(false);
+        let identity = verify::Identity::of(&self.identity)?;
+        let engine = Engine::read(&runner)?;
+        let mut problems = Vec::new();
+        if which::which(crate::sign::PROGRAM).is_err() {
+            problems.push(
+                "reproduce reads the release's provenance with cosign, which is not installed: \
+                 run `cargo xtask setup`"
+                    .to_owned(),
+            );
+        }
+        if !engine.shares_this_host() {
+            problems.push(format!(
+                "podman here is a remote engine ({}); reproduce rebuilds in a private storage \
+                 on this machine: run it on Linux with a local podman",
+                if engine.remote {
+                    "CONTAINER_HOST or podman machine"
+                } else {
+                    "not this host's"
+                }
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(crate::BadInput(problems).into());
+        }
+        let published = read_published(&runner, &self.image, self.tls_verify)?;
+        let recorded = read_recorded(&runner, identity.as_ref(), &published)?;
+        eprintln!(
+            "reproduce: {} is commit {} ({}), tag {}, from its {}",
+            self.image,
+            recorded.commit,
+            recorded
+                .podman
+                .as_deref()
+                .map_or("podman unknown".to_owned(), |version| format!(
+                    "podman {version}"
+                )),
+            recorded.tag,
+            recorded.source
+        );
+        let report = reproduce(&runner, engine, &self.image, &published, recorded)?;
+        print(&report);
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        if !report.identical {
+            bail!(
+                "{} is NOT reproduced from commit {}: the differences are above",
+                self.image,
+                report.recorded.commit
+            );
+        }
+        Ok(crate::Status::Success)
+    }
+}
+
+/// Rebuilds `published` from what it recorded and compares.
+pub fn reproduce(
+    runner: &Runner,
+    engine: &Engine,
+    image: &str,
+    published: &Published,
+    recorded: Recorded,
+) -> Result<Report> {
+    let started = Instant::now();
+    let rebuilt = rebuild::rebuild(runner, published, &recorded)?;
+    let rebuild_seconds = started.elapsed().as_secs_f64();
+    let mut verdicts = Vec::new();
+    for (platform, digest) in &published.entries {
+        let theirs = rebuilt
+            .index
+            .entries
+            .iter()
+            .find(|(entry, _)| entry == &platform.to_string())
+            .map(|(_, digest)| digest.clone())
+            .unwrap_or_else(|| "(not rebuilt)".to_owned());
+        let identical = &theirs == digest;
+        let difference = if identical {
+            None
+        } else {
+            Some(rebuilt.difference(runner, published, *platform, digest, &theirs)?)
+        };
+        verdicts.push(Verdict {
+            subject: platform.to_string(),
+            published: digest.clone(),
+            rebuilt: theirs,
+            identical,
+            difference,
+        });
+    }
+    verdicts.push(Verdict {
+        subject: "list".to_owned(),
+        published: published.list_digest.clone(),
+        rebuilt: rebuilt.index.digest.clone(),
+        identical: published.list_digest == rebuilt.index.digest,
+        difference: None,
+    });
+    let base_images = recorded
+        .base_images
+        .iter()
+        .filter_map(|(name, _, digest)| {
+            let theirs = rebuilt
+                .base_images
+                .iter()
+                .find(|(other, _)| other == name)?;
+            let ours = digest
+                .clone()
+                .unwrap_or_else(|| "(not recorded)".to_owned());
+            (theirs.1 != ours).then(|| (name.clone(), ours, theirs.1.clone()))
+        })
+        .collect();
+    Ok(Report {
+        image: image.to_owned(),
+        identical: verdicts.iter().all(|verdict| verdict.identical),
+        podman: engine.version.to_string(),
+        recorded_podman: recorded.podman.clone(),
+        recorded,
+        base_images,
+        verdicts,
+        rebuild_seconds,
+    })
+}
+
+/// The list `image` names, read from its registry.
+fn read_published(runner: &Runner, image: &str, tls_verify: bool) -> Result<Published> {
+    let (repository, registry_host) = verify::split_reference(image)?;
+    let mut destination = Destination {
+        registry: registry_host,
+        tls_verify,
+        format: Format::Oci,
+        authfile: None,
+        skopeo_runtime_dir: None,
+    };
+    let raw = registry::read_back(
+        runner,
+        &registry::inspect_remote_command(&destination, image),
+    )
+    .with_context(|| format!("cannot read {image} from its registry"))?;
+    let value: serde_json::Value = serde_json::from_str(&raw)
+        .with_context(|| format!("{image}: the registry returned no JSON"))?;
+    destination.format = match value["mediaType"].as_str() {
+        Some(media_type) if media_type == Format::V2s2.media_type() => Format::V2s2,
+        Some(media_type) if media_type == Format::Oci.media_type() => Format::Oci,
+        other => bail!(
+            "{image} is {}, not a manifest list: reproduce compares a release's list and its \
+             platforms",
+            other.unwrap_or("(no media type)")
+        ),
+    };
+    let list = podman::ManifestList::parse(&raw)?;
+    let entries = list
+        .manifests
+        .iter()
+        .map(|entry| {
+            let platform = entry
+                .platform_string()
+                .context("an entry names no platform")?
+                .parse::<Platform>()
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            Ok((platform, entry.digest.clone()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Published {
+        repository,
+        destination,
+        list_digest: registry::digest_of(raw.as_bytes()),
+        entries,
+    })
+}
+
+/// What the release recorded: each image's provenance (which must agree
+/// on the commit), or, without any, the first image's labels.
+fn read_recorded(
+    runner: &Runner,
+    identity: Option<&verify::Identity>,
+    published: &Published,
+) -> Result<Recorded> {
+    let mut found: Option<Recorded> = None;
+    for (platform, digest) in &published.entries {
+        let reference = format!("{}@{digest}", published.repository);
+        let Some((predicate, checked)) =
+            attest::provenance_of(runner, identity, &published.destination, &reference)?
+        else {
+            if identity.is_some() {
+                bail!("{reference} ({platform}) has no provenance signed by the identity given");
+            }
+            continue;
+        };
+        let recorded = recorded::from_provenance(&predicate, checked)
+            .with_context(|| format!("the provenance of {reference}"))?;
+        match &found {
+            Some(first) if first.commit != recorded.commit => bail!(
+                "the release's images name two commits ({} and {}): it is not one build",
+                first.commit,
+                recorded.commit
+            ),
+            Some(_) => {}
+            None => found = Some(recorded),
+        }
+    }
+    if let Some(recorded) = found {
+        return Ok(recorded);
+    }
+    let (_, digest) = published.entries.first().context("the list is empty")?;
+    let answer = runner.read(&registry::image_platform_command(
+        &published.destination,
+        &format!("{}@{digest}", published.repository),
+    ))?;
+    recorded::from_labels(
+        registry::parse_image_label(&answer, "org.opencontainers.image.revision"),
+        registry::parse_image_label(&answer, "org.opencontainers.image.version"),
+    )
+}
+
+/// The verdict and the differences, for a person: versions first, then
+/// base images, the config, the layers' files.
+fn print(report: &Report) {
+    eprintln!("\nreproduce: {}", report.image);
+    if let Some(recorded) = &report.recorded_podman {
+        if *recorded != report.podman {
+            eprintln!(
+                "  VERSIONS:  built with podman {recorded}, rebuilt with podman {}: an image \
+                 differs across podman versions (its buildah label at least); rebuild with \
+                 podman {recorded}",
+                report.podman
+            );
+        }
+    }
+    for (name, recorded, rebuilt) in &report.base_images {
+        eprintln!("  BASE:      {name} was {recorded}, rebuilt as {rebuilt}");
+    }
+    for verdict in &report.verdicts {
+        let word = if verdict.identical {
+            "identical"
+        } else {
+            "DIFFERENT"
+        };
+        eprintln!(
+            "  {word:<10} {:<12} {} (rebuilt {})",
+            verdict.subject, verdict.published, verdict.rebuilt
+        );
+        if let Some(difference) = &verdict.difference {
+            for field in &difference.config {
+                eprintln!(
+                    "      config {}: {} -> {}",
+                    field.field, field.published, field.rebuilt
+                );
+            }
+            for layer in &difference.layers {
+                eprintln!(
+                    "      layer {} ({} -> {}):",
+                    layer.index,
+                    layer.published.as_deref().unwrap_or("none"),
+                    layer.rebuilt.as_deref().unwrap_or("none")
+                );
+                for file in &layer.files {
+                    eprintln!("        {} {}", file.path, file.change);
+                }
+            }
+        }
+    }
+    eprintln!(
+        "  rebuilt in {:.1} s from commit {} ({})",
+        report.rebuild_seconds, report.recorded.commit, report.recorded.source
+    );
+}

@@ -1,0 +1,242 @@
+//! The rebuild: the recorded commit checked out in a directory of its own,
+//! built by this xtask's `build-and-push` into a private storage and pushed
+//! to a private registry on 127.0.0.1, as the release was pushed.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::{compare, recorded::Recorded, Published};
+use crate::{
+    engine::{podman, scratch_storage::FreshStorage, Destination},
+    exec::{Command, Runner},
+    platform::{self, Platform},
+    project::TemporaryDirectory,
+    registry::{self, loopback::LoopbackRegistry, RemoteIndex},
+};
+
+/// What the rebuild made; its storage and registry live as long as it.
+pub struct Rebuilt<'a> {
+    pub index: RemoteIndex,
+    /// `(build argument, digest)` of each base image, as rebuilt.
+    pub base_images: Vec<(String, String)>,
+    repository: String,
+    destination: Destination,
+    _storage: FreshStorage<'a>,
+    _registry: LoopbackRegistry,
+    scratch: TemporaryDirectory,
+}
+
+/// Checks the commit out, builds it in a private storage and pushes it to
+/// a private registry; returns what the registry holds.
+pub fn rebuild<'a>(
+    runner: &'a Runner,
+    published: &Published,
+    recorded: &Recorded,
+) -> Result<Rebuilt<'a>> {
+    let scratch = TemporaryDirectory::create("rc-xtask-reproduce")?;
+    let workspace = check_out(runner, &recorded.commit, scratch.path())?;
+    let storage = FreshStorage::new(runner, "reproduce")?;
+    let registry = LoopbackRegistry::start(&scratch.path().join("registry"), None)
+        .map_err(|error| anyhow::anyhow!("cannot start a registry on 127.0.0.1: {error}"))?;
+    let name = published
+        .repository
+        .split_once('/')
+        .map_or(published.repository.as_str(), |(_, name)| name);
+    let platforms: Vec<Platform> = published
+        .entries
+        .iter()
+        .map(|(platform, _)| *platform)
+        .collect();
+    let child = storage.applied(build_command(
+        &workspace,
+        recorded,
+        &registry.host(),
+        name,
+        &platforms,
+        published.destination.format,
+    )?);
+    eprintln!(
+        "reproduce: rebuilding commit {} in a private storage ({}), pushing to {}",
+        recorded.commit,
+        platform::join(&platforms),
+        registry.host()
+    );
+    runner
+        .run_prefixed(&child, "[rebuild] ")
+        .context("the rebuild failed (its output is above)")?;
+    let destination = Destination {
+        registry: registry.host(),
+        tls_verify: false,
+        format: published.destination.format,
+        authfile: None,
+        skopeo_runtime_dir: None,
+    };
+    let repository = format!("{}/{name}", registry.host());
+    let index = registry::verify_remote(
+        runner,
+        &destination,
+        &format!("{repository}:{}", recorded.tag),
+        &platforms,
+    )?;
+    let base_images = recorded
+        .base_images
+        .iter()
+        .filter_map(|(argument, image, _)| {
+            let digest = runner
+                .read(&storage.applied(podman::image_digest(image)))
+                .ok()?;
+            Some((argument.clone(), digest.trim().to_owned()))
+        })
+        .collect();
+    Ok(Rebuilt {
+        index,
+        base_images,
+        repository,
+        destination,
+        _storage: storage,
+        _registry: registry,
+        scratch,
+    })
+}
+
+impl Rebuilt<'_> {
+    /// Why `platform`'s published image (`ours`) and the rebuilt one
+    /// (`theirs`) differ: both copied to `dir:` layouts and compared.
+    pub fn difference(
+        &self,
+        runner: &Runner,
+        published: &Published,
+        platform: Platform,
+        ours: &str,
+        theirs: &str,
+    ) -> Result<compare::ImageDifference> {
+        let stem = platform.to_string().replace('/', "-");
+        let (left, right) = (
+            self.scratch.path().join(format!("published-{stem}")),
+            self.scratch.path().join(format!("rebuilt-{stem}")),
+        );
+        runner.run(&registry::copy_to_dir_command(
+            &published.destination,
+            &format!("{}@{ours}", published.repository),
+            &left,
+        ))?;
+        runner.run(&registry::copy_to_dir_command(
+            &self.destination,
+            &format!("{}@{theirs}", self.repository),
+            &right,
+        ))?;
+        compare::compare(&left, &right)
+    }
+}
+
+/// The commit, checked out in `scratch/source` (a clone of the repository
+/// this runs in, fetched from `origin` first if the commit is not there);
+/// returns the workspace's directory in it.
+fn check_out(runner: &Runner, commit: &str, scratch: &Path) -> Result<PathBuf> {
+    let here = std::env::current_dir()?;
+    let repository = git2::Repository::discover(&here).with_context(|| {
+        format!(
+            "reproduce runs in a clone of the release's source; {} is not in a git repository",
+            here.display()
+        )
+    })?;
+    let workdir = repository
+        .workdir()
+        .context("the repository has no work tree")?
+        .to_owned();
+    let oid =
+        git2::Oid::from_str(commit).with_context(|| format!("{commit} is not a commit ID"))?;
+    if repository.find_commit(oid).is_err() {
+        eprintln!("reproduce: commit {commit} is not here; fetching it from origin");
+        let _ = runner.run(
+            &Command::new("git")
+                .args(["fetch", "--quiet", "origin", commit])
+                .current_dir(&workdir),
+        );
+    }
+    if repository.find_commit(oid).is_err() {
+        return Err(crate::BadInput(vec![format!(
+            "commit {commit}, which the release names, is neither in {} nor in its origin; run \
+             reproduce in a clone of the repository the release was built from",
+            workdir.display()
+        )])
+        .into());
+    }
+    let source = scratch.join("source");
+    let clone = git2::Repository::clone(&workdir.to_string_lossy(), &source)
+        .context("cannot clone the repository")?;
+    if clone.find_commit(oid).is_err() {
+        // Not reachable from a branch or tag (fetched by ID): by its ID.
+        clone
+            .find_remote("origin")?
+            .fetch(&[commit], None, None)
+            .with_context(|| format!("cannot take commit {commit} into the clone"))?;
+    }
+    clone.set_head_detached(oid)?;
+    clone.checkout_head(Some(git2::build::CheckoutBuilder::new().force()))?;
+    let head = clone.head()?.peel_to_commit()?;
+    eprintln!(
+        "reproduce: commit {} (committed {}) checked out in {}",
+        head.id(),
+        crate::release::git::rfc3339_utc(head.committer().when().seconds()),
+        source.display()
+    );
+    let inside = here.strip_prefix(&workdir).unwrap_or(Path::new(""));
+    Ok(source.join(inside))
+}
+
+/// This xtask's `build-and-push` of the recorded inputs: every platform of
+/// the list, no registry cache (the release's layers are not reused), not
+/// signed, in the release's format.
+fn build_command(
+    workspace: &Path,
+    recorded: &Recorded,
+    registry: &str,
+    name: &str,
+    platforms: &[Platform],
+    format: crate::flags::Format,
+) -> Result<Command> {
+    let program = std::env::current_exe().context("cannot find this xtask's own program")?;
+    let mut command = Command::new(program.to_string_lossy())
+        .args(["build-and-push", "--registry", registry, "--image", name])
+        .args([
+            "--tag",
+            &recorded.tag,
+            "--no-latest",
+            "--no-cache",
+            "--no-sign",
+        ])
+        .args(["--tls-verify", "false", "--format", format.podman_name()])
+        .args(["--platform", &platform::join(platforms)])
+        .current_dir(workspace);
+    if let Some(package) = &recorded.package {
+        command = command.args(["--package", package]);
+    }
+    let root = cargo_workspace_root(workspace)?;
+    if let Some(file) = &recorded.containerfile {
+        command = command.arg("--file").arg(root.join(file).to_string_lossy());
+    }
+    if let Some(context) = &recorded.context {
+        command = command
+            .arg("--context")
+            .arg(root.join(context).to_string_lossy());
+    }
+    for argument in &recorded.build_args {
+        command = command.args(["--build-arg", argument]);
+    }
+    Ok(command)
+}
+
+/// The Cargo workspace `directory` is in (provenance paths are relative to it).
+fn cargo_workspace_root(directory: &Path) -> Result<PathBuf> {
+    let answer = Runner::new(false).read(
+        &Command::new(crate::project::cargo())
+            .args(["locate-project", "--workspace", "--message-format", "plain"])
+            .current_dir(directory),
+    )?;
+    Path::new(answer.trim())
+        .parent()
+        .map(Path::to_owned)
+        .context("cargo located no workspace")
+}

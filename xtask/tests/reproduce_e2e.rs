@@ -1,0 +1,208 @@
+//! `reproduce`, end to end: a signed release of the test crate (a small
+//! image committed in its repository: the runtime base and one file, both
+//! platforms) is rebuilt from its commit in a private storage and found
+//! identical, for the list and each platform, also once the local images
+//! are gone; the user's storage holds the same images before and after. A
+//! release replaced in the registry by a rebuild with one changed file
+//! (same tag, signed again) is reported as different, naming that file and
+//! its layer.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::{podman, serial, xtask_in, Registry, ServiceRepository};
+
+const IMAGE: &str = "acme/hello-service";
+const PASSWORD: &str = "reproduce-e2e";
+
+fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `cosign generate-key-pair` in `directory`: (cosign.key, cosign.pub).
+fn key_pair(directory: &Path) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(directory).unwrap();
+    let output = std::process::Command::new("cosign")
+        .arg("generate-key-pair")
+        .current_dir(directory)
+        .env("COSIGN_PASSWORD", PASSWORD)
+        .output()
+        .expect("cosign is installed (`cargo xtask setup`)");
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    (directory.join("cosign.key"), directory.join("cosign.pub"))
+}
+
+/// Every image ID in this user's storage.
+fn image_ids() -> std::collections::BTreeSet<String> {
+    podman(&["images", "--all", "--quiet", "--no-trunc"])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn release(service: &Path, host: &str, key: &Path) -> std::process::Output {
+    xtask_in(
+        service,
+        &[
+            "build-and-push",
+            "--registry",
+            host,
+            "--tls-verify",
+            "false",
+            "--tag",
+            "v0.5.0",
+            "--no-latest",
+            // A clean build, as a release job's on a fresh runner: a layer
+            // this storage has from another commit's build keeps that
+            // build's date (reproduce would name it).
+            "--no-cache",
+            "--signing-key",
+            key.to_str().unwrap(),
+            "--file",
+            "image/Containerfile",
+            "--context",
+            "image",
+            // The image is on the runtime base alone (as its rebuild will
+            // be: the build arguments are part of what is recorded).
+            "--build-arg",
+            "BUILDER_IMAGE=localhost/rc-base/runtime:bookworm",
+        ],
+        &[("COSIGN_PASSWORD", PASSWORD)],
+    )
+}
+
+fn reproduce(
+    service: &Path,
+    host: &str,
+    public: &Path,
+) -> (std::process::Output, serde_json::Value) {
+    let output = xtask_in(
+        service,
+        &[
+            "reproduce",
+            &format!("{host}/{IMAGE}:v0.5.0"),
+            "--key",
+            public.to_str().unwrap(),
+            "--tls-verify",
+            "false",
+            "--json",
+        ],
+        &[],
+    );
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("no JSON report: {}", stderr_of(&output)));
+    (output, report)
+}
+
+fn remove_local(host: &str) {
+    let _ = std::process::Command::new("podman")
+        .args(["manifest", "rm", &format!("{host}/{IMAGE}:v0.5.0")])
+        .output();
+}
+
+#[test]
+fn a_release_is_rebuilt_from_its_commit_bit_for_bit_and_a_replaced_file_is_named() {
+    let _serial = serial();
+    let registry = Registry::start("reproduce");
+    let host = registry.host();
+    let service = ServiceRepository::with_files(
+        "reproduce",
+        "v0.5.0",
+        &[
+            (
+                "image/Containerfile",
+                "ARG TARGETPLATFORM\n\
+                 FROM --platform=$TARGETPLATFORM localhost/rc-base/runtime:bookworm\n\
+                 COPY hello.txt /srv/hello.txt\n",
+            ),
+            ("image/hello.txt", "hello, reproducibly\n"),
+        ],
+    );
+    let keys = support::scratch_dir("reproduce-keys");
+    let (key, public) = key_pair(&keys);
+    let started = std::time::Instant::now();
+    let released = release(&service.path, &host, &key);
+    let release_seconds = started.elapsed().as_secs_f64();
+    assert_eq!(released.status.code(), Some(0), "{}", stderr_of(&released));
+
+    // Rebuilt in a private storage: the same list, the same images.
+    let before = image_ids();
+    let started = std::time::Instant::now();
+    let (output, report) = reproduce(&service.path, &host, &public);
+    eprintln!(
+        "reproduce_e2e: the release took {release_seconds:.1} s, reproduce {:.1} s (its \
+         rebuild {:.1} s)",
+        started.elapsed().as_secs_f64(),
+        report["rebuild_seconds"].as_f64().unwrap_or_default()
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_eq!(report["identical"], true, "{report:#}");
+    let subjects: Vec<&str> = report["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|verdict| verdict["identical"] == true)
+        .map(|verdict| verdict["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        subjects,
+        ["linux/amd64", "linux/arm64", "list"],
+        "{report:#}"
+    );
+    assert!(
+        report["recorded"]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("provenance (signature checked)"),
+        "{report:#}"
+    );
+    let after = image_ids();
+    assert!(
+        after == before,
+        "the user's storage is as it was: added {:?}, removed {:?}",
+        after.difference(&before).collect::<Vec<_>>(),
+        before.difference(&after).collect::<Vec<_>>()
+    );
+
+    // The same once nothing of the release is left locally.
+    remove_local(&host);
+    let (output, report) = reproduce(&service.path, &host, &public);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_eq!(report["identical"], true, "{report:#}");
+
+    // The tag replaced by a build with one file changed, signed again (a
+    // work tree with an uncommitted change: its provenance names the commit).
+    std::fs::write(service.path.join("image/hello.txt"), "hello, tampered\n").unwrap();
+    let replaced = release(&service.path, &host, &key);
+    assert_eq!(replaced.status.code(), Some(0), "{}", stderr_of(&replaced));
+    let (output, report) = reproduce(&service.path, &host, &public);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    assert_eq!(report["identical"], false, "{report:#}");
+    let amd64 = &report["verdicts"][0];
+    assert_eq!(amd64["subject"], "linux/amd64");
+    let layers = amd64["difference"]["layers"].as_array().unwrap();
+    let named: Vec<(u64, &str, &str)> = layers
+        .iter()
+        .flat_map(|layer| {
+            layer["files"].as_array().unwrap().iter().map(move |file| {
+                (
+                    layer["index"].as_u64().unwrap(),
+                    file["path"].as_str().unwrap(),
+                    file["change"].as_str().unwrap(),
+                )
+            })
+        })
+        .collect();
+    assert!(
+        named.iter().any(|(index, path, change)| *index == 1
+            && *path == "srv/hello.txt"
+            && change.contains("content")),
+        "the changed file and its layer (above the base's): {named:?}"
+    );
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains("srv/hello.txt content"), "{stderr}");
+
+    remove_local(&host);
+    let _ = std::fs::remove_dir_all(keys);
+}
