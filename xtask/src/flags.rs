@@ -295,6 +295,11 @@ pub struct BuildAndPush {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub builder_timeout: u64,
+    /// After the push, rebuild the release from its commit in a private
+    /// storage and compare digests (what `cargo xtask reproduce` does); a
+    /// difference fails the run, with the report, and deletes nothing
+    #[arg(long)]
+    pub reproduce: bool,
     #[command(flatten)]
     pub output: OutputFlags,
 }

@@ -41,9 +41,8 @@ fn image_ids() -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-fn release(service: &Path, host: &str, key: &Path) -> std::process::Output {
-    xtask_in(
-        service,
+fn release(service: &Path, host: &str, key: &Path, more: &[&str]) -> std::process::Output {
+    let arguments = [
         &[
             "build-and-push",
             "--registry",
@@ -67,9 +66,11 @@ fn release(service: &Path, host: &str, key: &Path) -> std::process::Output {
             // be: the build arguments are part of what is recorded).
             "--build-arg",
             "BUILDER_IMAGE=localhost/rc-base/runtime:bookworm",
-        ],
-        &[("COSIGN_PASSWORD", PASSWORD)],
-    )
+        ][..],
+        more,
+    ]
+    .concat();
+    xtask_in(service, &arguments, &[("COSIGN_PASSWORD", PASSWORD)])
 }
 
 fn reproduce(
@@ -122,7 +123,7 @@ fn a_release_is_rebuilt_from_its_commit_bit_for_bit_and_a_replaced_file_is_named
     let keys = support::scratch_dir("reproduce-keys");
     let (key, public) = key_pair(&keys);
     let started = std::time::Instant::now();
-    let released = release(&service.path, &host, &key);
+    let released = release(&service.path, &host, &key, &[]);
     let release_seconds = started.elapsed().as_secs_f64();
     assert_eq!(released.status.code(), Some(0), "{}", stderr_of(&released));
 
@@ -165,6 +166,15 @@ fn a_release_is_rebuilt_from_its_commit_bit_for_bit_and_a_replaced_file_is_named
         before.difference(&after).collect::<Vec<_>>()
     );
 
+    // build-and-push --reproduce: the release, then its rebuild, in one run.
+    let again = release(&service.path, &host, &key, &["--reproduce"]);
+    let stderr = stderr_of(&again);
+    assert_eq!(again.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("identical  list"),
+        "the run reproduced what it pushed: {stderr}"
+    );
+
     // The same once nothing of the release is left locally.
     remove_local(&host);
     let (output, report) = reproduce(&service.path, &host, &public);
@@ -174,7 +184,7 @@ fn a_release_is_rebuilt_from_its_commit_bit_for_bit_and_a_replaced_file_is_named
     // The tag replaced by a build with one file changed, signed again (a
     // work tree with an uncommitted change: its provenance names the commit).
     std::fs::write(service.path.join("image/hello.txt"), "hello, tampered\n").unwrap();
-    let replaced = release(&service.path, &host, &key);
+    let replaced = release(&service.path, &host, &key, &[]);
     assert_eq!(replaced.status.code(), Some(0), "{}", stderr_of(&replaced));
     let (output, report) = reproduce(&service.path, &host, &public);
     assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));

@@ -154,3 +154,26 @@ fn the_release_jobs_build_with_the_registry_cache() {
         .expect("the build jobs run push-by-digest");
     assert!(build.contains(" --cache-repo "), "{build}");
 }
+
+#[test]
+fn every_release_is_rebuilt_from_its_commit_on_another_runner() {
+    // The reproduce job (docs/release.md, "Reproducing a release"): after
+    // the merge, on a runner of its own, the signed release by digest, its
+    // provenance's signature checked against this workflow's identity.
+    let release =
+        std::fs::read_to_string(repository_root().join(".github/workflows/release.yml")).unwrap();
+    let job = release
+        .split("\n  reproduce:\n")
+        .nth(1)
+        .expect("release.yml has a reproduce job");
+    assert!(job.contains("needs: merge"), "{job}");
+    assert!(job.contains("runs-on: ubuntu-24.04"), "{job}");
+    let command = job
+        .lines()
+        .find(|line| line.contains("cargo-xtask.sh reproduce"))
+        .expect("the job runs reproduce");
+    assert!(command.contains("${IMAGE}@${DIGEST}"), "{command}");
+    assert!(job.contains("--certificate-identity"), "{job}");
+    assert!(job.contains("GITHUB_STEP_SUMMARY"), "{job}");
+    assert!(job.contains("identical=${identical}"), "{job}");
+}

@@ -207,7 +207,7 @@ pub fn child_arguments(own: &[String], platform: Platform, digest_file: &str) ->
             }
             // The merge here signs; a builder pushes an image by digest.
             // A dry run shows the child's command as a real run runs it.
-            "--json" | "--no-sign" | "--dry-run" => {}
+            "--json" | "--no-sign" | "--dry-run" | "--reproduce" => {}
             other
                 if [
                     "--builder=",
@@ -233,6 +233,10 @@ pub fn child_arguments(own: &[String], platform: Platform, digest_file: &str) ->
 pub fn run(flags: &flags::BuildAndPush, runner: &Runner) -> Result<crate::Status> {
     let mut problems = Vec::new();
     crate::build::parse_build_args(&flags.build.build_args, &mut problems);
+    if flags.reproduce {
+        let engine = crate::engine::Engine::read(runner)?;
+        problems.extend(crate::reproduce::problems(engine));
+    }
     let builder_texts = flags.builders.clone();
     let mut builders = Vec::new();
     let mut session = PushSession::open_checked(
@@ -307,7 +311,16 @@ pub fn run(flags: &flags::BuildAndPush, runner: &Runner) -> Result<crate::Status
     let pushed = pushed
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    merge::finish("build-and-push", &session, &plan, pushed, flags.output.json)
+    let status = merge::finish("build-and-push", &session, &plan, pushed, flags.output.json)?;
+    if flags.reproduce {
+        super::reproduce_after(
+            &session,
+            &flags.build.build_args,
+            runner,
+            flags.push.tls_verify,
+        )?;
+    }
+    Ok(status)
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -495,6 +508,7 @@ mod tests {
             "127.0.0.1:5000",
             "--json",
             "--dry-run",
+            "--reproduce",
             "--builder-timeout",
             "30",
             "--builder-timeout=40",

@@ -431,6 +431,9 @@ impl flags::BuildAndPush {
         // registry cost nothing.
         let mut problems = Vec::new();
         build::parse_build_args(&self.build.build_args, &mut problems);
+        if self.reproduce {
+            problems.extend(crate::reproduce::problems(Engine::read(&runner)?));
+        }
         let mut session = PushSession::open(
             &self.image,
             &self.push,
@@ -480,12 +483,48 @@ impl flags::BuildAndPush {
             .emit("build-and-push", self.output.json)?;
         }
         pushed.into_result()?;
+        if self.reproduce && runner.acts() {
+            reproduce_after(
+                &session,
+                &self.build.build_args,
+                &runner,
+                self.push.tls_verify,
+            )?;
+        }
         Ok(if built.is_partial() {
             crate::Status::Partial
         } else {
             crate::Status::Success
         })
     }
+}
+
+/// `--reproduce`: the release just pushed (the first registry's list,
+/// by digest), rebuilt from its commit in a private storage and compared.
+fn reproduce_after(
+    session: &PushSession,
+    build_args: &[String],
+    runner: &Runner,
+    tls_verify: bool,
+) -> Result<()> {
+    let reference = session
+        .repository()
+        .with_tag(session.release.tags.primary());
+    let published = crate::reproduce::read_published(runner, &reference, tls_verify)?;
+    let recorded = crate::reproduce::recorded::of_release(
+        &session.release,
+        build_args,
+        &session.engine.version.to_string(),
+    );
+    let report =
+        crate::reproduce::reproduce(runner, session.engine, &reference, &published, recorded)?;
+    crate::reproduce::print(&report);
+    if !report.identical {
+        bail!(
+            "{reference} is pushed, but NOT reproduced from its commit: the differences are above"
+        );
+    }
+    Ok(())
 }
 
 pub(super) fn report_of_push(

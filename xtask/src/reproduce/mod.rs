@@ -130,6 +130,27 @@ impl flags::Reproduce {
     }
 }
 
+/// What keeps this machine from rebuilding a release (found before
+/// anything is built).
+pub fn problems(engine: &Engine) -> Vec<String> {
+    let mut problems = Vec::new();
+    if which::which(crate::sign::PROGRAM).is_err() {
+        problems.push(
+            "reproduce reads the release's provenance with cosign, which is not installed: run \
+             `cargo xtask setup`"
+                .to_owned(),
+        );
+    }
+    if !engine.shares_this_host() {
+        problems.push(
+            "podman here is a remote engine (CONTAINER_HOST, podman machine); reproduce \
+             rebuilds in a private storage on this machine: run it on Linux with a local podman"
+                .to_owned(),
+        );
+    }
+    problems
+}
+
 /// Rebuilds `published` from what it recorded and compares.
 pub fn reproduce(
     runner: &Runner,
@@ -198,7 +219,7 @@ pub fn reproduce(
 }
 
 /// The list `image` names, read from its registry.
-fn read_published(runner: &Runner, image: &str, tls_verify: bool) -> Result<Published> {
+pub fn read_published(runner: &Runner, image: &str, tls_verify: bool) -> Result<Published> {
     let (repository, registry_host) = verify::split_reference(image)?;
     let mut destination = Destination {
         registry: registry_host,
@@ -290,7 +311,7 @@ fn read_recorded(
 
 /// The verdict and the differences, for a person: versions first, then
 /// base images, the config, the layers' files.
-fn print(report: &Report) {
+pub fn print(report: &Report) {
     eprintln!("\nreproduce: {}", report.image);
     if let Some(recorded) = &report.recorded_podman {
         if *recorded != report.podman {

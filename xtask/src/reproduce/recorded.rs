@@ -74,6 +74,34 @@ pub fn from_provenance(predicate: &Value, checked: bool) -> Result<Recorded> {
     })
 }
 
+/// What this run built: the release's own inputs (for `build-and-push
+/// --reproduce`, which knows them without reading them back).
+pub fn of_release(
+    release: &crate::release::Release,
+    build_args: &[String],
+    podman: &str,
+) -> Recorded {
+    let declared = &release.declared;
+    let relative = |path: &std::path::Path| {
+        path.strip_prefix(&declared.workspace_root)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    };
+    Recorded {
+        commit: release.source.commit.clone(),
+        tag: release.tags.primary().to_owned(),
+        package: Some(declared.package.name.clone()),
+        containerfile: Some(relative(&declared.containerfile)),
+        context: Some(relative(&declared.context)),
+        build_args: build_args.to_vec(),
+        base_images: Vec::new(),
+        podman: Some(podman.to_owned()),
+        xtask: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        source: "this run's own inputs".to_owned(),
+    }
+}
+
 /// From an image's labels, for a release without provenance: the commit
 /// (`org.opencontainers.image.revision`) and the tag (`...version`); the
 /// rest is what the commit declares.
