@@ -480,6 +480,25 @@ fn every_cargo_make_task_runs() {
         stderr.contains("FAILED signature") && stderr.contains("is NOT verified"),
         "{stderr}"
     );
+    // `reproduce` reads the provenance first: an unsigned release has none
+    // that the key signed, so it stops there, before any rebuild.
+    let reproduced = cargo_make(
+        "reproduce",
+        &[
+            &format!("{host}/rc-web:make-e2e"),
+            "--key",
+            keys.join("cosign.pub").to_str().unwrap(),
+            "--tls-verify",
+            "false",
+        ],
+        &env,
+    );
+    let stderr = String::from_utf8_lossy(&reproduced.stderr);
+    assert!(!reproduced.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("provenance") && !stderr.contains("rebuilding commit"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&keys);
     let wrong = cargo_make("push-image-arm64", &[], &env);
     assert!(
