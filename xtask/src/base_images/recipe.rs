@@ -50,13 +50,13 @@ impl Recipe {
             .with_context(|| format!("cannot read base image recipe {}", path.display()))?;
         let mut recipe: Recipe = serde_json::from_slice(&bytes)
             .with_context(|| format!("base image recipe {} is not valid", path.display()))?;
-        // How a dated recipe's image is made is part of its definition.
-        let method: &[u8] = if recipe.dated {
-            podman::DATED_COPY.as_bytes()
+        // How a dated recipe's image is made is part of its definition
+        // (an undated one's fingerprint is its file's alone, as before).
+        recipe.fingerprint = if recipe.dated {
+            project::fingerprint(&[&bytes, podman::DATED_COPY.as_bytes()])
         } else {
-            b""
+            project::fingerprint(&[&bytes])
         };
-        recipe.fingerprint = project::fingerprint(&[&bytes, method]);
         Ok(recipe)
     }
 
