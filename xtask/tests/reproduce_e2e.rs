@@ -216,3 +216,228 @@ fn a_release_is_rebuilt_from_its_commit_bit_for_bit_and_a_replaced_file_is_named
     remove_local(&host);
     let _ = std::fs::remove_dir_all(keys);
 }
+
+/// Debian 13's podman 5.4 (the `podman5` lane's image) in a privileged
+/// container on the host network, with `mounts` at their own paths and the
+/// Rust toolchain: a machine with another podman. Removed on drop.
+struct Podman5 {
+    name: String,
+    storage: PathBuf,
+    path: String,
+}
+
+impl Podman5 {
+    const IMAGE: &'static str = "localhost/rc-lane/podman5:trixie-amd64";
+
+    fn start(mounts: &[&Path]) -> Podman5 {
+        let name = format!("rc-e2e-podman5-{}", std::process::id());
+        let storage = support::scratch_dir("reproduce-podman5-storage");
+        let sysroot = support::run("rustc", &["--print", "sysroot"])
+            .trim()
+            .to_owned();
+        let mut args: Vec<String> = [
+            "run",
+            "--detach",
+            "--rm",
+            "--name",
+            &name,
+            "--privileged",
+            "--network",
+            "host",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push("--volume".into());
+        args.push(format!("{}:/var/lib/containers", storage.display()));
+        let mut paths: Vec<String> = mounts
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect();
+        paths.push(sysroot.clone());
+        for path in paths {
+            args.push("--volume".into());
+            args.push(format!("{path}:{path}"));
+        }
+        args.push(Podman5::IMAGE.into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        podman(&args);
+        Podman5 {
+            name,
+            storage,
+            path: format!(
+                "{sysroot}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+            ),
+        }
+    }
+
+    /// `program args` inside, in `directory`, with `env`.
+    fn exec(
+        &self,
+        directory: &Path,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> std::process::Output {
+        let mut command = std::process::Command::new("podman");
+        command
+            .args(["exec", "--workdir"])
+            .arg(directory)
+            .args([
+                "--env",
+                &format!("PATH={}", self.path),
+                "--env",
+                "HOME=/root",
+            ])
+            .args(["--env", "CARGO_HOME=/tmp/cargo-home"]);
+        for (name, value) in env {
+            command.args(["--env", &format!("{name}={value}")]);
+        }
+        command
+            .arg(&self.name)
+            .arg(program)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Podman5 {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("podman")
+            .args(["rm", "--force", "--time", "0", &self.name])
+            .output();
+        let _ = std::process::Command::new("rm")
+            .arg("-rf")
+            .arg(&self.storage)
+            .status();
+    }
+}
+
+#[test]
+fn a_release_built_by_another_podman_names_the_versions_first() {
+    let _serial = serial();
+    let registry = Registry::start("reproduce-versions");
+    let host = registry.host();
+    let service = ServiceRepository::with_files(
+        "reproduce-versions",
+        "v0.5.0",
+        &[
+            (
+                "image/Containerfile",
+                "ARG TARGETPLATFORM\n\
+                 FROM --platform=$TARGETPLATFORM localhost/rc-base/runtime:bookworm\n\
+                 COPY hello.txt /srv/hello.txt\n",
+            ),
+            ("image/hello.txt", "hello from podman 5\n"),
+        ],
+    );
+    let keys = support::scratch_dir("reproduce-versions-keys");
+    let (key, public) = key_pair(&keys);
+    let xtask = std::fs::canonicalize(env!("CARGO_BIN_EXE_xtask")).unwrap();
+    let bases = support::scratch_dir("reproduce-versions-bases");
+    let archive = bases.join("runtime.tar");
+    let images = [
+        "localhost/rc-base/runtime:bookworm-amd64",
+        "localhost/rc-base/runtime:bookworm-arm64",
+    ];
+    podman(
+        &[
+            &[
+                "save",
+                "--multi-image-archive",
+                "--output",
+                archive.to_str().unwrap(),
+            ][..],
+            &images,
+        ]
+        .concat(),
+    );
+    let podman5 = Podman5::start(&[&service.path, &keys, xtask.parent().unwrap(), &bases]);
+    // The runtime base, the same images as here, under the names the
+    // Containerfile uses.
+    let inside = |args: &[&str]| {
+        let output = podman5.exec(&service.path, "podman", args, &[]);
+        assert!(
+            output.status.success(),
+            "podman {args:?}: {}",
+            stderr_of(&output)
+        );
+    };
+    inside(&["load", "--input", archive.to_str().unwrap()]);
+    inside(&["manifest", "create", "localhost/rc-base/runtime:bookworm"]);
+    for image in images {
+        inside(&[
+            "manifest",
+            "add",
+            "localhost/rc-base/runtime:bookworm",
+            &format!("containers-storage:{image}"),
+        ]);
+    }
+    let released = podman5.exec(
+        &service.path,
+        xtask.to_str().unwrap(),
+        &[
+            "build-and-push",
+            "--no-setup",
+            "--registry",
+            &host,
+            "--tls-verify",
+            "false",
+            "--tag",
+            "v0.5.0",
+            "--no-latest",
+            "--no-cache",
+            "--signing-key",
+            key.to_str().unwrap(),
+            "--file",
+            "image/Containerfile",
+            "--context",
+            "image",
+            "--build-arg",
+            "BUILDER_IMAGE=localhost/rc-base/runtime:bookworm",
+        ],
+        &[("COSIGN_PASSWORD", PASSWORD)],
+    );
+    assert_eq!(released.status.code(), Some(0), "{}", stderr_of(&released));
+    drop(podman5);
+
+    // Rebuilt here, by podman 4.3: different, and the report says first
+    // that two podman versions built them, then the buildah label.
+    let (output, report) = reproduce(&service.path, &host, &public);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        report["recorded_podman"]
+            .as_str()
+            .unwrap()
+            .starts_with("5."),
+        "{report:#}"
+    );
+    let summary = stderr
+        .split(&format!("\nreproduce: {host}/{IMAGE}:v0.5.0\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no report: {stderr}"));
+    assert!(
+        summary.starts_with("  VERSIONS:  built with podman 5."),
+        "the versions come first: {summary}"
+    );
+    let first = &report["verdicts"][0]["difference"]["config"];
+    let fields: Vec<&str> = first
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|field| field["field"].as_str().unwrap())
+        .collect();
+    let buildah = fields
+        .iter()
+        .position(|field| *field == "Labels.io.buildah.version")
+        .unwrap_or_else(|| panic!("the buildah label differs: {fields:?}"));
+    assert!(
+        fields[..buildah]
+            .iter()
+            .all(|field| field.starts_with("manifest.")),
+        "the buildah label first among the config's fields: {fields:?}"
+    );
+    let _ = std::fs::remove_dir_all(keys);
+    let _ = std::fs::remove_dir_all(bases);
+}
