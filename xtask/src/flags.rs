@@ -205,6 +205,14 @@ pub struct SignFlags {
 
 #[derive(Debug, Args)]
 pub struct Verify {
+    #[command(flatten)]
+    pub release: PublishedRelease,
+}
+
+/// A release in its registry, whose signatures it must carry, and how to
+/// report on it.
+#[derive(Debug, Args)]
+pub struct PublishedRelease {
     /// `REGISTRY/NAME:TAG` or `REGISTRY/NAME@sha256:...`
     pub image: String,
     #[command(flatten)]
@@ -212,7 +220,7 @@ pub struct Verify {
     /// Verify the registry's TLS certificate
     #[arg(long, env = "REGISTRY_TLS_VERIFY", default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
     pub tls_verify: bool,
-    /// Print every check as JSON on stdout
+    /// Print the verdict and every check or difference as JSON on stdout
     #[arg(long)]
     pub json: bool,
 }
@@ -233,19 +241,12 @@ pub struct IdentityFlags {
     pub certificate_oidc_issuer: Option<String>,
 }
 
+/// The identity is optional here: without it, the provenance is read
+/// unchecked (and the report says so).
 #[derive(Debug, Args)]
 pub struct Reproduce {
-    /// `REGISTRY/NAME:TAG` or `REGISTRY/NAME@sha256:...`: the release
-    pub image: String,
-    /// Whose signature the provenance must carry (without: read unchecked)
     #[command(flatten)]
-    pub identity: IdentityFlags,
-    /// Verify the registry's TLS certificate
-    #[arg(long, env = "REGISTRY_TLS_VERIFY", default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
-    pub tls_verify: bool,
-    /// Print the verdict and every difference as JSON on stdout
-    #[arg(long)]
-    pub json: bool,
+    pub release: PublishedRelease,
 }
 
 #[derive(Debug, Args)]

@@ -462,18 +462,7 @@ fn a_dry_run_prints_exactly_what_the_real_run_then_runs() {
 
     // The fallback: arm64 fails all at once and on its own; amd64 is built
     // on its own, and tagged (--latest-on-partial), in the planned order.
-    let failing = support::context_dir(root, "dry-equal-arm64-fails");
-    std::fs::write(
-        failing.join("Containerfile"),
-        "ARG BUILDPLATFORM\nARG TARGETPLATFORM\n\
-         FROM --platform=$BUILDPLATFORM localhost/rc-base/debian:bookworm AS check\n\
-         ARG TARGETARCH\n\
-         RUN if [ \"$TARGETARCH\" = arm64 ]; then echo 'arm64 is broken on purpose' >&2; exit 1; fi\n\
-         RUN echo \"$TARGETARCH\" > /arch\n\
-         FROM --platform=$TARGETPLATFORM localhost/rc-base/runtime:bookworm\n\
-         COPY --from=check /arch /arch\n",
-    )
-    .unwrap();
+    let failing = support::containerfile_failing_for_arm64(root, "dry-equal-arm64-fails");
     let failing_args = file_and_context(&failing);
     let failing_args: Vec<&str> = failing_args.iter().map(String::as_str).collect();
     // (build-image: no push, so no --tls-verify)

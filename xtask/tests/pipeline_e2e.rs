@@ -233,29 +233,11 @@ fn the_pushed_list_has_the_platforms_in_the_requested_order() {
     let _ = std::fs::remove_dir_all(directory);
 }
 
-/// A Containerfile whose arm64 build fails, without any emulation: the
-/// failing step runs on the build platform.
-fn containerfile_failing_for_arm64(root: &std::path::Path) -> std::path::PathBuf {
-    let directory = context_dir(root, "arm64-fails");
-    std::fs::write(
-        directory.join("Containerfile"),
-        "ARG BUILDPLATFORM\nARG TARGETPLATFORM\n\
-         FROM --platform=$BUILDPLATFORM localhost/rc-base/debian:bookworm AS check\n\
-         ARG TARGETARCH\n\
-         RUN if [ \"$TARGETARCH\" = arm64 ]; then echo 'arm64 is broken on purpose' >&2; exit 1; fi\n\
-         RUN echo \"$TARGETARCH\" > /arch\n\
-         FROM --platform=$TARGETPLATFORM localhost/rc-base/runtime:bookworm\n\
-         COPY --from=check /arch /arch\n",
-    )
-    .unwrap();
-    directory
-}
-
 #[test]
 fn when_arm64_fails_the_fallback_keeps_amd64_and_leaves_latest_alone() {
     let _serial = serial();
     let clone = TaggedClone::new("fallback", "v9.8.8");
-    let directory = containerfile_failing_for_arm64(&clone.path);
+    let directory = support::containerfile_failing_for_arm64(&clone.path, "arm64-fails");
     let containerfile = directory.join("Containerfile");
     let (file, context) = (containerfile.to_str().unwrap(), directory.to_str().unwrap());
     let image = [

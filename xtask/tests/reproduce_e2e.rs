@@ -20,17 +20,27 @@ fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// `cosign generate-key-pair` in `directory`: (cosign.key, cosign.pub).
+/// `cosign generate-key-pair` in `directory`, with this test's password.
 fn key_pair(directory: &Path) -> (PathBuf, PathBuf) {
-    std::fs::create_dir_all(directory).unwrap();
-    let output = std::process::Command::new("cosign")
-        .arg("generate-key-pair")
-        .current_dir(directory)
-        .env("COSIGN_PASSWORD", PASSWORD)
-        .output()
-        .expect("cosign is installed (`cargo xtask setup`)");
-    assert!(output.status.success(), "{}", stderr_of(&output));
-    (directory.join("cosign.key"), directory.join("cosign.pub"))
+    support::key_pair(directory, PASSWORD)
+}
+
+/// The test crate's repository with a small image committed in it: the
+/// runtime base and `image/hello.txt` (`greeting`).
+fn service_with_a_small_image(name: &str, greeting: &str) -> ServiceRepository {
+    ServiceRepository::with_files(
+        name,
+        "v0.5.0",
+        &[
+            (
+                "image/Containerfile",
+                "ARG TARGETPLATFORM\n\
+                 FROM --platform=$TARGETPLATFORM localhost/rc-base/runtime:bookworm\n\
+                 COPY hello.txt /srv/hello.txt\n",
+            ),
+            ("image/hello.txt", greeting),
+        ],
+    )
 }
 
 /// Every image ID in this user's storage.
@@ -41,35 +51,36 @@ fn image_ids() -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-fn release(service: &Path, host: &str, key: &Path, more: &[&str]) -> std::process::Output {
-    let arguments = [
-        &[
-            "build-and-push",
-            "--registry",
-            host,
-            "--tls-verify",
-            "false",
-            "--tag",
-            "v0.5.0",
-            "--no-latest",
-            // A clean build, as a release job's on a fresh runner: a layer
-            // this storage has from another commit's build keeps that
-            // build's date (reproduce would name it).
-            "--no-cache",
-            "--signing-key",
-            key.to_str().unwrap(),
-            "--file",
-            "image/Containerfile",
-            "--context",
-            "image",
-            // The image is on the runtime base alone (as its rebuild will
-            // be: the build arguments are part of what is recorded).
-            "--build-arg",
-            "BUILDER_IMAGE=localhost/rc-base/runtime:bookworm",
-        ][..],
-        more,
+/// `build-and-push` of the small image as a signed release `v0.5.0`.
+fn release_arguments<'a>(host: &'a str, key: &'a Path) -> Vec<&'a str> {
+    vec![
+        "build-and-push",
+        "--registry",
+        host,
+        "--tls-verify",
+        "false",
+        "--tag",
+        "v0.5.0",
+        "--no-latest",
+        // A clean build, as a release job's on a fresh runner: a layer
+        // this storage has from another commit's build keeps that
+        // build's date (reproduce would name it).
+        "--no-cache",
+        "--signing-key",
+        key.to_str().unwrap(),
+        "--file",
+        "image/Containerfile",
+        "--context",
+        "image",
+        // The image is on the runtime base alone (as its rebuild will
+        // be: the build arguments are part of what is recorded).
+        "--build-arg",
+        "BUILDER_IMAGE=localhost/rc-base/runtime:bookworm",
     ]
-    .concat();
+}
+
+fn release(service: &Path, host: &str, key: &Path, more: &[&str]) -> std::process::Output {
+    let arguments = [&release_arguments(host, key)[..], more].concat();
     xtask_in(service, &arguments, &[("COSIGN_PASSWORD", PASSWORD)])
 }
 
@@ -107,19 +118,7 @@ fn a_release_is_rebuilt_from_its_commit_bit_for_bit_and_a_replaced_file_is_named
     let _serial = serial();
     let registry = Registry::start("reproduce");
     let host = registry.host();
-    let service = ServiceRepository::with_files(
-        "reproduce",
-        "v0.5.0",
-        &[
-            (
-                "image/Containerfile",
-                "ARG TARGETPLATFORM\n\
-                 FROM --platform=$TARGETPLATFORM localhost/rc-base/runtime:bookworm\n\
-                 COPY hello.txt /srv/hello.txt\n",
-            ),
-            ("image/hello.txt", "hello, reproducibly\n"),
-        ],
-    );
+    let service = service_with_a_small_image("reproduce", "hello, reproducibly\n");
     let keys = support::scratch_dir("reproduce-keys");
     let (key, public) = key_pair(&keys);
     let started = std::time::Instant::now();
@@ -318,19 +317,7 @@ fn a_release_built_by_another_podman_names_the_versions_first() {
     let _serial = serial();
     let registry = Registry::start("reproduce-versions");
     let host = registry.host();
-    let service = ServiceRepository::with_files(
-        "reproduce-versions",
-        "v0.5.0",
-        &[
-            (
-                "image/Containerfile",
-                "ARG TARGETPLATFORM\n\
-                 FROM --platform=$TARGETPLATFORM localhost/rc-base/runtime:bookworm\n\
-                 COPY hello.txt /srv/hello.txt\n",
-            ),
-            ("image/hello.txt", "hello from podman 5\n"),
-        ],
-    );
+    let service = service_with_a_small_image("reproduce-versions", "hello from podman 5\n");
     let keys = support::scratch_dir("reproduce-versions-keys");
     let (key, public) = key_pair(&keys);
     let xtask = std::fs::canonicalize(env!("CARGO_BIN_EXE_xtask")).unwrap();
@@ -376,26 +363,7 @@ fn a_release_built_by_another_podman_names_the_versions_first() {
     let released = podman5.exec(
         &service.path,
         xtask.to_str().unwrap(),
-        &[
-            "build-and-push",
-            "--no-setup",
-            "--registry",
-            &host,
-            "--tls-verify",
-            "false",
-            "--tag",
-            "v0.5.0",
-            "--no-latest",
-            "--no-cache",
-            "--signing-key",
-            key.to_str().unwrap(),
-            "--file",
-            "image/Containerfile",
-            "--context",
-            "image",
-            "--build-arg",
-            "BUILDER_IMAGE=localhost/rc-base/runtime:bookworm",
-        ],
+        &[&release_arguments(&host, &key)[..], &["--no-setup"]].concat(),
         &[("COSIGN_PASSWORD", PASSWORD)],
     );
     assert_eq!(released.status.code(), Some(0), "{}", stderr_of(&released));

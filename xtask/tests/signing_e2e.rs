@@ -13,7 +13,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use support::{file_and_context, run, scratch_dir, serial, xtask_in, Registry, ServiceRepository};
 
@@ -21,23 +21,6 @@ const IMAGE: &str = "acme/hello-service";
 
 fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// `cosign generate-key-pair` in `directory`: (cosign.key, cosign.pub).
-fn key_pair(directory: &Path, password: &str) -> (PathBuf, PathBuf) {
-    std::fs::create_dir_all(directory).unwrap();
-    let output = std::process::Command::new("cosign")
-        .arg("generate-key-pair")
-        .current_dir(directory)
-        .env("COSIGN_PASSWORD", password)
-        .output()
-        .expect("cosign is installed (`cargo xtask setup`)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (directory.join("cosign.key"), directory.join("cosign.pub"))
 }
 
 fn verify(reference: &str, public_key: &Path) -> (std::process::Output, serde_json::Value) {
@@ -154,8 +137,8 @@ fn a_signed_release_verifies_everywhere_and_tampering_is_refused() {
     let image_args: Vec<&str> = image_args.iter().map(String::as_str).collect();
     let keys = scratch_dir("signing-keys");
     let password = format!("pw-{}-e2e", std::process::id());
-    let (private_key, public_key) = key_pair(&keys.join("release"), &password);
-    let (_, other_public_key) = key_pair(&keys.join("other"), "other");
+    let (private_key, public_key) = support::key_pair(&keys.join("release"), &password);
+    let (_, other_public_key) = support::key_pair(&keys.join("other"), "other");
 
     let signing_key = private_key.to_str().unwrap();
     let release = [
@@ -454,7 +437,7 @@ fn a_key_that_does_not_open_is_refused_before_anything_is_built() {
     let host = registry.host();
     let service = ServiceRepository::new("signing-refused", "v3.1.0");
     let keys = scratch_dir("signing-refused-keys");
-    let (private_key, _) = key_pair(&keys, "right");
+    let (private_key, _) = support::key_pair(&keys, "right");
     let lists_before = run("podman", &["images", "--format", "{{.ID}}"]);
     for (key, password, expected) in [
         (

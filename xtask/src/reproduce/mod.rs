@@ -75,7 +75,7 @@ pub struct Report {
 impl flags::Reproduce {
     pub fn run(self) -> Result<crate::Status> {
         let runner = Runner::new(false);
-        let identity = verify::Identity::of(&self.identity)?;
+        let identity = verify::Identity::of(&self.release.identity)?;
         let engine = Engine::read(&runner)?;
         let mut problems = Vec::new();
         if which::which(crate::sign::PROGRAM).is_err() {
@@ -99,11 +99,11 @@ impl flags::Reproduce {
         if !problems.is_empty() {
             return Err(crate::BadInput(problems).into());
         }
-        let published = read_published(&runner, &self.image, self.tls_verify)?;
+        let published = read_published(&runner, &self.release.image, self.release.tls_verify)?;
         let recorded = read_recorded(&runner, identity.as_ref(), &published)?;
         eprintln!(
             "reproduce: {} is commit {} ({}), tag {}, from its {}",
-            self.image,
+            self.release.image,
             recorded.commit,
             recorded
                 .podman
@@ -114,15 +114,15 @@ impl flags::Reproduce {
             recorded.tag,
             recorded.source
         );
-        let report = reproduce(&runner, engine, &self.image, &published, recorded)?;
+        let report = reproduce(&runner, engine, &self.release.image, &published, recorded)?;
         print(&report);
-        if self.json {
+        if self.release.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         if !report.identical {
             bail!(
                 "{} is NOT reproduced from commit {}: the differences are above",
-                self.image,
+                self.release.image,
                 report.recorded.commit
             );
         }

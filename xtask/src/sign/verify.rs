@@ -140,7 +140,7 @@ pub fn signed_digests(answer: &str) -> Vec<String> {
 impl flags::Verify {
     pub fn run(self) -> Result<crate::Status> {
         let runner = Runner::new(false);
-        let Some(identity) = Identity::of(&self.identity)? else {
+        let Some(identity) = Identity::of(&self.release.identity)? else {
             return Err(crate::BadInput(vec![NO_IDENTITY.to_owned()]).into());
         };
         if which::which(PROGRAM).is_err() {
@@ -149,16 +149,22 @@ impl flags::Verify {
             ])
             .into());
         }
-        let (repository, registry) = split_reference(&self.image)?;
+        let (repository, registry) = split_reference(&self.release.image)?;
         let destination = Destination {
             registry,
-            tls_verify: self.tls_verify,
+            tls_verify: self.release.tls_verify,
             format: Format::Oci,
             authfile: None,
             skopeo_runtime_dir: None,
         };
-        let verification = verify(&runner, &identity, &destination, &repository, &self.image)?;
-        if self.json {
+        let verification = verify(
+            &runner,
+            &identity,
+            &destination,
+            &repository,
+            &self.release.image,
+        )?;
+        if self.release.json {
             println!("{}", serde_json::to_string_pretty(&verification)?);
         }
         eprintln!(
@@ -177,7 +183,7 @@ impl flags::Verify {
         if !verification.verified {
             bail!(
                 "{} is NOT verified: {} of {} checks failed (above)",
-                self.image,
+                self.release.image,
                 verification
                     .checks
                     .iter()

@@ -904,6 +904,41 @@ pub fn give_small_bases(engines: &[&RemoteEngine], lists: &[&str]) {
     let _ = std::fs::remove_dir_all(&directory);
 }
 
+/// `cosign generate-key-pair` in `directory`: (cosign.key, cosign.pub).
+pub fn key_pair(directory: &Path, password: &str) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(directory).unwrap();
+    let output = std::process::Command::new("cosign")
+        .arg("generate-key-pair")
+        .current_dir(directory)
+        .env("COSIGN_PASSWORD", password)
+        .output()
+        .expect("cosign is installed (`cargo xtask setup`)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (directory.join("cosign.key"), directory.join("cosign.pub"))
+}
+
+/// A two-stage image whose check stage fails for arm64 only (the
+/// fallback's and the partial result's subject), in `root`'s target/.
+pub fn containerfile_failing_for_arm64(root: &Path, name: &str) -> PathBuf {
+    let directory = context_dir(root, name);
+    std::fs::write(
+        directory.join("Containerfile"),
+        "ARG BUILDPLATFORM\nARG TARGETPLATFORM\n\
+         FROM --platform=$BUILDPLATFORM localhost/rc-base/debian:bookworm AS check\n\
+         ARG TARGETARCH\n\
+         RUN if [ \"$TARGETARCH\" = arm64 ]; then echo 'arm64 is broken on purpose' >&2; exit 1; fi\n\
+         RUN echo \"$TARGETARCH\" > /arch\n\
+         FROM --platform=$TARGETPLATFORM localhost/rc-base/runtime:bookworm\n\
+         COPY --from=check /arch /arch\n",
+    )
+    .unwrap();
+    directory
+}
+
 /// `tests/fixtures/hello-service` as a team's own repository: copied,
 /// committed, tagged.
 pub struct ServiceRepository {
