@@ -514,7 +514,7 @@ fn a_dry_run_prints_exactly_what_the_real_run_then_runs() {
     // With a builder: arm64 on a podman of its own storage, reached
     // through its socket (a remote client), amd64 on this machine, side by
     // side, then merged.
-    let builder = support::RemoteEngine::start("dry-equal-builder", Some("1g"));
+    let builder = support::RemoteEngine::start("dry-equal-builder", None);
     support::give_small_bases(&[&builder], &["localhost/rc-base/runtime:bookworm"]);
     let spec = format!("linux/arm64={}", builder.url);
     let with_builders = twice(

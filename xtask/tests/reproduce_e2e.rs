@@ -257,9 +257,24 @@ impl Podman5 {
             args.push("--volume".into());
             args.push(format!("{path}:{path}"));
         }
+        // This machine's cosign (Debian 13's package, linked to libc
+        // alone): the release is signed there as here.
+        let cosign = support::run("which", &["cosign"]).trim().to_owned();
+        args.push("--volume".into());
+        args.push(format!("{cosign}:/usr/local/bin/cosign:ro"));
         args.push(Podman5::IMAGE.into());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         podman(&args);
+        // qemu's registration is the kernel's: visible once mounted.
+        podman(&[
+            "exec",
+            &name,
+            "mount",
+            "-t",
+            "binfmt_misc",
+            "binfmt_misc",
+            "/proc/sys/fs/binfmt_misc",
+        ]);
         Podman5 {
             name,
             storage,
@@ -339,7 +354,10 @@ fn a_release_built_by_another_podman_names_the_versions_first() {
         ]
         .concat(),
     );
-    let podman5 = Podman5::start(&[&service.path, &keys, xtask.parent().unwrap(), &bases]);
+    // This xtask's own files (its base images' recipes) are mounted too, as
+    // in the podman5 lane.
+    let root = support::repository_root();
+    let podman5 = Podman5::start(&[&root, &service.path, &keys, xtask.parent().unwrap(), &bases]);
     // The runtime base, the same images as here, under the names the
     // Containerfile uses.
     let inside = |args: &[&str]| {
