@@ -514,11 +514,21 @@ fn a_dry_run_prints_exactly_what_the_real_run_then_runs() {
     // With a builder: arm64 on a podman of its own storage, reached
     // through its socket (a remote client), amd64 on this machine, side by
     // side, then merged.
-    let builder = support::RemoteEngine::start("dry-equal-builder", None);
+    let builder = support::RemoteEngine::start("dry-arm64", None);
     support::give_small_bases(&[&builder], &["localhost/rc-base/runtime:bookworm"]);
     let spec = format!("linux/arm64={}", builder.url);
     let with_builders = twice(
-        with(&["build-and-push", "--builder", &spec], &image_args),
+        with(
+            &[
+                "build-and-push",
+                "--builder",
+                &spec,
+                // The builder has the runtime base only (the image's).
+                "--build-arg",
+                "BUILDER_IMAGE=localhost/rc-base/runtime:bookworm",
+            ],
+            &image_args,
+        ),
         0,
         false,
     );

@@ -282,11 +282,12 @@ pub fn entries_of(reader: impl Read) -> Result<BTreeMap<String, Entry>> {
     for entry in archive.entries().context("not a tar stream")? {
         let mut entry = entry?;
         let header = entry.header().clone();
-        let path = entry
-            .path()?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_owned();
+        // `./etc/`, `etc/` and `etc` are one path (tar writers differ).
+        let path = entry.path()?.to_string_lossy().into_owned();
+        let path = match path.trim_start_matches("./").trim_matches('/') {
+            "" | "." => "/".to_owned(),
+            path => path.to_owned(),
+        };
         let link = || entry_link(&header);
         let kind = match header.entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => "file".to_owned(),
@@ -392,6 +393,21 @@ mod tests {
                 .unwrap();
         }
         builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn a_directory_is_one_path_whichever_way_its_tar_writer_spells_it() {
+        let mut builder = tar::Builder::new(Vec::new());
+        for path in ["./", "./etc/", "usr/"] {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_size(0);
+            header.set_cksum();
+            builder.append_data(&mut header, path, &[][..]).unwrap();
+        }
+        let entries = entries_of(&builder.into_inner().unwrap()[..]).unwrap();
+        assert_eq!(entries.keys().collect::<Vec<_>>(), ["/", "etc", "usr"]);
     }
 
     #[test]

@@ -790,14 +790,17 @@ impl RemoteEngine {
             directory,
             backing,
         };
-        wait_until(
-            "the remote podman service answers",
-            Duration::from_secs(30),
-            || {
-                socket.exists()
-                    && engine.podman_succeeds(&["info", "--format", "{{.Host.ServiceIsRemote}}"])
-            },
-        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !(socket.exists()
+            && engine.podman_succeeds(&["info", "--format", "{{.Host.ServiceIsRemote}}"]))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for the remote podman service; its log:\n{}",
+                std::fs::read_to_string(engine.directory.join("service.log")).unwrap_or_default()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
         engine
     }
 
