@@ -265,6 +265,27 @@ pub fn run(flags: &flags::BuildAndPush, runner: &Runner) -> Result<crate::Status
                 .as_str())
         );
     }
+    let status = release(&session, &jobs, flags, runner)?;
+    if flags.reproduce {
+        super::reproduce_after(
+            &session,
+            &flags.build.build_args,
+            runner,
+            flags.push.tls_verify,
+        )?;
+    }
+    Ok(status)
+}
+
+/// The jobs side by side, then the merge of the digests they wrote (a
+/// dry run shows the merge of every platform).
+fn release(
+    session: &PushSession,
+    jobs: &[Job],
+    flags: &flags::BuildAndPush,
+    runner: &Runner,
+) -> Result<crate::Status> {
+    let platforms = session.release.declared.platforms.clone();
     let timeout = Duration::from_secs(flags.builder_timeout);
     let results: Vec<Mutex<Option<anyhow::Error>>> =
         jobs.iter().map(|_| Mutex::new(None)).collect();
@@ -282,7 +303,7 @@ pub fn run(flags: &flags::BuildAndPush, runner: &Runner) -> Result<crate::Status
         vec![session.merge_step(expected, &pushed)],
         |runner| {
             let failures = results.iter().map(|failed| locked(failed).take()).collect();
-            let digests = digests_written(&jobs, failures);
+            let digests = digests_written(jobs, failures);
             if digests.is_empty() {
                 anyhow::bail!(
                     "no platform was built ({} failed; the output above says why); check each \
@@ -311,16 +332,7 @@ pub fn run(flags: &flags::BuildAndPush, runner: &Runner) -> Result<crate::Status
     let pushed = pushed
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let status = merge::finish("build-and-push", &session, &plan, pushed, flags.output.json)?;
-    if flags.reproduce {
-        super::reproduce_after(
-            &session,
-            &flags.build.build_args,
-            runner,
-            flags.push.tls_verify,
-        )?;
-    }
-    Ok(status)
+    merge::finish("build-and-push", session, &plan, pushed, flags.output.json)
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
