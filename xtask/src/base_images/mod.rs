@@ -331,11 +331,7 @@ fn all_up_to_date(
             .iter()
             .map(|recipe| {
                 scope.spawn(move || {
-                    crate::engine::local_list::read(runner, &recipe.name)
-                        .ok()
-                        .is_some_and(|list| {
-                            holds_exactly(&list, &recipe.architectures(build_platform))
-                        })
+                    list_is_current(runner, recipe, &recipe.architectures(build_platform))
                 })
             })
             .collect();
@@ -391,7 +387,7 @@ fn ensure_rootfs_image(
         ))?;
         built_any = true;
     }
-    let list_matches = !built_any && list_has_exactly(runner, &recipe.name, &architectures)?;
+    let list_matches = !built_any && list_is_current(runner, recipe, &architectures);
     if list_matches {
         return Ok(());
     }
@@ -483,12 +479,22 @@ fn rootfs_steps<'a>(
     }
 }
 
-fn list_has_exactly(runner: &Runner, name: &str, architectures: &[Arch]) -> Result<bool> {
-    if !runner.succeeds(&podman::manifest_exists(name))? {
-        return Ok(false);
-    }
-    let list = crate::engine::local_list::read(runner, name)?;
-    Ok(holds_exactly(&list, architectures))
+/// Whether `recipe`'s list holds exactly its images, each as it is now: an
+/// image made again (or loaded from an archive) has another digest, and a
+/// list still naming the old one would give builds the old base.
+fn list_is_current(runner: &Runner, recipe: &Recipe, architectures: &[Arch]) -> bool {
+    let Ok(list) = crate::engine::local_list::read(runner, &recipe.name) else {
+        return false;
+    };
+    holds_exactly(&list, architectures)
+        && architectures.iter().all(|&arch| {
+            let current = runner
+                .read(&podman::image_digest(&recipe.image_for(arch)))
+                .map(|digest| digest.trim().to_owned());
+            list.entries_for(Platform::linux(arch))
+                .first()
+                .is_some_and(|entry| current.as_deref().ok() == Some(entry.digest.as_str()))
+        })
 }
 
 fn holds_exactly(list: &podman::ManifestList, architectures: &[Arch]) -> bool {
