@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::{
     engine::{local_list, podman},
-    exec::{Branch, Command, Runner, Step},
+    exec::{locked, Branch, Command, Runner, Step},
     interrupt,
     platform::{self, Platform},
     release::tags::Tags,
@@ -147,12 +147,6 @@ impl Record {
 
 /// The record, shared by the steps that write it.
 type Shared = Arc<Mutex<Record>>;
-
-fn locked(record: &Mutex<Record>) -> std::sync::MutexGuard<'_, Record> {
-    record
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// The plan's steps: the builds (the fallback an alternative of the
 /// all-at-once build), the list's check and order, the tags.

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use crate::{flags, interrupt};
 
 mod plan;
-pub use plan::{Branch, Step};
+pub use plan::{locked, taken, Branch, Step};
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Command {

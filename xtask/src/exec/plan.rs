@@ -35,12 +35,27 @@
 //! A real run echoes each command as it starts (`[name] $ command`, to
 //! stderr), so the two can be compared line by line.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use anyhow::Result;
 
 use super::{Command, Runner};
 use crate::interrupt;
+
+/// A value the steps of a plan share: a step that panicked leaves it as it
+/// was, and the plan's own error says what failed.
+pub fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The shared value, once the plan ran.
+pub fn taken<T>(mutex: Mutex<T>) -> T {
+    mutex
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Runs one command of a plan in a real run: `(runner, command, prefix)`.
 /// A step without one runs its command with [`Runner::run_prefixed`].
@@ -253,17 +268,15 @@ impl Runner {
                 scope.spawn(move || {
                     let prefix = format!("[{}] ", branch.name);
                     let outcome = self.execute_prefixed(branch.steps, &prefix);
-                    *result
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(outcome);
+                    *locked(result) = Some(outcome);
                 });
             }
         });
         for result in results {
-            match result.into_inner() {
-                Ok(Some(Ok(()))) => {}
-                Ok(Some(Err(error))) => return Err(error),
-                _ => anyhow::bail!("a branch of the plan panicked"),
+            match taken(result) {
+                Some(Ok(())) => {}
+                Some(Err(error)) => return Err(error),
+                None => anyhow::bail!("a branch of the plan panicked"),
             }
         }
         Ok(())

@@ -31,7 +31,7 @@ use std::{
 use anyhow::{Context, Result};
 
 use crate::{
-    exec::{Branch, Command, Runner, Step},
+    exec::{locked, taken, Branch, Command, Runner, Step},
     flags,
     platform::{self, Platform},
     release::lock,
@@ -115,10 +115,7 @@ impl Watch {
     }
 
     fn lost(&self) -> Option<String> {
-        self.lost
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        locked(&self.lost).clone()
     }
 }
 
@@ -154,10 +151,7 @@ fn watch(builder: &Builder, timeout: Duration, runner: &Runner, watch: &Watch) {
             format!("{error:#}").lines().next().unwrap_or_default()
         );
         eprintln!("\nbuild-and-push: {}: {why}\n", builder.platform);
-        *watch
-            .lost
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(why);
+        *locked(&watch.lost) = Some(why);
         for &pid in watch.child.get().into_iter().flatten() {
             crate::interrupt::give_up(pid);
         }
@@ -323,22 +317,12 @@ fn release(
         },
     ));
     runner.execute(steps)?;
-    let plan = merged
-        .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let plan = taken(merged);
     let Some(plan) = plan else {
         return Ok(crate::Status::Success);
     };
-    let pushed = pushed
-        .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let pushed = taken(pushed);
     merge::finish("build-and-push", session, &plan, pushed, flags.output.json)
-}
-
-fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One platform's job beside the others: its child, its builder watched

@@ -4,7 +4,7 @@
 
 use std::{
     path::Path,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex},
 };
 
 use anyhow::{bail, Context, Result};
@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use crate::{
     build,
     engine::local_list,
-    exec::{Runner, Step},
+    exec::{locked, taken, Runner, Step},
     flags,
     platform::{self, Platform},
     registry,
@@ -24,12 +24,6 @@ use super::PushSession;
 
 /// A dry run's stand-in for what only the real run reads.
 const UNKNOWN_DIGEST: &str = "<digest of the saved manifest>";
-
-fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 impl PushSession {
     /// The steps that push this build's image for `platform` to
@@ -317,10 +311,7 @@ impl flags::PushByDigest {
             },
         ));
         runner.execute(steps)?;
-        let Some(digest) = digest
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-        else {
+        let Some(digest) = taken(digest) else {
             return Ok(crate::Status::Success);
         };
         eprintln!(

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::{
     engine::podman,
-    exec::{Runner, Step},
+    exec::{taken, Runner, Step},
     flags,
     platform::{self, Platform},
     registry, release,
@@ -153,9 +153,7 @@ impl PushSession {
     pub fn merge(&self, plan: &MergePlan, runner: &Runner) -> Result<Pushed> {
         let pushed = Mutex::new(Pushed::default());
         runner.execute(vec![self.merge_step(Arc::new(plan.clone()), &pushed)])?;
-        Ok(pushed
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()))
+        Ok(taken(pushed))
     }
 
     /// [`merge_steps`](Self::merge_steps), then the list's removal,

@@ -21,7 +21,7 @@ use crate::{
     build,
     engine::Destination,
     engine::{local_list, podman, Engine},
-    exec::{Command, Runner},
+    exec::{locked, taken, Command, Runner},
     flags,
     platform::{self, Platform},
     registry::{self, PrivateAuth},
@@ -451,15 +451,11 @@ impl flags::BuildAndPush {
         let push_plan = Mutex::new(None);
         let alongside = |built: &build::Outcome, list_id: Option<&str>| {
             let plan = session.plan_of_build(built, list_id);
-            *push_plan
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(plan.clone());
+            *locked(&push_plan) = Some(plan.clone());
             session.push_steps(Arc::new(plan), &pushed)
         };
         let built = build::run_prepared(&prepared, &self.build, &runner, Some(&alongside));
-        let pushed = pushed
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let pushed = taken(pushed);
         let built = built.map_err(|error| match pushed.remote() {
             Some(_) => error.context(
                 "the push finished (the registry has the new list), but the local list was not \
@@ -467,10 +463,7 @@ impl flags::BuildAndPush {
             ),
             None => error,
         })?;
-        let plan = push_plan
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .unwrap_or_else(|| session.plan_of_build(&built, None));
+        let plan = taken(push_plan).unwrap_or_else(|| session.plan_of_build(&built, None));
         if runner.acts() {
             print_summary(&session, &plan, &pushed);
             report_of_push(

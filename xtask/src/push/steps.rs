@@ -2,12 +2,12 @@
 //! tag read back, the list signed. A registry that fails does not stop the
 //! others; [`Pushed`] says which did.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
 use crate::{
-    exec::{Branch, Runner, Step},
+    exec::{locked, taken, Branch, Runner, Step},
     registry::{self, RemoteIndex},
     sign::PushedRelease,
 };
@@ -23,12 +23,6 @@ struct Found {
     others: Vec<(String, Result<RemoteIndex>)>,
     /// Tags not pushed, with why.
     failed: Vec<(String, anyhow::Error)>,
-}
-
-fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A dry run's stand-in for what a registry answers.
@@ -53,9 +47,7 @@ impl PushSession {
     pub fn execute(&self, plan: &PushPlan, runner: &Runner) -> Result<Pushed> {
         let pushed = Mutex::new(Pushed::default());
         runner.execute(self.push_steps(Arc::new(plan.clone()), &pushed))?;
-        Ok(pushed
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()))
+        Ok(taken(pushed))
     }
 
     /// The plan's steps; each registry's result goes to `pushed`.

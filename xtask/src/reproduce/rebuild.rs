@@ -49,6 +49,7 @@ pub fn rebuild<'a>(
         .map(|(platform, _)| *platform)
         .collect();
     let child = storage.applied(build_command(
+        runner,
         &workspace,
         recorded,
         &registry.host(),
@@ -190,6 +191,7 @@ fn check_out(runner: &Runner, commit: &str, scratch: &Path) -> Result<PathBuf> {
 /// the list, no registry cache (the release's layers are not reused), not
 /// signed, in the release's format.
 fn build_command(
+    runner: &Runner,
     workspace: &Path,
     recorded: &Recorded,
     registry: &str,
@@ -213,7 +215,7 @@ fn build_command(
     if let Some(package) = &recorded.package {
         command = command.args(["--package", package]);
     }
-    let root = cargo_workspace_root(workspace)?;
+    let root = cargo_workspace_root(runner, workspace)?;
     if let Some(file) = &recorded.containerfile {
         command = command.arg("--file").arg(root.join(file).to_string_lossy());
     }
@@ -229,8 +231,8 @@ fn build_command(
 }
 
 /// The Cargo workspace `directory` is in (provenance paths are relative to it).
-fn cargo_workspace_root(directory: &Path) -> Result<PathBuf> {
-    let answer = Runner::new(false).read(
+fn cargo_workspace_root(runner: &Runner, directory: &Path) -> Result<PathBuf> {
+    let answer = runner.read(
         &Command::new(crate::project::cargo())
             .args(["locate-project", "--workspace", "--message-format", "plain"])
             .current_dir(directory),
