@@ -298,12 +298,7 @@ fn not_updated(
     failed: &[&String],
     error: &anyhow::Error,
 ) -> String {
-    let done: Vec<&str> = tags
-        .iter()
-        .filter(|tag| !failed.contains(tag))
-        .map(String::as_str)
-        .collect();
-    let failed: Vec<&str> = failed.iter().map(|tag| tag.as_str()).collect();
+    let (done, failed) = updated_and_not(tags, failed);
     // Refused (credentials, permissions): the same command would be
     // refused again.
     let next = if registry::is_permanent_failure(&format!("{error:#}")) {
@@ -325,6 +320,14 @@ fn not_updated(
         },
         failed.join(", ")
     )
+}
+
+/// The tags updated and those not, each in the release's order (not the
+/// order in which the side-by-side pushes happened to end).
+fn updated_and_not<'a>(tags: &'a [String], failed: &[&String]) -> (Vec<&'a str>, Vec<&'a str>) {
+    tags.iter()
+        .map(String::as_str)
+        .partition(|tag| !failed.iter().any(|failed| failed.as_str() == *tag))
 }
 
 /// The list every tag holds, read back: one and the same under each.
@@ -548,6 +551,21 @@ pub(super) fn report_of_push(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partial_push_names_its_tags_in_the_releases_order() {
+        let tags: Vec<String> = ["v2.0.0", "abc1234", "latest"].map(String::from).into();
+        // The side-by-side pushes ended latest first.
+        let failed = [&tags[2], &tags[1]];
+        assert_eq!(
+            updated_and_not(&tags, &failed),
+            (vec!["v2.0.0"], vec!["abc1234", "latest"])
+        );
+        assert_eq!(
+            updated_and_not(&tags, &[]),
+            (vec!["v2.0.0", "abc1234", "latest"], vec![])
+        );
+    }
 
     #[test]
     fn a_failed_registry_is_named_beside_those_that_have_the_release() {
