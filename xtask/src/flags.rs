@@ -41,6 +41,9 @@ pub enum XtaskCommand {
     /// Rebuild a published release from its commit, in a private storage,
     /// and compare digests; where they differ, say what differs
     Reproduce(Reproduce),
+    /// Set a Rust repository up for the pipeline: the metadata table, a
+    /// Containerfile, .containerignore, the release workflow, cargo-make tasks
+    Init(Init),
     /// Remove build cache, dangling images, leftover build containers and broken lists
     CleanBuildCache(CleanBuildCache),
     /// Report free space for podman's storage and what each kind of build needs
@@ -49,6 +52,25 @@ pub enum XtaskCommand {
     Test(Test),
     /// Measure the pipeline against its alternatives (docs/benchmarks.md)
     Bench(Bench),
+}
+
+#[derive(Debug, Args)]
+pub struct Init {
+    /// The binary package the image runs (required when the workspace has several)
+    #[arg(long, short = 'p')]
+    pub package: Option<String>,
+    /// The registry [default: from the git remote: ghcr.io for GitHub, registry.gitlab.com for GitLab]
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// The image's repository path [default: OWNER/PACKAGE, the owner from the git remote]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Replace files that exist (the Containerfile, .containerignore, the workflow)
+    #[arg(long)]
+    pub force: bool,
+    /// Print what would be written; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -483,6 +505,12 @@ impl DryRun for Setup {
 }
 
 impl DryRun for CleanBuildCache {
+    fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+}
+
+impl DryRun for Init {
     fn dry_run(&self) -> bool {
         self.dry_run
     }

@@ -9,6 +9,7 @@ mod disk;
 mod engine;
 mod exec;
 mod flags;
+mod init;
 mod interrupt;
 mod lane;
 mod platform;
@@ -72,6 +73,7 @@ fn main() -> ExitCode {
         flags::XtaskCommand::Merge(merge) => merge.run(),
         flags::XtaskCommand::Verify(verify) => verify.run(),
         flags::XtaskCommand::Reproduce(reproduce) => reproduce.run(),
+        flags::XtaskCommand::Init(init) => init.run(),
         flags::XtaskCommand::CleanBuildCache(clean) => clean.run().map(|()| Status::Success),
         flags::XtaskCommand::CheckDiskSpace(check) => check.run().map(|()| Status::Success),
         flags::XtaskCommand::Test(test) => test.run().map(|()| Status::Success),

@@ -11,28 +11,64 @@ pub const DEBIAN_RECIPE: &str = "containers/base/debian.json";
 pub const BUILDER_CONTAINERFILE: &str = "containers/rust-builder/Containerfile";
 pub const BUILDER_IMAGE: &str = "localhost/rc-base/rust-builder:bookworm";
 
-/// The checkout being released: the nearest directory at or above the
-/// working directory that has `xtask/Cargo.toml`, else the one this xtask was
-/// compiled from. (So one xtask binary can release another checkout, as the
-/// end-to-end tests do with a tagged clone.)
+/// The checkout being worked in: the nearest directory at or above the
+/// working directory that has `xtask/Cargo.toml` (this repository, or a
+/// clone of it: one binary can release another checkout, as the end-to-end
+/// tests do with a tagged clone), else the git work tree the working
+/// directory is in (a team's own repository, with the tool installed),
+/// else the working directory.
 pub fn root() -> PathBuf {
     let is_root = |directory: &Path| {
         directory.join("xtask/Cargo.toml").is_file() && directory.join("Cargo.toml").is_file()
     };
-    std::env::current_dir()
+    let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    if let Some(root) = here.ancestors().find(|candidate| is_root(candidate)) {
+        return root.to_path_buf();
+    }
+    git2::Repository::discover(&here)
         .ok()
-        .and_then(|directory| {
-            directory
-                .ancestors()
-                .find(|candidate| is_root(candidate))
-                .map(Path::to_path_buf)
-        })
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .expect("xtask lives one level below the workspace root")
-                .to_path_buf()
-        })
+        .and_then(|repository| repository.workdir().map(Path::to_path_buf))
+        .unwrap_or(here)
+}
+
+/// The tool's own files, compiled in (`assets/` links to this repository's
+/// `containers/`): the base images' definitions and the Rust builder's
+/// Containerfile. An installed binary has them wherever it runs.
+pub const OWN_FILES: [(&str, &str); 3] = [
+    (RUNTIME_RECIPE, include_str!("../assets/base/runtime.json")),
+    (DEBIAN_RECIPE, include_str!("../assets/base/debian.json")),
+    (
+        BUILDER_CONTAINERFILE,
+        include_str!("../assets/rust-builder/Containerfile"),
+    ),
+];
+
+/// Where the tool's own file `relative` (one of [`OWN_FILES`]) is: this
+/// repository's, when the tool runs in it (what is edited there is what is
+/// used), else the copy compiled in, written under the scratch space (once
+/// per content: the file's name is its own).
+pub fn own_file(relative: &str) -> anyhow::Result<PathBuf> {
+    use anyhow::Context;
+    let here = root().join(relative);
+    if root().join("xtask/Cargo.toml").is_file() && here.is_file() {
+        return Ok(here);
+    }
+    let (_, content) = OWN_FILES
+        .iter()
+        .find(|(path, _)| *path == relative)
+        .with_context(|| format!("{relative} is not one of the tool's own files"))?;
+    let path = scratch_dir()
+        .join("own")
+        .join(fingerprint(&[content.as_bytes()]))
+        .join(relative);
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(*content) {
+        let directory = path.parent().context("an own file has no directory")?;
+        std::fs::create_dir_all(directory)
+            .with_context(|| format!("cannot create {}", directory.display()))?;
+        std::fs::write(&path, content)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(path)
 }
 
 /// The user this process runs as (podman's storage, locks and scratch
@@ -230,6 +266,20 @@ pub fn fingerprint(parts: &[&[u8]]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_files_compiled_in_are_this_repositorys_own() {
+        // One source of truth: `assets/` links to `containers/`, and the
+        // copies an installed binary writes are these.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        for (relative, content) in OWN_FILES {
+            assert_eq!(
+                std::fs::read_to_string(root.join(relative)).unwrap(),
+                content,
+                "{relative}"
+            );
+        }
+    }
 
     #[test]
     fn scratch_space_is_the_checkouts_target_unless_this_user_cannot_write_there() {

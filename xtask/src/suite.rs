@@ -93,7 +93,7 @@ pub fn xtask_binary(binaries: &[TestBinary]) -> Result<PathBuf> {
         .parent()
         .and_then(Path::parent)
         .context("a test binary outside target/PROFILE/deps")?;
-    Ok(profile.join("xtask"))
+    Ok(profile.join(env!("CARGO_BIN_NAME")))
 }
 
 /// One run of a test executable: a single test, or a unit-test binary whole.
@@ -363,10 +363,10 @@ fn time_into<T>(
 mod tests {
     use super::*;
 
-    const MESSAGES: &str = r#"{"reason":"compiler-artifact","target":{"name":"xtask","kind":["bin"]},"profile":{"test":false},"executable":"/t/debug/xtask","manifest_path":"/w/xtask/Cargo.toml"}
+    const MESSAGES: &str = r#"{"reason":"compiler-artifact","target":{"name":"podman-release","kind":["bin"]},"profile":{"test":false},"executable":"/t/debug/podman-release","manifest_path":"/w/xtask/Cargo.toml"}
 {"reason":"compiler-artifact","target":{"name":"zz_cleanup_e2e","kind":["test"]},"profile":{"test":true},"executable":"/t/debug/deps/zz_cleanup_e2e-9f","manifest_path":"/w/xtask/Cargo.toml"}
 {"reason":"compiler-artifact","target":{"name":"pipeline_e2e","kind":["test"]},"profile":{"test":true},"executable":"/t/debug/deps/pipeline_e2e-0a1b","manifest_path":"/w/xtask/Cargo.toml"}
-{"reason":"compiler-artifact","target":{"name":"xtask","kind":["bin"]},"profile":{"test":true},"executable":"/t/debug/deps/xtask-77","manifest_path":"/w/xtask/Cargo.toml"}
+{"reason":"compiler-artifact","target":{"name":"podman-release","kind":["bin"]},"profile":{"test":true},"executable":"/t/debug/deps/podman_release-77","manifest_path":"/w/xtask/Cargo.toml"}
 {"reason":"compiler-artifact","target":{"name":"serde","kind":["lib"]},"profile":{"test":false},"executable":null,"manifest_path":"/r/serde/Cargo.toml"}
 {"reason":"build-finished","success":true}"#;
 
@@ -381,7 +381,7 @@ mod tests {
             targets,
             [
                 ("pipeline_e2e", Kind::Integration),
-                ("xtask", Kind::Unit),
+                ("podman-release", Kind::Unit),
                 ("zz_cleanup_e2e", Kind::Integration)
             ],
             "sorted by target, the cleanup last"
@@ -389,7 +389,7 @@ mod tests {
         assert_eq!(binaries[0].package_dir, PathBuf::from("/w/xtask"));
         assert_eq!(
             xtask_binary(&binaries).unwrap(),
-            PathBuf::from("/t/debug/xtask")
+            PathBuf::from("/t/debug/podman-release")
         );
         let runs = named_tests(&binaries, &[("pipeline_e2e", "a_test")]).unwrap();
         assert_eq!(runs[0].label, "pipeline_e2e::a_test");

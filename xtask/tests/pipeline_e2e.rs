@@ -595,7 +595,7 @@ fn a_second_run_on_the_same_image_refuses_while_the_first_builds() {
         "--context",
         directory.to_str().unwrap(),
     ];
-    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_podman-release"))
         .args(args)
         .current_dir(repository_root())
         .stdout(std::process::Stdio::null())

@@ -532,7 +532,7 @@ fn a_signal_stops_podman_removes_what_the_run_made_and_moves_no_tag() {
         let directory = slow_image(&marker);
         let containers_before = build_containers();
         let log = directory.join("xtask.log");
-        let mut xtask = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        let mut xtask = Command::new(env!("CARGO_BIN_EXE_podman-release"))
             .current_dir(repository_root())
             .args([
                 "build-image",

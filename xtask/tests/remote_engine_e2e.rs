@@ -433,7 +433,7 @@ fn xtask_child(
     env: &[(&str, &str)],
     log: &std::path::Path,
 ) -> std::process::Child {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_podman-release"));
     command
         .current_dir(directory)
         .args(args)

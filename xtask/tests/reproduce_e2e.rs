@@ -11,7 +11,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::{podman, serial, xtask_in, Registry, ServiceRepository};
+use support::{podman, serial, xtask_in, FreshStorage, Registry, ServiceRepository};
 
 const IMAGE: &str = "acme/hello-service";
 const PASSWORD: &str = "reproduce-e2e";
@@ -39,6 +39,14 @@ fn service_with_a_small_image(name: &str, greeting: &str) -> ServiceRepository {
                  COPY hello.txt /srv/hello.txt\n",
             ),
             ("image/hello.txt", greeting),
+            // Another image on the same base (its layers are not the
+            // release's).
+            (
+                "other/Containerfile",
+                "ARG TARGETPLATFORM\n\
+                 FROM --platform=$TARGETPLATFORM localhost/rc-base/runtime:bookworm\n\
+                 LABEL purpose=another-image-on-the-runtime-base\n",
+            ),
         ],
     )
 }
@@ -62,26 +70,42 @@ fn release_arguments<'a>(host: &'a str, key: &'a Path) -> Vec<&'a str> {
         "--tag",
         "v0.5.0",
         "--no-latest",
-        // A clean build, as a release job's on a fresh runner: a layer
-        // this storage has from another commit's build keeps that
-        // build's date (reproduce would name it).
-        "--no-cache",
         "--signing-key",
         key.to_str().unwrap(),
-        "--file",
-        "image/Containerfile",
-        "--context",
-        "image",
-        // The image is on the runtime base alone (as its rebuild will
-        // be: the build arguments are part of what is recorded).
-        "--build-arg",
-        "BUILDER_IMAGE=localhost/rc-base/runtime:bookworm",
     ]
+    .into_iter()
+    .chain(SOURCE)
+    .collect()
 }
 
-fn release(service: &Path, host: &str, key: &Path, more: &[&str]) -> std::process::Output {
+/// The small image's Containerfile and context. The image is on the
+/// runtime base alone (as its rebuild will be: the build arguments are
+/// part of what is recorded).
+const SOURCE: [&str; 6] = [
+    "--file",
+    "image/Containerfile",
+    "--context",
+    "image",
+    "--build-arg",
+    "BUILDER_IMAGE=localhost/rc-base/runtime:bookworm",
+];
+
+/// The release, with `more` arguments, in the storage `env` names (this
+/// user's without).
+fn release(
+    service: &Path,
+    host: &str,
+    key: &Path,
+    more: &[&str],
+    env: &[(&'static str, String)],
+) -> std::process::Output {
     let arguments = [&release_arguments(host, key)[..], more].concat();
-    xtask_in(service, &arguments, &[("COSIGN_PASSWORD", PASSWORD)])
+    let mut env: Vec<(&str, &str)> = env
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    env.push(("COSIGN_PASSWORD", PASSWORD));
+    xtask_in(service, &arguments, &env)
 }
 
 fn reproduce(
@@ -107,6 +131,32 @@ fn reproduce(
     (output, report)
 }
 
+/// Takes the runtime base's names (and list) from this storage; the
+/// images stay for what else uses them.
+fn untag_runtime_base() {
+    let _ = std::process::Command::new("podman")
+        .args(["manifest", "rm", "localhost/rc-base/runtime:bookworm"])
+        .output();
+    for arch in ["amd64", "arm64"] {
+        let _ = std::process::Command::new("podman")
+            .args([
+                "untag",
+                &format!("localhost/rc-base/runtime:bookworm-{arch}"),
+            ])
+            .output();
+    }
+}
+
+/// The store references the rebuild took base images from.
+fn bases_from_the_store(report: &serde_json::Value) -> Vec<String> {
+    report["bases_taken"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|taken| Some(taken["store"].as_str()?.to_owned()))
+        .collect()
+}
+
 fn remove_local(host: &str) {
     let _ = std::process::Command::new("podman")
         .args(["manifest", "rm", &format!("{host}/{IMAGE}:v0.5.0")])
@@ -125,19 +175,46 @@ fn a_release_is_rebuilt_from_its_commit_bit_for_bit_and_a_replaced_file_is_named
     // machine of its own (the podman 5 lane's storage holds the host's,
     // made by podman 4.3, whose dated copy differs: the report would say
     // so first). The images themselves stay for what else uses them.
-    let _ = std::process::Command::new("podman")
-        .args(["manifest", "rm", "localhost/rc-base/runtime:bookworm"])
-        .output();
-    for arch in ["amd64", "arm64"] {
-        let _ = std::process::Command::new("podman")
-            .args([
-                "untag",
-                &format!("localhost/rc-base/runtime:bookworm-{arch}"),
-            ])
-            .output();
-    }
+    untag_runtime_base();
+    // A build with the registry cache makes the base images and puts them
+    // into the store (the cache's repository, under their definitions). Of
+    // another image: a layer of the release's own that this storage had
+    // cached from an earlier run would reach the fresh runner through the
+    // cache with that run's date.
+    let store = format!("{host}/acme/layers");
+    let other = service.path.join("other");
+    let containerfile = other.join("Containerfile");
+    let built = xtask_in(
+        &service.path,
+        &[
+            "build-image",
+            "--registry",
+            &host,
+            "--image",
+            "acme/other",
+            "--tag",
+            "v1",
+            "--cache-repo",
+            &store,
+            "--cache-tls-verify",
+            "false",
+            "--file",
+            containerfile.to_str().unwrap(),
+            "--context",
+            other.to_str().unwrap(),
+            "--build-arg",
+            "BUILDER_IMAGE=localhost/rc-base/runtime:bookworm",
+        ],
+        &[],
+    );
+    assert_eq!(built.status.code(), Some(0), "{}", stderr_of(&built));
+    // The release, on a machine without them (a fresh storage, as a CI
+    // runner's), takes them from the store; it names the store, so its
+    // provenance says where they are.
+    let runner = FreshStorage::new("reproduce-runner");
+    let with_store = ["--cache-repo", store.as_str()];
     let started = std::time::Instant::now();
-    let released = release(&service.path, &host, &key, &[]);
+    let released = release(&service.path, &host, &key, &with_store, &runner.env());
     let release_seconds = started.elapsed().as_secs_f64();
     assert_eq!(released.status.code(), Some(0), "{}", stderr_of(&released));
 
@@ -151,7 +228,8 @@ fn a_release_is_rebuilt_from_its_commit_bit_for_bit_and_a_replaced_file_is_named
         started.elapsed().as_secs_f64(),
         report["rebuild_seconds"].as_f64().unwrap_or_default()
     );
-    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert_eq!(report["identical"], true, "{report:#}");
     let subjects: Vec<&str> = report["verdicts"]
         .as_array()
@@ -172,6 +250,11 @@ fn a_release_is_rebuilt_from_its_commit_bit_for_bit_and_a_replaced_file_is_named
             .starts_with("provenance (signature checked)"),
         "{report:#}"
     );
+    // The base images came from the store, the very ones (image ID and
+    // manifest), and were not made again.
+    let kept_runtime = bases_from_the_store(&report);
+    assert_eq!(kept_runtime.len(), 2, "both architectures': {report:#}");
+    assert!(!stderr.contains("base-images: building"), "{stderr}");
     let after = image_ids();
     assert!(
         after == before,
@@ -180,12 +263,21 @@ fn a_release_is_rebuilt_from_its_commit_bit_for_bit_and_a_replaced_file_is_named
         before.difference(&after).collect::<Vec<_>>()
     );
 
-    // build-and-push --reproduce: the release, then its rebuild, in one run.
-    let again = release(&service.path, &host, &key, &["--reproduce"]);
+    // build-and-push --reproduce: the release, then its rebuild, in one
+    // run. Here, on the base images this machine made (their manifests are
+    // not the store's: the rebuild makes them too, and says why).
+    let again = release(
+        &service.path,
+        &host,
+        &key,
+        &[&with_store[..], &["--no-cache", "--reproduce"]].concat(),
+        &[],
+    );
     let stderr = stderr_of(&again);
     assert_eq!(again.status.code(), Some(0), "{stderr}");
     assert!(
-        stderr.contains("identical  list"),
+        stderr.contains("identical  list")
+            && stderr.contains("(made on the machine that built it)"),
         "the run reproduced what it pushed: {stderr}"
     );
 
@@ -196,12 +288,26 @@ fn a_release_is_rebuilt_from_its_commit_bit_for_bit_and_a_replaced_file_is_named
     assert_eq!(report["identical"], true, "{report:#}");
 
     // The tag replaced by a build with one file changed, signed again (a
-    // work tree with an uncommitted change: its provenance names the commit).
+    // work tree with an uncommitted change: its provenance names the
+    // commit), on the fresh runner. And the store's arm64 runtime base
+    // replaced by another image: the rebuild makes that one from its
+    // definition, and says so.
     std::fs::write(service.path.join("image/hello.txt"), "hello, tampered\n").unwrap();
-    let replaced = release(&service.path, &host, &key, &[]);
+    let replaced = release(&service.path, &host, &key, &with_store, &runner.env());
     assert_eq!(replaced.status.code(), Some(0), "{}", stderr_of(&replaced));
+    let arm64 = kept_runtime
+        .iter()
+        .find(|kept| kept.contains("-arm64-"))
+        .unwrap();
+    podman(&[
+        "push",
+        "--tls-verify=false",
+        "localhost/rc-base/runtime:bookworm-amd64",
+        &format!("docker://{arm64}"),
+    ]);
     let (output, report) = reproduce(&service.path, &host, &public);
-    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert_eq!(report["identical"], false, "{report:#}");
     let amd64 = &report["verdicts"][0];
     assert_eq!(amd64["subject"], "linux/amd64");
@@ -224,10 +330,41 @@ fn a_release_is_rebuilt_from_its_commit_bit_for_bit_and_a_replaced_file_is_named
             && change.contains("content")),
         "the changed file and its layer (above the base's): {named:?}"
     );
-    let stderr = stderr_of(&output);
     assert!(stderr.contains("srv/hello.txt content"), "{stderr}");
+    // The base taken from the store where it is still the release's, made
+    // here where not: the arm64 image then names another base manifest
+    // (the same image, made here rather than pulled), and the report says
+    // which base was made and why.
+    assert_eq!(
+        bases_from_the_store(&report),
+        kept_runtime
+            .iter()
+            .filter(|kept| kept.contains("-amd64-"))
+            .cloned()
+            .collect::<Vec<_>>(),
+        "{report:#}"
+    );
+    assert!(
+        stderr.contains(&format!("{arm64} is now image"))
+            && stderr.contains("base-images: building localhost/rc-base/runtime:bookworm-arm64"),
+        "{stderr}"
+    );
+    assert!(
+        report["verdicts"][1]["difference"]["config"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|field| field["field"]
+                .as_str()
+                .unwrap()
+                .ends_with("org.opencontainers.image.base.digest")),
+        "{report:#}"
+    );
 
     remove_local(&host);
+    let _ = std::process::Command::new("podman")
+        .args(["manifest", "rm", &format!("{host}/acme/other:v1")])
+        .output();
     let _ = std::fs::remove_dir_all(keys);
 }
 
@@ -350,7 +487,7 @@ fn a_release_built_by_another_podman_names_the_versions_first() {
     let service = service_with_a_small_image("reproduce-versions", "hello from podman 5\n");
     let keys = support::scratch_dir("reproduce-versions-keys");
     let (key, public) = key_pair(&keys);
-    let xtask = std::fs::canonicalize(env!("CARGO_BIN_EXE_xtask")).unwrap();
+    let xtask = std::fs::canonicalize(env!("CARGO_BIN_EXE_podman-release")).unwrap();
     let bases = support::scratch_dir("reproduce-versions-bases");
     let archive = bases.join("runtime.tar");
     let images = [

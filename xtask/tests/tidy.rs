@@ -218,6 +218,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "sign",
             "push",
             "reproduce",
+            "init",
         ],
     ),
     (

@@ -41,10 +41,9 @@ fn definition_of(runner: &Runner, image: &str) -> Result<Option<String>> {
 }
 
 fn recipes() -> Result<(Recipe, Recipe)> {
-    let root = project::root();
     Ok((
-        Recipe::load(&root.join(project::RUNTIME_RECIPE))?,
-        Recipe::load(&root.join(project::DEBIAN_RECIPE))?,
+        Recipe::load(&project::own_file(project::RUNTIME_RECIPE)?)?,
+        Recipe::load(&project::own_file(project::DEBIAN_RECIPE)?)?,
     ))
 }
 
@@ -273,6 +272,33 @@ pub struct Wanted {
     pub image: String,
     pub arch: Arch,
     pub definition: String,
+}
+
+/// The one image a build for `platform` takes from `name` (a base image
+/// as a build argument names it) when it is one of the project's: the
+/// architecture's image of a base's list, or the Rust builder (which runs
+/// on the build platform). `None` for any other image.
+pub fn project_image(
+    name: &str,
+    platform: Platform,
+    build_platform: Platform,
+) -> Result<Option<Wanted>> {
+    let (runtime, debian) = recipes()?;
+    if name == project::BUILDER_IMAGE {
+        return Ok(Some(Wanted {
+            image: name.to_owned(),
+            arch: build_platform.arch,
+            definition: builder_definition(&debian)?,
+        }));
+    }
+    Ok([runtime, debian]
+        .into_iter()
+        .find(|recipe| recipe.name == name)
+        .map(|recipe| Wanted {
+            image: recipe.image_for(platform.arch),
+            arch: platform.arch,
+            definition: recipe.fingerprint.clone(),
+        }))
 }
 
 /// The base images `needed` names, one per architecture, the builder last.
@@ -506,7 +532,7 @@ fn holds_exactly(list: &podman::ManifestList, architectures: &[Arch]) -> bool {
 
 /// The builder image's definition: its Containerfile and the Debian base's.
 fn builder_definition(debian: &Recipe) -> Result<String> {
-    let containerfile = project::root().join(project::BUILDER_CONTAINERFILE);
+    let containerfile = project::own_file(project::BUILDER_CONTAINERFILE)?;
     let definition = std::fs::read(&containerfile)
         .with_context(|| format!("cannot read {}", containerfile.display()))?;
     Ok(project::fingerprint(&[
@@ -521,8 +547,7 @@ fn builder_definition(debian: &Recipe) -> Result<String> {
 const BUILDER_PARALLEL_STAGES: usize = 2;
 
 fn ensure_builder(runner: &Runner, debian: &Recipe, rebuild: bool, prefix: &str) -> Result<()> {
-    let root = project::root();
-    let containerfile = root.join(project::BUILDER_CONTAINERFILE);
+    let containerfile = project::own_file(project::BUILDER_CONTAINERFILE)?;
     let wanted = builder_definition(debian)?;
     if !rebuild
         && definition_of(runner, project::BUILDER_IMAGE)?.as_deref() == Some(wanted.as_str())

@@ -45,13 +45,18 @@ impl Store {
     /// `localhost/rc-base/runtime:bookworm-arm64`, arm64 →
     /// `REPO:base-runtime-bookworm-arm64-<fingerprint>`.
     pub fn reference(&self, wanted: &Wanted) -> String {
+        Store::reference_in(&self.repository, wanted)
+    }
+
+    /// [`Store::reference`] in `repository` (`REGISTRY/PATH`).
+    pub fn reference_in(repository: &str, wanted: &Wanted) -> String {
         let name = wanted.image.rsplit('/').next().unwrap_or(&wanted.image);
         let mut tag = format!("base-{}", sanitize(name));
         let arch = format!("-{}", wanted.arch.oci_name());
         if !tag.ends_with(&arch) {
             tag.push_str(&arch);
         }
-        format!("{}:{tag}-{}", self.repository, wanted.definition)
+        format!("{repository}:{tag}-{}", wanted.definition)
     }
 
     /// Pulls every wanted image this storage lacks (or has out of date)

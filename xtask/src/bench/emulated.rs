@@ -107,7 +107,7 @@ pub(super) fn figures(
 /// this machine has it.
 fn debian_arm64(bench: &Bench, build_platform: Platform) -> Result<String> {
     let runner = bench.runner;
-    let debian = base_images::Recipe::load(&project::root().join(project::DEBIAN_RECIPE))?;
+    let debian = base_images::Recipe::load(&project::own_file(project::DEBIAN_RECIPE)?)?;
     let debian_arm64 = debian.image_for(Arch::Arm64);
     if build_platform.arch != Arch::Arm64
         && !runner.succeeds(&podman::image_exists(&debian_arm64))?
@@ -130,7 +130,7 @@ fn toolchain(bench: &Bench, debian_arm64: &str) -> Result<String> {
     if runner.succeeds(&podman::image_exists(&toolchain))? {
         return Ok(toolchain);
     }
-    let shipped_path = project::root().join(project::BUILDER_CONTAINERFILE);
+    let shipped_path = project::own_file(project::BUILDER_CONTAINERFILE)?;
     let shipped = std::fs::read_to_string(&shipped_path)
         .with_context(|| format!("cannot read {}", shipped_path.display()))?;
     let install = cargo_auditable_install(&shipped)?;

@@ -354,6 +354,24 @@ pub fn image_digest(reference: &str) -> Command {
     podman().args(["image", "inspect", "--format", "{{.Digest}}", reference])
 }
 
+/// `reference`'s image ID: the digest of its config, which names every
+/// layer's content (`sha256:` and hex, as [`image_id_of`] makes it). The
+/// same wherever the image is, where its manifest's digest changes when a
+/// push compresses its layers.
+pub fn image_id(reference: &str) -> Command {
+    podman().args(["image", "inspect", "--format", "{{.Id}}", reference])
+}
+
+/// [`image_id`]'s answer as a digest.
+pub fn image_id_of(answer: &str) -> String {
+    let hex = answer.trim();
+    if hex.starts_with("sha256:") {
+        hex.to_owned()
+    } else {
+        format!("sha256:{hex}")
+    }
+}
+
 pub fn image_inspect(reference: &str) -> Command {
     podman().args(["image", "inspect", "--format", "json", reference])
 }

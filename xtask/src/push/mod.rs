@@ -507,10 +507,26 @@ fn reproduce_after(
         .repository()
         .with_tag(session.release.tags.primary());
     let published = crate::reproduce::read_published(runner, &reference, tls_verify)?;
+    let base_images = published
+        .entries
+        .iter()
+        .flat_map(|(platform, _)| {
+            crate::sign::base_images(
+                runner,
+                session.engine,
+                &session.release,
+                build_args,
+                *platform,
+            )
+            .into_iter()
+            .map(|base| crate::reproduce::recorded::RecordedBase::of(*platform, base))
+        })
+        .collect();
     let recorded = crate::reproduce::recorded::of_release(
         &session.release,
         build_args,
         &session.engine.version.to_string(),
+        base_images,
     );
     let report =
         crate::reproduce::reproduce(runner, session.engine, &reference, &published, recorded)?;

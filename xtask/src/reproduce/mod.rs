@@ -65,11 +65,21 @@ pub struct Report {
     /// podman's version here, and the one the release names.
     pub podman: String,
     pub recorded_podman: Option<String>,
-    /// `(build argument, recorded digest, rebuilt digest)` of each base
-    /// image whose digest differs.
-    pub base_images: Vec<(String, String, String)>,
+    /// Where the rebuild took each of the project's base images from.
+    pub bases_taken: Vec<rebuild::BaseTaken>,
+    /// Each base image whose image ID differs from the recorded one.
+    pub base_images: Vec<BaseDifference>,
     pub verdicts: Vec<Verdict>,
     pub rebuild_seconds: f64,
+}
+
+/// A base image the rebuild took with another image ID than the release.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaseDifference {
+    pub platform: String,
+    pub argument: String,
+    pub recorded: String,
+    pub rebuilt: String,
 }
 
 impl flags::Reproduce {
@@ -77,25 +87,7 @@ impl flags::Reproduce {
         let runner = Runner::new(false);
         let identity = verify::Identity::of(&self.release.identity)?;
         let engine = Engine::read(&runner)?;
-        let mut problems = Vec::new();
-        if which::which(crate::sign::PROGRAM).is_err() {
-            problems.push(
-                "reproduce reads the release's provenance with cosign, which is not installed: \
-                 run `cargo xtask setup`"
-                    .to_owned(),
-            );
-        }
-        if !engine.shares_this_host() {
-            problems.push(format!(
-                "podman here is a remote engine ({}); reproduce rebuilds in a private storage \
-                 on this machine: run it on Linux with a local podman",
-                if engine.remote {
-                    "CONTAINER_HOST or podman machine"
-                } else {
-                    "not this host's"
-                }
-            ));
-        }
+        let problems = problems(engine);
         if !problems.is_empty() {
             return Err(crate::BadInput(problems).into());
         }
@@ -195,15 +187,17 @@ pub fn reproduce(
     let base_images = recorded
         .base_images
         .iter()
-        .filter_map(|(name, _, digest)| {
-            let theirs = rebuilt
-                .base_images
-                .iter()
-                .find(|(other, _)| other == name)?;
-            let ours = digest
-                .clone()
-                .unwrap_or_else(|| "(not recorded)".to_owned());
-            (theirs.1 != ours).then(|| (name.clone(), ours, theirs.1.clone()))
+        .filter_map(|base| {
+            let ours = base.id.clone()?;
+            let theirs = rebuilt.base_image_ids.iter().find(|rebuilt| {
+                rebuilt.platform == base.platform && rebuilt.argument == base.argument
+            })?;
+            (theirs.id != ours).then(|| BaseDifference {
+                platform: base.platform.clone(),
+                argument: base.argument.clone(),
+                recorded: ours,
+                rebuilt: theirs.id.clone(),
+            })
         })
         .collect();
     Ok(Report {
@@ -212,6 +206,7 @@ pub fn reproduce(
         podman: engine.version.to_string(),
         recorded_podman: recorded.podman.clone(),
         recorded,
+        bases_taken: rebuilt.bases_taken.clone(),
         base_images,
         verdicts,
         rebuild_seconds,
@@ -285,13 +280,14 @@ fn read_recorded(
         };
         let recorded = recorded::from_provenance(&predicate, checked)
             .with_context(|| format!("the provenance of {reference}"))?;
-        match &found {
+        match &mut found {
             Some(first) if first.commit != recorded.commit => bail!(
                 "the release's images name two commits ({} and {}): it is not one build",
                 first.commit,
                 recorded.commit
             ),
-            Some(_) => {}
+            // Each platform's provenance names the base images it took.
+            Some(first) => first.base_images.extend(recorded.base_images),
             None => found = Some(recorded),
         }
     }
@@ -323,8 +319,17 @@ pub fn print(report: &Report) {
             );
         }
     }
-    for (name, recorded, rebuilt) in &report.base_images {
-        eprintln!("  BASE:      {name} was {recorded}, rebuilt as {rebuilt}");
+    for taken in &report.bases_taken {
+        eprintln!(
+            "  base:      {} ({}): {}",
+            taken.image, taken.platform, taken.from
+        );
+    }
+    for base in &report.base_images {
+        eprintln!(
+            "  BASE:      {} ({}) was image {}, rebuilt as {}",
+            base.argument, base.platform, base.recorded, base.rebuilt
+        );
     }
     for verdict in &report.verdicts {
         let word = if verdict.identical {

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use serde::Serialize;
 
 use super::{compare, recorded::Recorded, Published};
 use crate::{
@@ -18,13 +19,34 @@ use crate::{
 /// What the rebuild made; its storage and registry live as long as it.
 pub struct Rebuilt<'a> {
     pub index: RemoteIndex,
-    /// `(build argument, digest)` of each base image, as rebuilt.
-    pub base_images: Vec<(String, String)>,
+    /// Where each of the project's base images came from.
+    pub bases_taken: Vec<BaseTaken>,
+    /// Each base image the release recorded, as the rebuild had it.
+    pub base_image_ids: Vec<RebuiltBase>,
     repository: String,
     destination: Destination,
     _storage: FreshStorage<'a>,
     _registry: LoopbackRegistry,
     scratch: TemporaryDirectory,
+}
+
+/// A base image as the rebuild had it.
+pub struct RebuiltBase {
+    pub platform: String,
+    pub argument: String,
+    pub id: String,
+}
+
+/// Where the rebuild took one of the project's base images from.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaseTaken {
+    /// The architecture's image (`localhost/rc-base/runtime:bookworm-arm64`).
+    pub image: String,
+    pub platform: String,
+    /// The store's reference it was taken from; `None`: made from its
+    /// definition, for the reason `from` gives.
+    pub store: Option<String>,
+    pub from: String,
 }
 
 /// Checks the commit out, builds it in a private storage and pushes it to
@@ -39,6 +61,7 @@ pub fn rebuild<'a>(
     let storage = FreshStorage::new(runner, "reproduce")?;
     let registry = LoopbackRegistry::start(&scratch.path().join("registry"), None)
         .map_err(|error| anyhow::anyhow!("cannot start a registry on 127.0.0.1: {error}"))?;
+    let bases_taken = seed_base_images(runner, &storage, recorded, published);
     let name = published
         .repository
         .split_once('/')
@@ -80,25 +103,154 @@ pub fn rebuild<'a>(
         &format!("{repository}:{}", recorded.tag),
         &platforms,
     )?;
-    let base_images = recorded
+    let base_image_ids = recorded
         .base_images
         .iter()
-        .filter_map(|(argument, image, _)| {
-            let digest = runner
-                .read(&storage.applied(podman::image_digest(image)))
-                .ok()?;
-            Some((argument.clone(), digest.trim().to_owned()))
+        .filter_map(|base| {
+            let read = |command| runner.read(&storage.applied(command)).ok();
+            let id = read(podman::image_id(base.taken()))?;
+            Some(RebuiltBase {
+                platform: base.platform.clone(),
+                argument: base.argument.clone(),
+                id: podman::image_id_of(&id),
+            })
         })
         .collect();
     Ok(Rebuilt {
         index,
-        base_images,
+        bases_taken,
+        base_image_ids,
         repository,
         destination,
         _storage: storage,
         _registry: registry,
         scratch,
     })
+}
+
+/// Puts into the private storage each of the project's base images the
+/// release recorded that its store still keeps as the very image (the same
+/// image ID: the digest of its config, which names every layer's content);
+/// the rebuild makes the others from their definitions, as a machine
+/// without them does. Says which, and why.
+fn seed_base_images(
+    runner: &Runner,
+    storage: &FreshStorage,
+    recorded: &Recorded,
+    published: &Published,
+) -> Vec<BaseTaken> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut taken = Vec::new();
+    for base in &recorded.base_images {
+        // Not the project's: the build pulls it by its name, as the release's did.
+        let Some(image) = base.resolved.as_deref() else {
+            continue;
+        };
+        // The Rust builder is in every platform's provenance.
+        if !seen.insert(image) {
+            continue;
+        }
+        let taken_from = match (&base.kept, &base.id) {
+            (None, _) => Err("the release names no store that keeps it".to_owned()),
+            (Some(kept), None) => Err(format!(
+                "the release recorded no image ID to check {kept} against"
+            )),
+            (Some(kept), Some(id)) => {
+                let wanted = Wanted {
+                    id,
+                    digest: base.digest.as_deref(),
+                };
+                take_from_store(runner, storage, kept, &wanted, image, published).map(|()| kept)
+            }
+        };
+        let (store, from) = match taken_from {
+            Ok(kept) => (
+                Some(kept.clone()),
+                format!("taken from {kept}, the very image the release was built on"),
+            ),
+            Err(why) => (None, format!("{why}; made from its definition")),
+        };
+        eprintln!("reproduce: base image {image} ({}): {from}", base.platform);
+        taken.push(BaseTaken {
+            image: image.to_owned(),
+            platform: base.platform.clone(),
+            store,
+            from,
+        });
+    }
+    taken
+}
+
+/// What a base image taken from the store must be: the recorded image
+/// (`id`) under the manifest digest the release's storage had it by
+/// (`digest`).
+struct Wanted<'a> {
+    id: &'a str,
+    digest: Option<&'a str>,
+}
+
+/// Pulls `kept` into `storage` and names it `image` when it is `wanted`;
+/// else says what it is.
+///
+/// Both matter: buildah names the last stage's base in the image by a
+/// manifest digest (`org.opencontainers.image.base.digest`), and a base
+/// made on a machine has another manifest than the same image (the same
+/// ID) pushed to the store and pulled from it. A release built on a base
+/// its machine made is rebuilt on one made from the definition, as it was.
+fn take_from_store(
+    runner: &Runner,
+    storage: &FreshStorage,
+    kept: &str,
+    wanted: &Wanted,
+    image: &str,
+    published: &Published,
+) -> std::result::Result<(), String> {
+    let destination = Destination {
+        registry: kept.split('/').next().unwrap_or_default().to_owned(),
+        tls_verify: published.destination.tls_verify,
+        format: crate::flags::Format::Oci,
+        authfile: None,
+        skopeo_runtime_dir: None,
+    };
+    // `pull --quiet` answers with the image's ID.
+    let answer = runner
+        .read(&storage.applied(registry::pull_image_command(&destination, kept)))
+        .map_err(|error| {
+            format!(
+                "the store has no {kept} ({})",
+                crate::exec::last_line(&error)
+            )
+        })?;
+    let pulled = podman::image_id_of(answer.lines().last().unwrap_or_default());
+    if pulled != wanted.id {
+        return Err(format!(
+            "{kept} is now image {pulled}, not the recorded {} (the store's tag was replaced)",
+            wanted.id
+        ));
+    }
+    // In a storage of its own, the image has the one manifest it was
+    // pulled with.
+    let pulled_digest = runner
+        .read(&storage.applied(podman::image_digest(kept)))
+        .map(|answer| answer.trim().to_owned())
+        .unwrap_or_default();
+    if let Some(digest) = wanted.digest.filter(|digest| *digest != pulled_digest) {
+        return Err(format!(
+            "{kept} is the recorded image, but the release's build had it as manifest \
+             {digest} (made on the machine that built it), not the store's {pulled_digest}"
+        ));
+    }
+    let named = runner
+        .run_quietly(&storage.applied(podman::tag_all(kept, &[image])))
+        .unwrap_or(false)
+        && runner
+            .run_quietly(&storage.applied(podman::untag(kept)))
+            .unwrap_or(false);
+    if named {
+        Ok(())
+    } else {
+        Err(format!("cannot name {kept} {image} in the private storage"))
+    }
 }
 
 impl Rebuilt<'_> {

@@ -21,14 +21,52 @@ pub struct Recorded {
     pub context: Option<String>,
     /// The user's `--build-arg`s.
     pub build_args: Vec<String>,
-    /// `(build argument, image, digest)` of each base image the build used.
-    pub base_images: Vec<(String, String, Option<String>)>,
+    /// The base images each platform's build took.
+    pub base_images: Vec<RecordedBase>,
     /// The podman and xtask that built it, when known.
     pub podman: Option<String>,
     pub xtask: Option<String>,
     /// Where this came from: `provenance (signature checked)`,
     /// `provenance (signature NOT checked)`, `labels`.
     pub source: String,
+}
+
+/// One base image of one platform's build, as its provenance names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordedBase {
+    pub platform: String,
+    /// The build argument, and the image it named.
+    pub argument: String,
+    pub image: String,
+    /// The manifest digest the building storage knew it by.
+    pub digest: Option<String>,
+    /// For the project's base images: the architecture's image the name
+    /// stood for, and where the store keeps it.
+    pub resolved: Option<String>,
+    pub kept: Option<String>,
+    /// Its image ID (config digest): what a base image taken from the
+    /// store is checked against.
+    pub id: Option<String>,
+}
+
+impl RecordedBase {
+    /// What a provenance written now would record of `base`.
+    pub fn of(platform: crate::platform::Platform, base: crate::sign::attest::BaseImage) -> Self {
+        RecordedBase {
+            platform: platform.to_string(),
+            argument: base.argument,
+            image: base.image,
+            digest: base.digest,
+            resolved: base.resolved,
+            kept: base.kept,
+            id: base.id,
+        }
+    }
+
+    /// The image a build takes: the architecture's, or the one named.
+    pub fn taken(&self) -> &str {
+        self.resolved.as_deref().unwrap_or(&self.image)
+    }
 }
 
 /// From a provenance predicate (pure).
@@ -39,15 +77,22 @@ pub fn from_provenance(predicate: &Value, checked: bool) -> Result<Recorded> {
     let text = |value: &Value| value.as_str().map(str::to_owned);
     let commit = text(&external["source"]["commit"]).context("the provenance names no commit")?;
     let tag = text(&external["source"]["tag"]).context("the provenance names no tag")?;
+    let platform = text(&external["platform"]).unwrap_or_default();
     let base_images = definition["resolvedDependencies"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|dependency| {
-            let name = text(&dependency["name"])?;
-            let image = text(&dependency["uri"])?;
-            let digest = text(&dependency["digest"]["sha256"]).map(|hex| format!("sha256:{hex}"));
-            Some((name, image, digest))
+            let annotations = &dependency["annotations"];
+            Some(RecordedBase {
+                platform: platform.clone(),
+                argument: text(&dependency["name"])?,
+                image: text(&dependency["uri"])?,
+                digest: text(&dependency["digest"]["sha256"]).map(|hex| format!("sha256:{hex}")),
+                resolved: text(&annotations["image"]),
+                kept: text(&annotations["kept"]),
+                id: text(&annotations["imageId"]),
+            })
         })
         .collect();
     let version = &predicate["runDetails"]["builder"]["version"];
@@ -80,6 +125,7 @@ pub fn of_release(
     release: &crate::release::Release,
     build_args: &[String],
     podman: &str,
+    base_images: Vec<RecordedBase>,
 ) -> Recorded {
     let declared = &release.declared;
     let relative = |path: &std::path::Path| {
@@ -95,7 +141,7 @@ pub fn of_release(
         containerfile: Some(relative(&declared.containerfile)),
         context: Some(relative(&declared.context)),
         build_args: build_args.to_vec(),
-        base_images: Vec::new(),
+        base_images,
         podman: Some(podman.to_owned()),
         xtask: Some(env!("CARGO_PKG_VERSION").to_owned()),
         source: "this run's own inputs".to_owned(),
@@ -143,7 +189,11 @@ mod tests {
                 "resolvedDependencies": [
                     {"uri": "git+https://x/y@v1.2.3", "digest": {"gitCommit": "abc123"}},
                     {"name": "RUNTIME_IMAGE", "uri": "localhost/rc-base/runtime:bookworm",
-                     "digest": {"sha256": "00ff"}},
+                     "digest": {"sha256": "00ff"},
+                     "annotations": {"image": "localhost/rc-base/runtime:bookworm-arm64",
+                                     "imageId": "sha256:11ee",
+                                     "kept": "r.example/acme/layers:base-runtime-arm64-f1"}},
+                    {"name": "OTHER_IMAGE", "uri": "docker.io/library/busybox:1"},
                 ],
             },
             "runDetails": {"builder": {"version": {"xtask": "0.1.0", "podman": "4.3.1"}}},
@@ -155,11 +205,34 @@ mod tests {
         assert_eq!(recorded.build_args, ["GREETING=hi"]);
         assert_eq!(
             recorded.base_images,
-            [(
-                "RUNTIME_IMAGE".to_owned(),
-                "localhost/rc-base/runtime:bookworm".to_owned(),
-                Some("sha256:00ff".to_owned())
-            )]
+            [
+                RecordedBase {
+                    platform: "linux/arm64".to_owned(),
+                    argument: "RUNTIME_IMAGE".to_owned(),
+                    image: "localhost/rc-base/runtime:bookworm".to_owned(),
+                    digest: Some("sha256:00ff".to_owned()),
+                    resolved: Some("localhost/rc-base/runtime:bookworm-arm64".to_owned()),
+                    kept: Some("r.example/acme/layers:base-runtime-arm64-f1".to_owned()),
+                    id: Some("sha256:11ee".to_owned()),
+                },
+                RecordedBase {
+                    platform: "linux/arm64".to_owned(),
+                    argument: "OTHER_IMAGE".to_owned(),
+                    image: "docker.io/library/busybox:1".to_owned(),
+                    digest: None,
+                    resolved: None,
+                    kept: None,
+                    id: None,
+                }
+            ]
+        );
+        assert_eq!(
+            recorded.base_images[0].taken(),
+            "localhost/rc-base/runtime:bookworm-arm64"
+        );
+        assert_eq!(
+            recorded.base_images[1].taken(),
+            "docker.io/library/busybox:1"
         );
         assert_eq!(recorded.podman.as_deref(), Some("4.3.1"));
         assert!(from_provenance(&serde_json::json!({}), true).is_err());

@@ -66,11 +66,28 @@ pub fn rust_target(platform: Platform) -> &'static str {
 pub struct Builder {
     pub xtask_version: String,
     pub podman_version: String,
-    /// `(build argument, image, its digest where this podman has it)` of
-    /// the declared base images.
-    pub base_images: Vec<(String, String, Option<String>)>,
+    /// The base images each platform's build took.
+    pub base_images: Vec<(Platform, BaseImage)>,
     /// The user's own `--build-arg`s, where this run built the images.
     pub build_args: Vec<String>,
+}
+
+/// One base image of a platform's build, as the provenance records it (a
+/// `resolvedDependencies` entry: `name`, `uri`, `digest`, `annotations`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseImage {
+    /// The build argument that names it, and the image it names.
+    pub argument: String,
+    pub image: String,
+    /// The manifest digest this storage knows it by (changes with a push).
+    pub digest: Option<String>,
+    /// For the project's base images: the image of this platform's
+    /// architecture the name stands for, and where the store keeps it.
+    pub resolved: Option<String>,
+    pub kept: Option<String>,
+    /// Its image ID (config digest), the same wherever it is: what a
+    /// rebuild checks a base image taken from the store against.
+    pub id: Option<String>,
 }
 
 pub fn provenance(release: &Release, builder: &Builder, platform: Platform) -> Value {
@@ -91,13 +108,29 @@ pub fn provenance(release: &Release, builder: &Builder, platform: Platform) -> V
         "uri": format!("{source}@{}", release.tags.primary()),
         "digest": {"gitCommit": commit},
     })];
-    for (argument, image, digest) in &builder.base_images {
-        let mut dependency = json!({"name": argument, "uri": image});
-        if let Some(hex) = digest
+    for (_, base) in builder
+        .base_images
+        .iter()
+        .filter(|(built_for, _)| *built_for == platform)
+    {
+        let mut dependency = json!({"name": base.argument, "uri": base.image});
+        if let Some(hex) = base
+            .digest
             .as_deref()
             .and_then(|digest| digest.strip_prefix("sha256:"))
         {
             dependency["digest"] = json!({"sha256": hex});
+        }
+        let annotations: serde_json::Map<String, Value> = [
+            ("image", &base.resolved),
+            ("imageId", &base.id),
+            ("kept", &base.kept),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Some((key.to_owned(), json!(value.as_ref()?))))
+        .collect();
+        if !annotations.is_empty() {
+            dependency["annotations"] = Value::Object(annotations);
         }
         dependencies.push(dependency);
     }

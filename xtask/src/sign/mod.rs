@@ -202,7 +202,7 @@ fn attest_steps<'a>(signer: &'a Signer, pushed: &PushedRelease<'a>) -> Result<Ve
                 written.path().display()
             ),
             move |runner, _| {
-                let builder = builder(runner, engine, release, build_args);
+                let builder = builder(runner, engine, release, build_args, platform);
                 std::fs::write(
                     &provenance_file,
                     serde_json::to_vec_pretty(&attest::provenance(release, &builder, platform))?,
@@ -232,32 +232,93 @@ fn attest_steps<'a>(signer: &'a Signer, pushed: &PushedRelease<'a>) -> Result<Ve
     Ok(steps)
 }
 
-/// What the provenance says of the build: this program, the engine, the
-/// base images by digest, the build arguments.
+/// What the provenance says of `platform`'s build: this program, the
+/// engine, the base images (by digest and image ID, and where the store
+/// keeps the project's), the build arguments.
 fn builder(
     runner: &Runner,
     engine: &crate::engine::Engine,
     release: &Release,
     build_args: &[String],
+    platform: Platform,
 ) -> attest::Builder {
     attest::Builder {
         xtask_version: env!("CARGO_PKG_VERSION").to_owned(),
         podman_version: engine.version.to_string(),
-        base_images: release
-            .declared
-            .base_images
-            .iter()
-            .map(|argument| {
-                let digest = runner
-                    .read(&crate::engine::podman::image_digest(&argument.value))
-                    .ok()
-                    .map(|digest| digest.trim().to_owned())
-                    .filter(|digest| digest.starts_with("sha256:"));
-                (argument.name.clone(), argument.value.clone(), digest)
-            })
+        base_images: base_images(runner, engine, release, build_args, platform)
+            .into_iter()
+            .map(|base| (platform, base))
             .collect(),
         build_args: build_args.to_vec(),
     }
+}
+
+/// The base images `platform`'s build of `release` took, as this storage
+/// has them.
+pub fn base_images(
+    runner: &Runner,
+    engine: &crate::engine::Engine,
+    release: &Release,
+    build_args: &[String],
+    platform: Platform,
+) -> Vec<attest::BaseImage> {
+    let store = release
+        .cache_repository()
+        .map(|repository| repository.name());
+    effective_base_images(&release.declared.base_images, build_args)
+        .into_iter()
+        .map(|(argument, image)| {
+            let project =
+                crate::base_images::project_image(&image, platform, engine.build_platform)
+                    .ok()
+                    .flatten();
+            // The image this platform's build took: the architecture's, for
+            // a list of the project's.
+            let resolved = project.as_ref().map(|wanted| wanted.image.clone());
+            let taken = resolved.clone().unwrap_or_else(|| image.clone());
+            let read = |command| {
+                runner
+                    .read(&command)
+                    .ok()
+                    .map(|answer| answer.trim().to_owned())
+            };
+            attest::BaseImage {
+                digest: read(crate::engine::podman::image_digest(&taken))
+                    .filter(|digest| digest.starts_with("sha256:")),
+                id: read(crate::engine::podman::image_id(&taken))
+                    .filter(|id| !id.is_empty())
+                    .map(|id| crate::engine::podman::image_id_of(&id)),
+                kept: project
+                    .as_ref()
+                    .zip(store.as_deref())
+                    .map(|(wanted, store)| crate::base_images::Store::reference_in(store, wanted)),
+                resolved,
+                argument,
+                image,
+            }
+        })
+        .collect()
+}
+
+/// The declared base images, each as the build took it: the user's own
+/// `--build-arg NAME=IMAGE` replaces the declared one (pure).
+fn effective_base_images(
+    declared: &[crate::engine::podman::BuildArg],
+    build_args: &[String],
+) -> Vec<(String, String)> {
+    declared
+        .iter()
+        .map(|base| {
+            let given = build_args.iter().find_map(|argument| {
+                let (name, value) = argument.split_once('=')?;
+                (name == base.name).then(|| value.to_owned())
+            });
+            (
+                base.name.clone(),
+                given.unwrap_or_else(|| base.value.clone()),
+            )
+        })
+        .collect()
 }
 
 /// The choice, from what is given (pure).
@@ -348,6 +409,57 @@ mod tests {
             authfile: Some("/tmp/rc-xtask-auth-1/auth.json".into()),
             skopeo_runtime_dir: None,
         }
+    }
+
+    #[test]
+    fn the_provenance_names_the_base_image_the_build_took() {
+        let declared = |name: &str, value: &str| crate::engine::podman::BuildArg {
+            name: name.into(),
+            value: value.into(),
+        };
+        let bases = [
+            declared("RUNTIME_IMAGE", "localhost/rc-base/runtime:bookworm"),
+            declared("BUILDER_IMAGE", "localhost/rc-base/rust-builder:1"),
+        ];
+        assert_eq!(
+            effective_base_images(
+                &bases,
+                &[
+                    "GREETING=a=b".into(),
+                    "BUILDER_IMAGE=localhost/mine:2".into()
+                ]
+            ),
+            [
+                (
+                    "RUNTIME_IMAGE".to_owned(),
+                    "localhost/rc-base/runtime:bookworm".to_owned()
+                ),
+                ("BUILDER_IMAGE".to_owned(), "localhost/mine:2".to_owned())
+            ]
+        );
+        // A project base stands for its architecture's image, kept in the
+        // store under its definition.
+        let wanted = crate::base_images::project_image(
+            "localhost/rc-base/runtime:bookworm",
+            Platform::LINUX_ARM64,
+            Platform::LINUX_AMD64,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(wanted.image, "localhost/rc-base/runtime:bookworm-arm64");
+        assert!(
+            crate::base_images::Store::reference_in("127.0.0.1:5000/acme/layers", &wanted)
+                .starts_with("127.0.0.1:5000/acme/layers:base-runtime-bookworm-arm64-")
+        );
+        assert_eq!(
+            crate::base_images::project_image(
+                "docker.io/library/debian:bookworm",
+                Platform::LINUX_ARM64,
+                Platform::LINUX_AMD64
+            )
+            .unwrap(),
+            None
+        );
     }
 
     fn flags(key: Option<&str>, no_sign: bool) -> SignFlags {

@@ -41,7 +41,7 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 
 /// Runs the xtask binary in `directory` with extra environment.
 pub fn xtask_in(directory: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_podman-release"));
     command.current_dir(directory).args(args);
     for name in [
         "BUILD_PLATFORMS",
@@ -515,7 +515,7 @@ pub fn xtask_scanned_for(
     env: &[(&str, &str)],
     watched: impl Fn(&str) -> bool + Send + 'static,
 ) -> (Output, Vec<String>, usize) {
-    let xtask = std::fs::canonicalize(env!("CARGO_BIN_EXE_xtask")).unwrap();
+    let xtask = std::fs::canonicalize(env!("CARGO_BIN_EXE_podman-release")).unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let scanner = {
         let (stop, secret) = (stop.clone(), secret.to_owned());
