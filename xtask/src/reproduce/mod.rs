@@ -188,13 +188,13 @@ pub fn reproduce(
         .base_images
         .iter()
         .filter_map(|base| {
-            let ours = base.id.clone()?;
+            let ours = base.base.id.clone()?;
             let theirs = rebuilt.base_image_ids.iter().find(|rebuilt| {
-                rebuilt.platform == base.platform && rebuilt.argument == base.argument
+                rebuilt.platform == base.platform && rebuilt.argument == base.base.argument
             })?;
             (theirs.id != ours).then(|| BaseDifference {
                 platform: base.platform.clone(),
-                argument: base.argument.clone(),
+                argument: base.base.argument.clone(),
                 recorded: ours,
                 rebuilt: theirs.id.clone(),
             })

@@ -108,10 +108,10 @@ pub fn rebuild<'a>(
         .iter()
         .filter_map(|base| {
             let read = |command| runner.read(&storage.applied(command)).ok();
-            let id = read(podman::image_id(base.taken()))?;
+            let id = read(podman::image_id(base.base.taken()))?;
             Some(RebuiltBase {
                 platform: base.platform.clone(),
-                argument: base.argument.clone(),
+                argument: base.base.argument.clone(),
                 id: podman::image_id_of(&id),
             })
         })
@@ -143,14 +143,14 @@ fn seed_base_images(
     let mut taken = Vec::new();
     for base in &recorded.base_images {
         // Not the project's: the build pulls it by its name, as the release's did.
-        let Some(image) = base.resolved.as_deref() else {
+        let Some(image) = base.base.resolved.as_deref() else {
             continue;
         };
         // The Rust builder is in every platform's provenance.
         if !seen.insert(image) {
             continue;
         }
-        let taken_from = match (&base.kept, &base.id) {
+        let taken_from = match (&base.base.kept, &base.base.id) {
             (None, _) => Err("the release names no store that keeps it".to_owned()),
             (Some(kept), None) => Err(format!(
                 "the release recorded no image ID to check {kept} against"
@@ -158,7 +158,7 @@ fn seed_base_images(
             (Some(kept), Some(id)) => {
                 let wanted = Wanted {
                     id,
-                    digest: base.digest.as_deref(),
+                    digest: base.base.digest.as_deref(),
                 };
                 take_from_store(runner, storage, kept, &wanted, image, published).map(|()| kept)
             }

@@ -6,6 +6,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::sign::attest::BaseImage;
+
 /// The inputs a rebuild needs, as the release recorded them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Recorded {
@@ -35,37 +37,16 @@ pub struct Recorded {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecordedBase {
     pub platform: String,
-    /// The build argument, and the image it named.
-    pub argument: String,
-    pub image: String,
-    /// The manifest digest the building storage knew it by.
-    pub digest: Option<String>,
-    /// For the project's base images: the architecture's image the name
-    /// stood for, and where the store keeps it.
-    pub resolved: Option<String>,
-    pub kept: Option<String>,
-    /// Its image ID (config digest): what a base image taken from the
-    /// store is checked against.
-    pub id: Option<String>,
+    #[serde(flatten)]
+    pub base: BaseImage,
 }
 
 impl RecordedBase {
-    /// What a provenance written now would record of `base`.
-    pub fn of(platform: crate::platform::Platform, base: crate::sign::attest::BaseImage) -> Self {
+    pub fn of(platform: crate::platform::Platform, base: BaseImage) -> Self {
         RecordedBase {
             platform: platform.to_string(),
-            argument: base.argument,
-            image: base.image,
-            digest: base.digest,
-            resolved: base.resolved,
-            kept: base.kept,
-            id: base.id,
+            base,
         }
-    }
-
-    /// The image a build takes: the architecture's, or the one named.
-    pub fn taken(&self) -> &str {
-        self.resolved.as_deref().unwrap_or(&self.image)
     }
 }
 
@@ -86,12 +67,15 @@ pub fn from_provenance(predicate: &Value, checked: bool) -> Result<Recorded> {
             let annotations = &dependency["annotations"];
             Some(RecordedBase {
                 platform: platform.clone(),
-                argument: text(&dependency["name"])?,
-                image: text(&dependency["uri"])?,
-                digest: text(&dependency["digest"]["sha256"]).map(|hex| format!("sha256:{hex}")),
-                resolved: text(&annotations["image"]),
-                kept: text(&annotations["kept"]),
-                id: text(&annotations["imageId"]),
+                base: BaseImage {
+                    argument: text(&dependency["name"])?,
+                    image: text(&dependency["uri"])?,
+                    digest: text(&dependency["digest"]["sha256"])
+                        .map(|hex| format!("sha256:{hex}")),
+                    resolved: text(&annotations["image"]),
+                    kept: text(&annotations["kept"]),
+                    id: text(&annotations["imageId"]),
+                },
             })
         })
         .collect();
@@ -208,30 +192,34 @@ mod tests {
             [
                 RecordedBase {
                     platform: "linux/arm64".to_owned(),
-                    argument: "RUNTIME_IMAGE".to_owned(),
-                    image: "localhost/rc-base/runtime:bookworm".to_owned(),
-                    digest: Some("sha256:00ff".to_owned()),
-                    resolved: Some("localhost/rc-base/runtime:bookworm-arm64".to_owned()),
-                    kept: Some("r.example/acme/layers:base-runtime-arm64-f1".to_owned()),
-                    id: Some("sha256:11ee".to_owned()),
+                    base: BaseImage {
+                        argument: "RUNTIME_IMAGE".to_owned(),
+                        image: "localhost/rc-base/runtime:bookworm".to_owned(),
+                        digest: Some("sha256:00ff".to_owned()),
+                        resolved: Some("localhost/rc-base/runtime:bookworm-arm64".to_owned()),
+                        kept: Some("r.example/acme/layers:base-runtime-arm64-f1".to_owned()),
+                        id: Some("sha256:11ee".to_owned()),
+                    },
                 },
                 RecordedBase {
                     platform: "linux/arm64".to_owned(),
-                    argument: "OTHER_IMAGE".to_owned(),
-                    image: "docker.io/library/busybox:1".to_owned(),
-                    digest: None,
-                    resolved: None,
-                    kept: None,
-                    id: None,
+                    base: BaseImage {
+                        argument: "OTHER_IMAGE".to_owned(),
+                        image: "docker.io/library/busybox:1".to_owned(),
+                        digest: None,
+                        resolved: None,
+                        kept: None,
+                        id: None,
+                    },
                 }
             ]
         );
         assert_eq!(
-            recorded.base_images[0].taken(),
+            recorded.base_images[0].base.taken(),
             "localhost/rc-base/runtime:bookworm-arm64"
         );
         assert_eq!(
-            recorded.base_images[1].taken(),
+            recorded.base_images[1].base.taken(),
             "docker.io/library/busybox:1"
         );
         assert_eq!(recorded.podman.as_deref(), Some("4.3.1"));

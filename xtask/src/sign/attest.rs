@@ -74,7 +74,7 @@ pub struct Builder {
 
 /// One base image of a platform's build, as the provenance records it (a
 /// `resolvedDependencies` entry: `name`, `uri`, `digest`, `annotations`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BaseImage {
     /// The build argument that names it, and the image it names.
     pub argument: String,
@@ -88,6 +88,13 @@ pub struct BaseImage {
     /// Its image ID (config digest), the same wherever it is: what a
     /// rebuild checks a base image taken from the store against.
     pub id: Option<String>,
+}
+
+impl BaseImage {
+    /// The image a build takes: the architecture's, or the one named.
+    pub fn taken(&self) -> &str {
+        self.resolved.as_deref().unwrap_or(&self.image)
+    }
 }
 
 pub fn provenance(release: &Release, builder: &Builder, platform: Platform) -> Value {
