@@ -63,8 +63,9 @@ fn install_from_a_deleted_copy() -> PathBuf {
     root.join("bin/podman-release")
 }
 
-/// A new git repository with one binary crate that prints its
-/// architecture, and a GitHub remote.
+/// A new git repository with a binary crate that prints its architecture
+/// with a word from a library of its workspace (so the Containerfile's
+/// dependency layer meets a member too), and a GitHub remote.
 fn tiny_repository() -> PathBuf {
     let path = scratch_dir("adopt-tiny");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -81,11 +82,31 @@ fn tiny_repository() -> PathBuf {
             path.to_str().unwrap(),
         ],
     );
-    std::fs::write(
-        path.join("src/main.rs"),
-        "fn main() {\n    println!(\"tiny on {}\", std::env::consts::ARCH);\n}\n",
-    )
-    .unwrap();
+    let files = [
+        (
+            "Cargo.toml",
+            "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+             [dependencies]\ngreeting = { path = \"crates/greeting\" }\n\n\
+             [workspace]\nmembers = [\"crates/greeting\"]\n",
+        ),
+        (
+            "crates/greeting/Cargo.toml",
+            "[package]\nname = \"greeting\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+        ),
+        (
+            "crates/greeting/src/lib.rs",
+            "pub fn word() -> &'static str {\n    \"tiny\"\n}\n",
+        ),
+        (
+            "src/main.rs",
+            "fn main() {\n    println!(\"{} on {}\", greeting::word(), std::env::consts::ARCH);\n}\n",
+        ),
+    ];
+    for (file, content) in files {
+        let file = path.join(file);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, content).unwrap();
+    }
     let manifest = path.join("Cargo.toml");
     run(
         &cargo,
