@@ -8,12 +8,22 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 #[command(
     name = "cargo xtask",
     bin_name = "cargo xtask",
-    about = "Release pipeline for rc-web: multi-platform container images with podman",
+    about = "Release pipeline for Rust services: multi-platform container images with podman",
     disable_help_subcommand = true
 )]
 pub struct Xtask {
     #[command(subcommand)]
     pub command: XtaskCommand,
+}
+
+impl Xtask {
+    /// The flags, with usage and help naming the tool as the user runs it
+    /// (`cargo xtask` in this repository, `podman-release` installed).
+    pub fn parse_as(name: &'static str) -> Xtask {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Xtask::command().name(name).bin_name(name).get_matches();
+        Xtask::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+    }
 }
 
 #[derive(Debug, Subcommand)]

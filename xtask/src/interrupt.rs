@@ -131,8 +131,9 @@ fn on_signal(signal: i32) {
     {
         eprintln!(
             "\nxtask: {} again: exiting now, without cleaning up; \
-             `cargo xtask clean-build-cache` removes what is left",
-            signal_name(signal)
+             `{} clean-build-cache` removes what is left",
+            signal_name(signal),
+            crate::project::command_name()
         );
         std::process::exit(128 + signal);
     }

@@ -26,8 +26,6 @@ mod test;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// How a command that did not fail ended. Exit codes are documented in
 /// docs/multi-platform-builds.md: 0 success, 1 failure, 2 bad input (found
 /// before anything was done; clap's usage errors too), 3 partial result (some
@@ -59,7 +57,7 @@ impl std::fmt::Display for BadInput {
 impl std::error::Error for BadInput {}
 
 fn main() -> ExitCode {
-    let flags = flags::Xtask::parse();
+    let flags = flags::Xtask::parse_as(project::command_name());
     if let Err(error) = interrupt::install() {
         eprintln!("warning: {error:#}; Ctrl-C will not clean up");
     }
@@ -81,7 +79,7 @@ fn main() -> ExitCode {
     };
     if let Some(interrupted) = interrupt::received() {
         match &result {
-            Err(error) => eprintln!("error: {error:#}"),
+            Err(error) => eprintln!("error: {}", project::as_invoked(&format!("{error:#}"))),
             Ok(_) => eprintln!("the step in progress finished before the signal took effect"),
         }
         eprintln!(
@@ -98,11 +96,11 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_PARTIAL)
         }
         Err(error) if error.downcast_ref::<BadInput>().is_some() => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", project::as_invoked(&format!("{error:#}")));
             ExitCode::from(EXIT_BAD_INPUT)
         }
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", project::as_invoked(&format!("{error:#}")));
             ExitCode::from(EXIT_FAILURE)
         }
     }

@@ -31,6 +31,25 @@ pub fn root() -> PathBuf {
         .unwrap_or(here)
 }
 
+/// How the user runs this tool: `cargo xtask` in this repository (its
+/// alias), else the installed binary (`podman-release`).
+pub fn command_name() -> &'static str {
+    static NAME: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        if root().join("xtask/Cargo.toml").is_file() {
+            "cargo xtask"
+        } else {
+            env!("CARGO_BIN_NAME")
+        }
+    })
+}
+
+/// `text` (a message naming this repository's `cargo xtask COMMAND`) with
+/// the tool named as the user runs it.
+pub fn as_invoked(text: &str) -> String {
+    text.replace("cargo xtask", command_name())
+}
+
 /// The tool's own files, compiled in (`assets/` links to this repository's
 /// `containers/`): the base images' definitions and the Rust builder's
 /// Containerfile. An installed binary has them wherever it runs.

@@ -89,7 +89,8 @@ fn print_macos_steps() {
         "setup: on macOS podman runs in a Linux VM. Run these once:\n\
          \n    brew install podman\n    podman machine init\n    podman machine start\n\
          \nThe VM (Fedora CoreOS) can run arm64 and amd64 images already. Then:\n\
-         \n    cargo xtask build-image\n"
+         \n    {} build-image\n",
+        crate::project::command_name()
     );
 }
 

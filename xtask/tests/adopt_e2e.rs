@@ -147,7 +147,17 @@ fn a_new_repository_adopts_the_installed_tool_and_releases_both_platforms() {
     let _serial = serial();
     let tool = install_from_a_deleted_copy();
     let repository = tiny_repository();
+    // The team uses cargo-make: init adds the tasks it lacks.
+    std::fs::write(
+        repository.join("Makefile.toml"),
+        "[tasks.hello]\ncommand = \"echo\"\nargs = [\"hello\"]\n",
+    )
+    .unwrap();
 
+    // Installed, it names itself as it is run.
+    let help = run_in(&repository, &tool, &["--help"]);
+    let usage = String::from_utf8_lossy(&help.stdout);
+    assert!(usage.contains("Usage: podman-release <COMMAND>"), "{usage}");
     // A dry run shows every file and writes none.
     let dry = run_in(&repository, &tool, &["init", "--dry-run"]);
     let stdout = String::from_utf8_lossy(&dry.stdout);
@@ -176,6 +186,13 @@ fn a_new_repository_adopts_the_installed_tool_and_releases_both_platforms() {
     ] {
         assert!(stderr.contains(written), "{written}: {stderr}");
     }
+    let tasks = std::fs::read_to_string(repository.join("Makefile.toml")).unwrap();
+    assert!(
+        tasks.starts_with("[tasks.hello]")
+            && tasks.contains("[tasks.build-and-push-amd64]")
+            && tasks.contains("command = \"podman-release\""),
+        "{tasks}"
+    );
     let manifest = std::fs::read_to_string(repository.join("Cargo.toml")).unwrap();
     assert!(
         manifest.contains("name = \"acme/tiny\"\nregistries = [\"ghcr.io\"]"),
@@ -255,6 +272,31 @@ fn a_new_repository_adopts_the_installed_tool_and_releases_both_platforms() {
         ]);
         assert_eq!(said.trim(), format!("tiny on {arch}"), "{platform}");
     }
+
+    // A cargo-make task runs the installed tool.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let path = format!(
+        "{}:{}",
+        tool.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let task = Command::new(cargo)
+        .args(["make", "check-disk-space"])
+        .current_dir(&repository)
+        .env("PATH", path)
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&task.stdout),
+        stderr_of(&task)
+    );
+    assert!(task.status.success(), "cargo make check-disk-space: {said}");
+    assert!(
+        said.contains("free:") && said.contains("`podman-release clean-build-cache`"),
+        "its report, naming the tool as it is run: {said}"
+    );
 
     for tag in &expected {
         let _ = Command::new("podman")

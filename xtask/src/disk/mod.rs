@@ -180,8 +180,10 @@ impl Usage {
     /// this machine (a remote engine) or cannot be read. podman 4.4 and later
     /// count each layer once there; 4.3 once per image, which is no measure.
     pub fn from_podman(podman: &podman::PodmanUsage, engine: &Engine, why: &str) -> Usage {
-        let clean = "what a clean frees is not counted here: `cargo xtask clean-build-cache \
-                     --dry-run` lists it";
+        let clean = crate::project::as_invoked(
+            "what a clean frees is not counted here: `cargo xtask clean-build-cache --dry-run` \
+             lists it",
+        );
         if engine.system_df_counts_each_layer_once() {
             return Usage {
                 measured_by: format!("podman system df (podman {}; {why})", engine.version),
@@ -371,8 +373,9 @@ fn print_usage(usage: &Usage, podman: &podman::PodmanUsage) {
             bytes(usage.kept_bytes)
         );
         println!(
-            "    cache:      {} (the build cache: what `cargo xtask clean-build-cache` frees)",
-            bytes(usage.clean_frees_bytes)
+            "    cache:      {} (the build cache: what `{} clean-build-cache` frees)",
+            bytes(usage.clean_frees_bytes),
+            crate::project::command_name()
         );
     }
     if let Some(containers) = usage.containers_bytes {

@@ -152,6 +152,9 @@ pub fn workflow(found: &Found) -> String {
 }
 
 /// cargo-make tasks, those of `existing` (a Makefile.toml's text) left out.
+/// Each runs once at the workspace root (`workspace = false`): in a
+/// workspace, cargo-make otherwise runs a task in every member, where it
+/// is not defined.
 pub fn makefile_tasks(existing: &str) -> String {
     const TASKS: [(&str, &str, &str); 11] = [
         (
@@ -218,7 +221,7 @@ pub fn makefile_tasks(existing: &str) -> String {
             .collect();
         let _ = write!(
             text,
-            "\n[tasks.{task}]\ndescription = {:?}\ncommand = \"podman-release\"\nargs = [{}]\n",
+            "\n[tasks.{task}]\ndescription = {:?}\nworkspace = false\ncommand = \"podman-release\"\nargs = [{}]\n",
             format!("{description} (podman-release)"),
             args.join(", ")
         );
@@ -290,7 +293,7 @@ mod tests {
         assert!(
             tasks.contains(
                 "[tasks.build-and-push-amd64]\ndescription = \"Build and push amd64 (podman-release)\"\n\
-                 command = \"podman-release\"\nargs = [\"build-and-push\", \"--platform\", \"linux/amd64\", \"${@}\"]"
+                 workspace = false\ncommand = \"podman-release\"\nargs = [\"build-and-push\", \"--platform\", \"linux/amd64\", \"${@}\"]"
             ),
             "{tasks}"
         );
