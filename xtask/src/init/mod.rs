@@ -41,6 +41,8 @@ pub struct Found {
     pub members: Vec<Member>,
     /// The repository has a Makefile.toml at its root.
     pub cargo_make: bool,
+    /// Its remote is on GitHub (the release workflow is GitHub Actions').
+    pub github: bool,
 }
 
 /// One file `init` writes, adds to, or leaves.
@@ -50,6 +52,7 @@ pub enum Change {
     Replace { path: PathBuf, content: String },
     Append { path: PathBuf, content: String },
     Keep { path: PathBuf, why: String },
+    Skip { path: PathBuf, why: String },
 }
 
 impl Change {
@@ -59,6 +62,7 @@ impl Change {
             Change::Replace { path, .. } => format!("replace {} (--force)", path.display()),
             Change::Append { path, .. } => format!("add to {}", path.display()),
             Change::Keep { path, why } => format!("leave {} ({why})", path.display()),
+            Change::Skip { path, why } => format!("do not write {} ({why})", path.display()),
         }
     }
 }
@@ -98,7 +102,7 @@ impl flags::Init {
 fn step(change: Change) -> Step<'static> {
     Step::work(change.says(), move |_, _| {
         let (path, content, append) = match &change {
-            Change::Keep { .. } => return Ok(()),
+            Change::Keep { .. } | Change::Skip { .. } => return Ok(()),
             Change::Create { path, content } | Change::Replace { path, content } => {
                 (path, content, false)
             }
@@ -124,6 +128,20 @@ fn step(change: Change) -> Step<'static> {
     })
 }
 
+/// The build context, the workspace root (Cargo.lock is there), relative
+/// to the package's manifest, as the table's paths are.
+fn context_of(found: &Found) -> String {
+    let depth = found
+        .package_dir
+        .strip_prefix(&found.workspace_root)
+        .map_or(0, |relative| relative.components().count());
+    if depth == 0 {
+        ".".to_owned()
+    } else {
+        vec![".."; depth].join("/")
+    }
+}
+
 /// The files to write, from what was read (pure: `existing` reads a file).
 pub fn plan(
     found: &Found,
@@ -131,17 +149,8 @@ pub fn plan(
     existing: impl Fn(&Path) -> Option<String>,
 ) -> Result<Vec<Change>> {
     let root = &found.workspace_root;
-    let relative = |path: &Path| path.strip_prefix(root).unwrap_or(path).to_owned();
     let manifest = found.package_dir.join("Cargo.toml");
     let containerfile = found.package_dir.join("Containerfile");
-    // The context is the workspace root (Cargo.lock is there), relative to
-    // the package's manifest, as the table's paths are.
-    let depth = relative(&found.package_dir).components().count();
-    let context = if depth == 0 {
-        ".".to_owned()
-    } else {
-        vec![".."; depth].join("/")
-    };
     let mut changes = Vec::new();
     let cargo_toml =
         existing(&manifest).with_context(|| format!("cannot read {}", manifest.display()))?;
@@ -156,7 +165,7 @@ pub fn plan(
     } else {
         changes.push(Change::Append {
             path: manifest.clone(),
-            content: templates::metadata_table(found, "Containerfile", &context),
+            content: templates::metadata_table(found, "Containerfile", &context_of(found)),
         });
     }
     let mut file = |path: PathBuf, content: String| {
@@ -179,10 +188,17 @@ pub fn plan(
         root.join(".containerignore"),
         templates::CONTAINERIGNORE.to_owned(),
     );
-    file(
-        root.join(".github/workflows/release.yml"),
-        templates::workflow(found),
-    );
+    let workflow = root.join(".github/workflows/release.yml");
+    if found.github {
+        file(workflow, templates::workflow(found));
+    } else {
+        changes.push(Change::Skip {
+            path: workflow,
+            why: "the git remote is not GitHub's; from another CI, run `podman-release \
+                  build-and-push` on a tag"
+                .into(),
+        });
+    }
     if found.cargo_make {
         let path = root.join("Makefile.toml");
         let tasks = templates::makefile_tasks(&existing(&path).unwrap_or_default());
@@ -241,6 +257,9 @@ pub fn from_metadata(
     let package = chosen["name"].as_str().unwrap_or_default().to_owned();
     let binary = binary_of(chosen, &package)?;
     let (owner, registry) = owner_and_registry(remote);
+    // GitHub's remote, or none yet with ghcr.io asked for.
+    let github = registry.as_deref() == Some("ghcr.io")
+        || (remote.is_none() && flags.registry.as_deref() == Some("ghcr.io"));
     let registries = match (&flags.registry, registry) {
         (Some(registry), _) => vec![registry.clone()],
         (None, Some(registry)) => vec![registry],
@@ -264,6 +283,7 @@ pub fn from_metadata(
         .to_owned();
     Ok(Found {
         cargo_make: root.join("Makefile.toml").is_file(),
+        github,
         members: members(&packages, &root),
         workspace_root: root,
         package,
@@ -527,6 +547,25 @@ mod tests {
         assert!(content.contains("context = \"..\""), "{content}");
         let forced = plan(&found, true, existing).unwrap();
         assert_eq!(forced[2].says(), "replace /w/.containerignore (--force)");
+        let gitlab = from_metadata(
+            &metadata(TINY),
+            Some("https://gitlab.com/acme/tiny.git"),
+            &flags(None),
+        )
+        .unwrap();
+        let says: Vec<String> = plan(&gitlab, false, |path: &Path| {
+            (path == Path::new("/w/Cargo.toml")).then(|| "[package]\n".to_owned())
+        })
+        .unwrap()
+        .iter()
+        .map(Change::says)
+        .collect();
+        assert!(
+            says[3].starts_with(
+                "do not write /w/.github/workflows/release.yml (the git remote is not GitHub's"
+            ),
+            "{says:?}"
+        );
         let declared = |path: &Path| {
             (path == Path::new("/w/other/Cargo.toml"))
                 .then(|| "[package.metadata.container-image]\nname = \"a/b\"\n".to_owned())

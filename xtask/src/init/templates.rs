@@ -252,6 +252,7 @@ mod tests {
                 },
             ],
             cargo_make: false,
+            github: true,
         }
     }
 
