@@ -42,6 +42,27 @@ pub struct Published {
     pub list_digest: String,
     /// `(platform, image digest)`, in the list's order.
     pub entries: Vec<(Platform, String)>,
+    /// `(platform, image)` of the base each platform's image was built on
+    /// (its last stage's), as buildah names it in the image's manifest
+    /// (`org.opencontainers.image.base.name`).
+    pub last_stage_bases: Vec<(Platform, Option<String>)>,
+}
+
+impl Published {
+    /// Whether `platform`'s image was built on `image` in its last stage.
+    pub fn is_last_stage_base(&self, platform: &str, image: &str) -> bool {
+        self.last_stage_bases.iter().any(|(built_for, name)| {
+            built_for.to_string() == platform && name.as_deref() == Some(image)
+        })
+    }
+}
+
+/// The base image buildah names in an image's manifest (pure).
+pub fn base_name_of(manifest: &serde_json::Value) -> Option<String> {
+    manifest["annotations"]["org.opencontainers.image.base.name"]
+        .as_str()
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
 }
 
 /// One platform's verdict, or the list's.
@@ -252,11 +273,25 @@ pub fn read_published(runner: &Runner, image: &str, tls_verify: bool) -> Result<
             Ok((platform, entry.digest.clone()))
         })
         .collect::<Result<Vec<_>>>()?;
+    let last_stage_bases = entries
+        .iter()
+        .map(|(platform, digest)| {
+            let reference = format!("{repository}@{digest}");
+            let manifest = registry::read_back(
+                runner,
+                &registry::inspect_remote_command(&destination, &reference),
+            )?;
+            let manifest: serde_json::Value = serde_json::from_str(&manifest)
+                .with_context(|| format!("{reference}: the registry returned no JSON"))?;
+            Ok((*platform, base_name_of(&manifest)))
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(Published {
         repository,
         destination,
         list_digest: registry::digest_of(raw.as_bytes()),
         entries,
+        last_stage_bases,
     })
 }
 
@@ -365,4 +400,45 @@ pub fn print(report: &Report) {
         "  rebuilt in {:.1} s from commit {} ({})",
         report.rebuild_seconds, report.recorded.commit, report.recorded.source
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_stages_base_is_the_one_the_image_names() {
+        let manifest = serde_json::json!({"annotations": {
+            "org.opencontainers.image.base.name": "localhost/rc-base/runtime:bookworm-arm64",
+            "org.opencontainers.image.base.digest": "sha256:00"}});
+        let named = base_name_of(&manifest);
+        assert_eq!(
+            named.as_deref(),
+            Some("localhost/rc-base/runtime:bookworm-arm64")
+        );
+        assert_eq!(
+            base_name_of(&serde_json::json!({"annotations": {
+            "org.opencontainers.image.base.name": ""}})),
+            None
+        );
+        let published = Published {
+            repository: "r/x".into(),
+            destination: Destination {
+                registry: "r".into(),
+                tls_verify: true,
+                format: Format::Oci,
+                authfile: None,
+                skopeo_runtime_dir: None,
+            },
+            list_digest: "sha256:11".into(),
+            entries: Vec::new(),
+            last_stage_bases: vec![(Platform::LINUX_ARM64, named)],
+        };
+        assert!(
+            published.is_last_stage_base("linux/arm64", "localhost/rc-base/runtime:bookworm-arm64")
+        );
+        assert!(!published.is_last_stage_base("linux/arm64", crate::project::BUILDER_IMAGE));
+        assert!(!published
+            .is_last_stage_base("linux/amd64", "localhost/rc-base/runtime:bookworm-arm64"));
+    }
 }

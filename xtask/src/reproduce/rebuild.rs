@@ -130,9 +130,10 @@ pub fn rebuild<'a>(
 
 /// Puts into the private storage each of the project's base images the
 /// release recorded that its store still keeps as the very image (the same
-/// image ID: the digest of its config, which names every layer's content);
-/// the rebuild makes the others from their definitions, as a machine
-/// without them does. Says which, and why.
+/// image ID: the digest of its config, which names every layer's content;
+/// for the image's last stage's base, also the same manifest: see
+/// [`take_from_store`]); the rebuild makes the others from their
+/// definitions, as a machine without them does. Says which, and why.
 fn seed_base_images(
     runner: &Runner,
     storage: &FreshStorage,
@@ -156,9 +157,13 @@ fn seed_base_images(
                 "the release recorded no image ID to check {kept} against"
             )),
             (Some(kept), Some(id)) => {
+                // The manifest digest matters for the base the image names
+                // (its last stage's); another stage's base (the Rust
+                // builder) gives the same files whatever its manifest.
+                let last_stage = published.is_last_stage_base(&base.platform, image);
                 let wanted = Wanted {
                     id,
-                    digest: base.base.digest.as_deref(),
+                    digest: base.base.digest.as_deref().filter(|_| last_stage),
                 };
                 take_from_store(runner, storage, kept, &wanted, image, published).map(|()| kept)
             }
@@ -182,8 +187,8 @@ fn seed_base_images(
 }
 
 /// What a base image taken from the store must be: the recorded image
-/// (`id`) under the manifest digest the release's storage had it by
-/// (`digest`).
+/// (`id`), and, for the last stage's base, under the manifest digest the
+/// release's storage had it by (`digest`).
 struct Wanted<'a> {
     id: &'a str,
     digest: Option<&'a str>,
