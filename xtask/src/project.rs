@@ -18,11 +18,11 @@ pub const BUILDER_IMAGE: &str = "localhost/rc-base/rust-builder:bookworm";
 /// directory is in (a team's own repository, with the tool installed),
 /// else the working directory.
 pub fn root() -> PathBuf {
-    let is_root = |directory: &Path| {
-        directory.join("xtask/Cargo.toml").is_file() && directory.join("Cargo.toml").is_file()
-    };
     let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    if let Some(root) = here.ancestors().find(|candidate| is_root(candidate)) {
+    if let Some(root) = here
+        .ancestors()
+        .find(|candidate| is_this_repository(candidate))
+    {
         return root.to_path_buf();
     }
     git2::Repository::discover(&here)
@@ -31,12 +31,17 @@ pub fn root() -> PathBuf {
         .unwrap_or(here)
 }
 
+/// Whether `directory` is this repository (or a clone of it).
+fn is_this_repository(directory: &Path) -> bool {
+    directory.join("xtask/Cargo.toml").is_file() && directory.join("Cargo.toml").is_file()
+}
+
 /// How the user runs this tool: `cargo xtask` in this repository (its
 /// alias), else the installed binary (`podman-release`).
 pub fn command_name() -> &'static str {
     static NAME: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
     NAME.get_or_init(|| {
-        if root().join("xtask/Cargo.toml").is_file() {
+        if is_this_repository(&root()) {
             "cargo xtask"
         } else {
             env!("CARGO_BIN_NAME")
@@ -68,8 +73,9 @@ pub const OWN_FILES: [(&str, &str); 3] = [
 /// per content: the file's name is its own).
 pub fn own_file(relative: &str) -> anyhow::Result<PathBuf> {
     use anyhow::Context;
-    let here = root().join(relative);
-    if root().join("xtask/Cargo.toml").is_file() && here.is_file() {
+    let root = root();
+    let here = root.join(relative);
+    if is_this_repository(&root) && here.is_file() {
         return Ok(here);
     }
     let (_, content) = OWN_FILES

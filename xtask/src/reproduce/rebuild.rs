@@ -107,8 +107,9 @@ pub fn rebuild<'a>(
         .base_images
         .iter()
         .filter_map(|base| {
-            let read = |command| runner.read(&storage.applied(command)).ok();
-            let id = read(podman::image_id(base.base.taken()))?;
+            let id = runner
+                .read(&storage.applied(podman::image_id(base.base.taken())))
+                .ok()?;
             Some(RebuiltBase {
                 platform: base.platform.clone(),
                 argument: base.base.argument.clone(),

@@ -66,8 +66,8 @@ pub fn rust_target(platform: Platform) -> &'static str {
 pub struct Builder {
     pub xtask_version: String,
     pub podman_version: String,
-    /// The base images each platform's build took.
-    pub base_images: Vec<(Platform, BaseImage)>,
+    /// The base images this platform's build took.
+    pub base_images: Vec<BaseImage>,
     /// The user's own `--build-arg`s, where this run built the images.
     pub build_args: Vec<String>,
 }
@@ -115,11 +115,7 @@ pub fn provenance(release: &Release, builder: &Builder, platform: Platform) -> V
         "uri": format!("{source}@{}", release.tags.primary()),
         "digest": {"gitCommit": commit},
     })];
-    for (_, base) in builder
-        .base_images
-        .iter()
-        .filter(|(built_for, _)| *built_for == platform)
-    {
+    for base in &builder.base_images {
         let mut dependency = json!({"name": base.argument, "uri": base.image});
         if let Some(hex) = base
             .digest

@@ -245,10 +245,7 @@ fn builder(
     attest::Builder {
         xtask_version: env!("CARGO_PKG_VERSION").to_owned(),
         podman_version: engine.version.to_string(),
-        base_images: base_images(runner, engine, release, build_args, platform)
-            .into_iter()
-            .map(|base| (platform, base))
-            .collect(),
+        base_images: base_images(runner, engine, release, build_args, platform),
         build_args: build_args.to_vec(),
     }
 }
@@ -310,8 +307,8 @@ fn effective_base_images(
         .iter()
         .map(|base| {
             let given = build_args.iter().find_map(|argument| {
-                let (name, value) = argument.split_once('=')?;
-                (name == base.name).then(|| value.to_owned())
+                let given: crate::engine::podman::BuildArg = argument.parse().ok()?;
+                (given.name == base.name).then_some(given.value)
             });
             (
                 base.name.clone(),
